@@ -1,0 +1,179 @@
+"""`bench`: the command line. Thin: parsing and messages here, the work in harness.compose / harness.sweep.
+
+Exit codes: 0 every case ran (status ok); 1 some case recorded oom or error; 2 bad input, nothing ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.config import ConfigError
+
+EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_SUITE = "default"  # resolved to smoke (no GPU) or default-gpu (CUDA visible)
+
+MAIN_HELP = """\
+backprop-bench: what backpropagation costs, measured.
+
+usage: bench run [-m] [OVERRIDES ...]     run one case, a suite (suite=NAME) or a sweep (-m a=1,2)
+       bench run --help                   every config group, option and field
+
+examples:
+  bench run model=llama model.preset=tiny method=lora
+  bench run suite=smoke
+  bench run -m method=lora,qlora workload.batch_size=1,4
+"""
+
+
+def field_docs() -> dict[str, dict[str, str]]:
+    """{Dataclass: {field: one-line doc}} read from harness/config.py (the docstring under each field)."""
+    from harness import config as config_module
+
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    docs: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            fields: dict[str, str] = {}
+            body = node.body
+            for i, stmt in enumerate(body):
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    nxt = body[i + 1] if i + 1 < len(body) else None
+                    if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                        fields[stmt.target.id] = str(nxt.value.value)
+            docs[node.name] = fields
+    return docs
+
+
+GROUP_CLASSES = {"model=mlp": "MlpConfig", "model=llama": "LlamaModelConfig", "method": "MethodConfig",
+                 "precision": "PrecisionConfig", "checkpointing": "CheckpointingConfig",
+                 "workload": "WorkloadConfig", "measure": "MeasureConfig", "device": "DeviceConfig"}
+
+
+def run_help() -> str:
+    from harness.compose import group_options
+
+    docs = field_docs()
+    lines = ["usage: bench run [-m|--multirun] [--cfg] [OVERRIDES ...]", "",
+             "Runs one case, or every case of `suite=NAME`, each in its own process; writes one JSON record",
+             "per case into output_dir (default: results/runs/<UTC time>-<name>/). `-m` crosses comma lists",
+             "(Hydra sweep syntax): bench run -m method=lora,qlora workload.batch_size=1,4",
+             "`--cfg` prints the composed config of each case and runs nothing.", "",
+             "groups (GROUP=OPTION):"]
+    for group in ("model", "method", "precision", "checkpointing", "device", "suite"):
+        options = group_options(group)
+        if group == "suite":
+            options = [DEFAULT_SUITE + " (smoke without a GPU, default-gpu with one)"] + options
+        lines.append(f"  {group:<14} {' | '.join(options)}")
+    lines += ["", "fields (KEY=VALUE):"]
+    for prefix, cls in GROUP_CLASSES.items():
+        group = prefix.split("=")[0]
+        lines.append(f"  [{prefix}]")
+        for name, doc in docs.get(cls, {}).items():
+            if name == "name":
+                continue
+            lines.append(f"    {group}.{name:<20} {doc}")
+    lines.append(f"  {'output_dir':<26} {docs['BenchConfig'].get('output_dir', '')}")
+    return "\n".join(lines)
+
+
+def _default_suite() -> str:
+    import torch
+
+    return "default-gpu" if torch.cuda.is_available() else "smoke"
+
+
+def _check_device(cases: list[list[str]]) -> None:
+    import torch
+
+    from harness.compose import compose_case
+
+    for case in cases:
+        cfg = compose_case(case)
+        if cfg.device.name == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device", "cuda was asked for but torch sees no CUDA device; allowed here: auto, cpu")
+        if cfg.device.name == "cuda" and cfg.device.index >= torch.cuda.device_count():
+            raise ConfigError("device.index", f"{cfg.device.index} is out of range; this machine has "
+                                              f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def _output_dir(overrides: list[str], label: str) -> tuple[Path, list[str]]:
+    chosen = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "output_dir"]
+    rest = [o for o in overrides if o.split("=", 1)[0] != "output_dir"]
+    if chosen:
+        path = Path(chosen[-1]).expanduser()
+    else:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = Path("results") / "runs" / f"{stamp}-{label}"
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK):
+        raise ConfigError("output_dir", f"{path} is not writable (checked {probe})")
+    if path.exists() and not path.is_dir():
+        raise ConfigError("output_dir", f"{path} exists and is not a directory")
+    return path, rest
+
+
+def cmd_run(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(run_help())
+        return EXIT_OK
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    show_cfg = "--cfg" in argv
+    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg")]
+    unknown = [a for a in overrides if a.startswith("-")]
+    if unknown:
+        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --help")
+    overrides = [f"suite={_default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
+
+    from harness.compose import compose_case, plan_cases
+
+    suite_name = next((o.split("=", 1)[1] for o in overrides if o.startswith("suite=")), None)
+    output_dir, overrides = _output_dir(overrides, suite_name or ("sweep" if multirun else "case"))
+    cases, _ = plan_cases(overrides, multirun)
+    if show_cfg:
+        from omegaconf import OmegaConf
+
+        for case in cases:
+            print(f"# bench run {' '.join(case)}\n{OmegaConf.to_yaml(compose_case(case))}")
+        return EXIT_OK
+    _check_device(cases)
+
+    from harness.summary import format_table
+    from harness.sweep import run_sweep
+
+    print(f"bench: {len(cases)} case(s) -> {output_dir}", file=sys.stderr)
+    result = run_sweep(cases, output_dir)
+    print(format_table(result.records))
+    failed = len(result.records) - result.count("ok")
+    print(f"\n{result.count('ok')} ok, {result.count('oom')} out of memory, {result.count('error')} error; "
+          f"records in {output_dir}/ (logs in {output_dir}/logs/)")
+    return EXIT_CASE_FAILED if failed else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="bench", description=MAIN_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, add_help=True)
+    parser.add_argument("--version", action="version", version=f"backprop-bench {__version__}")
+    parser.add_argument("command", choices=["run"], help="what to do")
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        parser.parse_args(argv or ["--help"])
+        return EXIT_OK
+    command, rest = argv[0], argv[1:]
+    if command not in ("run",):
+        print(f"bench: unknown command {command!r}; allowed: run (see bench --help)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return cmd_run(rest)
+    except ConfigError as exc:
+        print(f"bench: config error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

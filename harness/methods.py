@@ -1,0 +1,129 @@
+"""Training methods: full AdamW, bitsandbytes AdamW8bit, peft LoRA, QLoRA (NF4 + LoRA), plain SGD.
+
+`build_trainable` returns the model ready to train, its optimizer and what was resolved along the way
+(targets, fused kernel, checkpoint segments, dtypes) for the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness import models
+
+PRECISION_WEIGHT_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16,
+                          "amp_bf16": torch.float32, "amp_fp16": torch.float32}
+AUTOCAST_DTYPE = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
+
+
+@dataclass
+class Trainable:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    resolved: dict = field(default_factory=dict)
+
+
+def _enable_checkpointing(model: nn.Module, cfg: Any, resolved: dict) -> None:
+    if not cfg.checkpointing.enabled:
+        return
+    if cfg.model.name == "mlp":
+        segments = cfg.checkpointing.segments or models.default_mlp_segments(cfg.model.depth)
+        model.checkpoint_segments = segments
+        resolved["checkpoint_segments"] = segments
+        resolved["checkpointing"] = "torch.utils.checkpoint.checkpoint_sequential(use_reentrant=False)"
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        resolved["checkpointing"] = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
+
+
+def _base_model(cfg: Any, device: torch.device, resolved: dict) -> nn.Module:
+    seed = cfg.workload.seed
+    if cfg.method.name == "qlora":
+        resolved["base_weights"] = "nf4 + double quantization, bf16 compute (bitsandbytes)"
+        if cfg.model.name == "llama":
+            resolved["loading_path"] = "save_pretrained -> from_pretrained(BitsAndBytesConfig)"
+            return models.load_llama_nf4(cfg.model, device, seed)
+        resolved["loading_path"] = "nn.Linear -> bitsandbytes Linear4bit"
+        return models.quantize_mlp_nf4(models.build_mlp(cfg.model, torch.device("cpu"), torch.float32, seed), device)
+    dtype = PRECISION_WEIGHT_DTYPE[cfg.precision.name]
+    resolved["weight_dtype"] = str(dtype).removeprefix("torch.")
+    if cfg.model.name == "llama":
+        return models.build_llama(cfg.model, device, dtype, seed)
+    return models.build_mlp(cfg.model, device, dtype, seed)
+
+
+def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    method = cfg.method
+    targets = list(method.target_modules) if method.target_modules is not None else models.default_targets(
+        cfg.model.name)
+    resolved["target_modules"] = targets
+    if method.name == "qlora" and cfg.model.name == "llama":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.checkpointing.enabled,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+        resolved["prepare_model_for_kbit_training"] = True
+    else:
+        _enable_checkpointing(model, cfg, resolved)
+    lora = LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout, target_modules=targets,
+                      bias="none", task_type="CAUSAL_LM" if cfg.model.name == "llama" else None)
+    # Pure bf16 keeps the adapters in bf16 too; peft would otherwise upcast them to fp32.
+    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=cfg.precision.name != "bf16")
+    if cfg.method.name == "qlora" and cfg.model.name == "llama" and cfg.checkpointing.enabled:
+        resolved["checkpointing"] = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
+    adapter = next(p for n, p in peft_model.named_parameters() if "lora_" in n)
+    resolved["adapter_dtype"] = str(adapter.dtype).removeprefix("torch.")
+    return peft_model
+
+
+def _fused(cfg: Any, device: torch.device) -> bool:
+    return cfg.method.fused if cfg.method.fused is not None else device.type == "cuda"
+
+
+def _optimizer(model: nn.Module, cfg: Any, device: torch.device, resolved: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    method = cfg.method
+    if method.name == "adamw8bit":
+        import bitsandbytes as bnb
+
+        resolved["optimizer"] = f"bitsandbytes.optim.AdamW8bit(min_8bit_size={method.min_8bit_size})"
+        return bnb.optim.AdamW8bit(params, lr=method.lr, weight_decay=method.weight_decay,
+                                   min_8bit_size=method.min_8bit_size)
+    if method.name == "sgd":
+        resolved["optimizer"] = "torch.optim.SGD(momentum=0)"
+        return torch.optim.SGD(params, lr=method.lr, weight_decay=method.weight_decay)
+    fused = _fused(cfg, device)
+    resolved["optimizer"] = f"torch.optim.AdamW({'fused' if fused else 'foreach'})"
+    if fused:
+        return torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay, foreach=True)
+
+
+def _keep_cpu_4bit_layout(model: nn.Module, resolved: dict) -> None:
+    """bitsandbytes repacks 4-bit weights into an inference-only CPU layout on the first eval forward, in
+    place, after which training forwards fail. Every phase must run on the same weights and kernels."""
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    if count:
+        resolved["bnb_cpu_inference_repacking"] = f"disabled on {count} Linear4bit modules"
+
+
+def build_trainable(cfg: Any, device: torch.device) -> Trainable:
+    resolved: dict = {"device": str(device)}
+    model = _base_model(cfg, device, resolved)
+    if device.type == "cpu" and cfg.method.name == "qlora":
+        _keep_cpu_4bit_layout(model, resolved)
+    if cfg.method.name in ("lora", "qlora"):
+        model = _apply_lora(model, cfg, resolved)
+    else:
+        _enable_checkpointing(model, cfg, resolved)
+    resolved.setdefault("checkpointing", "off")
+    optimizer = _optimizer(model, cfg, device, resolved)
+    return Trainable(model=model, optimizer=optimizer, resolved=resolved)

@@ -1,0 +1,117 @@
+"""The record each case writes: its schema, its id, and the atomic, no-clobber write.
+
+Changelog (bump SCHEMA_VERSION when a field's meaning changes):
+- 1.0: first version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+# Top-level keys, with what each holds.
+RECORD_KEYS = {
+    "schema_version": "version of this layout (harness/record.py changelog)",
+    "id": "content hash of the resolved config and provenance essentials (16 hex digits)",
+    "config_hash": "hash of the resolved config alone: repeats of one configuration share it",
+    "status": "ok | oom | error",
+    "error": "null, or {type, message, traceback, phase} when status is not ok",
+    "config": "the fully resolved config (every group, every field)",
+    "resolved": "values derived from the config: LoRA targets, checkpoint segments, optimizer, dtypes, device",
+    "command": "the command line that reproduces this case from a checkout at provenance.git_sha",
+    "overrides": "the overrides of that command, as a list",
+    "provenance": "harness, git, lock, software and hardware facts, UTC time",
+    "metrics": "measurements; every name carries its unit (_s, _bytes, _per_s, flops)",
+    "checks": "self-checks: [{name, passed, expected, measured, detail}]",
+    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names]}",
+}
+
+ID_PROVENANCE_KEYS = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "torch", "cuda", "gpu_uuid",
+                      "cpu_model", "hostname_sha256", "utc_time")
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def record_id(config: dict, provenance: dict) -> str:
+    essentials = {k: provenance.get(k) for k in ID_PROVENANCE_KEYS}
+    return hashlib.sha256(canonical_json({"config": config, "provenance": essentials}).encode()).hexdigest()[:16]
+
+
+def command_line(overrides: list[str]) -> str:
+    import shlex
+
+    return " ".join(["bench", "run", *(shlex.quote(o) for o in overrides)])
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf are not JSON: a value that could not be measured is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def build_record(*, config: dict, overrides: list[str], provenance: dict, status: str, metrics: dict | None = None,
+                 resolved: dict | None = None, checks: list | None = None, error: dict | None = None) -> dict:
+    checks = checks or []
+    metrics = metrics or {}
+    noisy = sorted(p for p, t in metrics.get("time", {}).items() if t.get("noisy"))
+    return _finite({
+        "schema_version": SCHEMA_VERSION,
+        "id": record_id(config, provenance),
+        "config_hash": config_hash(config),
+        "status": status,
+        "error": error,
+        "config": config,
+        "resolved": resolved or {},
+        "command": command_line(overrides),
+        "overrides": list(overrides),
+        "provenance": provenance,
+        "metrics": metrics,
+        "checks": checks,
+        "flags": {"noisy": noisy, "checks_failed": [c["name"] for c in checks if not c["passed"]]},
+    })
+
+
+def record_filename(record: dict) -> str:
+    cfg = record["config"]
+    ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
+    return f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
+
+
+def write_record(record: dict, directory: Path) -> Path:
+    """Write atomically and never over an existing file: temp file, fsync, then link into place."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / record_filename(record)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=True, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, final)  # fails with FileExistsError rather than replace what is there
+    finally:
+        os.unlink(tmp)
+    return final
+
+
+def read_record(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)

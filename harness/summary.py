@@ -1,0 +1,67 @@
+"""The readable table printed at the end of a sweep: one row per case, units in the headers."""
+
+from __future__ import annotations
+
+MIB = 1024 ** 2
+
+
+def _case_label(record: dict) -> str:
+    cfg = record["config"]
+    model = cfg["model"]
+    name = f"llama:{model['preset']}" if model["name"] == "llama" else f"mlp:{model['depth']}x{model['width']}"
+    ckpt = "ckpt" if cfg["checkpointing"]["enabled"] else "-"
+    return f"{name} {cfg['method']['name']} {cfg['precision']['name']} {ckpt}"
+
+
+def _fmt(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "n/a"
+
+
+def summary_rows(records: list[dict]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        if r["status"] != "ok":
+            message = (r.get("error") or {}).get("message", "").strip().splitlines()
+            rows.append([_case_label(r), r["status"].upper(), (message[-1] if message else "")[:60]])
+            continue
+        m = r["metrics"]
+        mem = m.get("memory", {})
+        lo, hi = m["compute_ratio_ci95"]
+        checks = r["checks"]
+        passed = sum(c["passed"] for c in checks)
+        flags = []
+        if r["flags"]["noisy"]:
+            flags.append("noisy:" + ",".join(r["flags"]["noisy"]))
+        if r["flags"]["checks_failed"]:
+            flags.append("FAILED:" + ",".join(r["flags"]["checks_failed"]))
+        rows.append([
+            _case_label(r), "ok",
+            _fmt(m["time"]["fwd_train"]["median_s"] * 1e3, ".2f"),
+            _fmt(m["time"]["fwd_bwd"]["median_s"] * 1e3, ".2f"),
+            _fmt(m["time"]["step"]["median_s"] * 1e3, ".2f"),
+            f"{m['compute_ratio']:.2f} [{_fmt(lo, '.2f')}, {_fmt(hi, '.2f')}]",
+            _fmt(m.get("flop_ratio"), ".2f"),
+            _fmt(m["throughput"]["step_tokens_per_s"], ".0f"),
+            _fmt(mem.get("peak_step_bytes", 0) / MIB, ".2f"),
+            _fmt(mem.get("peak_infer_bytes", 0) / MIB, ".2f"),
+            _fmt(mem.get("train_to_infer_memory_ratio"), ".2f"),
+            f"{passed}/{len(checks)}",
+            " ".join(flags),
+        ])
+    return rows
+
+
+HEADERS = ["case", "status", "fwd_train ms", "fwd_bwd ms", "step ms", "compute ratio [95% CI]", "FLOP ratio",
+           "step tok/s", "peak step MiB", "peak infer MiB", "train/infer mem", "checks", "flags"]
+
+
+def format_table(records: list[dict]) -> str:
+    rows = summary_rows(records)
+    widths = [len(h) for h in HEADERS]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    return "\n".join(lines)

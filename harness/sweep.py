@@ -1,0 +1,96 @@
+"""Sweeps: one spawned process per case, one record per case, a progress bar and a summary at the end.
+
+A fresh process per case keeps allocator state, the CUDA context and libraries that patch torch
+(bitsandbytes, peft) from carrying over from one case to the next. A case that raises, crashes or is
+killed still yields a record (status error), and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.record import build_record, write_record
+
+
+def _child(overrides: list[str], conn, log_path: str) -> None:
+    # Library chatter (bitsandbytes, transformers) goes to the case's log, not over the progress bar.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        from harness.case import run_case
+
+        conn.send(run_case(overrides))
+    except BaseException:  # the parent turns this into an error record
+        conn.send({"__crash__": traceback.format_exc()[-8000:]})
+    finally:
+        conn.close()
+
+
+def _parent_error_record(overrides: list[str], message: str, kind: str) -> dict:
+    import torch
+
+    from harness import provenance
+    from harness.compose import compose_case, to_container
+
+    config = to_container(compose_case(overrides))
+    return build_record(config=config, overrides=overrides, provenance=provenance.collect(torch.device("cpu")),
+                        status="error", error={"type": kind, "message": message})
+
+
+def run_in_subprocess(overrides: list[str], log_path: Path, timeout_s: float | None = None) -> dict:
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(overrides, send, str(log_path)))
+    proc.start()
+    send.close()
+    message = None
+    if receive.poll(timeout_s):
+        try:
+            message = receive.recv()
+        except EOFError:  # the child died before sending anything
+            message = None
+    proc.join(timeout=30)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    if message is None:
+        why = "timed out" if timeout_s and proc.exitcode is None else f"exited with code {proc.exitcode}"
+        return _parent_error_record(overrides, f"case process {why} without a record; see {log_path}",
+                                    "ProcessDied")
+    if "__crash__" in message:
+        return _parent_error_record(overrides, message["__crash__"], "CaseCrashed")
+    return message
+
+
+@dataclass
+class SweepResult:
+    output_dir: Path
+    records: list[dict] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.records if r["status"] == status)
+
+
+def run_sweep(cases: list[list[str]], output_dir: Path, progress: bool = True) -> SweepResult:
+    from tqdm import tqdm
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logs = output_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    result = SweepResult(output_dir=output_dir)
+    bar = tqdm(total=len(cases), unit="case", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for index, overrides in enumerate(cases):
+        bar.set_description(" ".join(o for o in overrides if o.split("=")[0] in ("model", "method", "checkpointing")))
+        record = run_in_subprocess(overrides, logs / f"case-{index:03d}.log")
+        result.records.append(record)
+        result.paths.append(write_record(record, output_dir))
+        bar.update(1)
+    bar.close()
+    return result

@@ -1,0 +1,116 @@
+"""The matched workload: one synthetic batch and the four phases that differ only in what they compute.
+
+- fwd_infer: eval-mode forward under torch.inference_mode, logits only (what serving costs);
+- fwd_train: train-mode forward with grad enabled, loss included (the denominator of "backward ~ 2x forward");
+- fwd_bwd:   forward + loss.backward();
+- step:      forward + backward + optimizer.step() + zero_grad().
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+
+from harness.methods import AUTOCAST_DTYPE, Trainable
+
+PHASES = ("fwd_train", "fwd_bwd", "step", "fwd_infer")
+
+
+class Workload:
+    def __init__(self, cfg: Any, trainable: Trainable, device: torch.device):
+        self.cfg = cfg
+        self.model = trainable.model
+        self.optimizer = trainable.optimizer
+        self.device = device
+        batch, seq = cfg.workload.batch_size, cfg.workload.seq_len
+        gen = torch.Generator(device="cpu").manual_seed(cfg.workload.seed)
+        if cfg.model.name == "llama":
+            vocab = self.model.config.vocab_size
+            ids = torch.randint(0, vocab, (batch, seq), generator=gen)
+            self.inputs = {"input_ids": ids.to(device)}
+            self.train_kwargs = {"input_ids": self.inputs["input_ids"], "labels": self.inputs["input_ids"]}
+        else:
+            width = cfg.model.width
+            dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+            x = torch.randn(batch, seq, width, generator=gen).to(device, dtype)
+            target = torch.randn(batch, seq, width, generator=gen).to(device)
+            self.inputs = {"x": x}
+            self.train_kwargs = {"x": x, "target": target}
+        self.samples = batch
+        self.tokens = batch * seq
+        amp = AUTOCAST_DTYPE.get(cfg.precision.name)
+        self._autocast: Callable[[], Any] = (
+            (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext)
+        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision.name == "amp_fp16" else None
+
+    def forward_loss(self) -> torch.Tensor:
+        """Train-mode forward, loss included; the returned loss keeps the graph (and its saved tensors) alive."""
+        self.model.train()
+        with self._autocast():
+            out = self.model(**self.train_kwargs)
+        return out.loss if hasattr(out, "loss") else out
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def optimizer_step(self) -> None:
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def fwd_infer(self) -> None:
+        self.model.eval()
+        with torch.inference_mode(), self._autocast():
+            self.model(**self.inputs)
+
+    def fwd_train(self) -> None:
+        self.forward_loss()
+
+    def fwd_bwd(self) -> None:
+        self.backward(self.forward_loss())
+
+    def step(self) -> None:
+        self.backward(self.forward_loss())
+        self.optimizer_step()
+
+    def reset_grads(self) -> None:
+        """Untimed, after fwd_bwd: every fwd_bwd starts with no gradients, as the step does."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def run(self, phase: str, instrumented: bool = False) -> None:
+        """One repetition of `phase`; `instrumented` for the memory and FLOP passes (see below)."""
+        with self._input_grad_hooks_lifted() if instrumented and phase == "fwd_infer" else contextlib.nullcontext():
+            getattr(self, phase)()
+        if phase == "fwd_bwd":
+            self.reset_grads()
+
+    @contextlib.contextmanager
+    def _input_grad_hooks_lifted(self):
+        """transformers and peft hook the input embeddings to mark their output as requiring grad (for
+        checkpointing and adapters), even under inference_mode; torch's module trackers (MemTracker,
+        FlopCounterMode) then fail on that tensor. fwd_infer computes no gradient, so the hooks change
+        nothing it allocates: lift them while an instrumented pass runs, then put them back."""
+        get = getattr(self.model, "get_input_embeddings", None)
+        embeddings = get() if get else None
+        if embeddings is None or not embeddings._forward_hooks:
+            yield
+            return
+        saved = dict(embeddings._forward_hooks)
+        embeddings._forward_hooks.clear()
+        try:
+            yield
+        finally:
+            embeddings._forward_hooks.update(saved)
+
+    def warm_up(self, steps: int, repeats: int) -> None:
+        """Full steps first (optimizer state exists from the first step on), then untimed repeats of each phase."""
+        for _ in range(steps):
+            self.step()
+        for _ in range(repeats):
+            for phase in PHASES:
+                self.run(phase)
