@@ -7,7 +7,7 @@ BENCH := $(VENV)/bin/bench
 SUITE ?= default
 ARGS ?=
 
-.PHONY: bench test venv clean-venv
+.PHONY: bench test benchmark venv clean-venv
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+# pytest-benchmark: the harness's timed loop against a bare hand-written loop (figures, not assertions).
+benchmark: $(STAMP)
+	$(VENV)/bin/python -m pytest tests/test_benchmarks.py --benchmark-enable --benchmark-only \
+		--benchmark-columns=min,median,mean,stddev,rounds $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

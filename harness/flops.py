@@ -105,6 +105,8 @@ def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int =
 
 def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) -> dict:
     """FLOP/s per phase from the median times, and MFU (model FLOPs only) on CUDA."""
+    if not flops.get("complete", True):
+        return {"unavailable_reason": flops.get("incomplete_reason")}
     out: dict[str, Any] = {
         "fwd_train_flop_per_s": flops["fwd_train"] / time_medians["fwd_train"],
         "fwd_bwd_flop_per_s": flops["fwd_bwd"] / time_medians["fwd_bwd"],

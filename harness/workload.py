@@ -47,7 +47,8 @@ class Workload:
 
     def forward_loss(self) -> torch.Tensor:
         """Train-mode forward, loss included; the returned loss keeps the graph (and its saved tensors) alive."""
-        self.model.train()
+        if not self.model.training:  # a mode switch walks every module: only when it changes
+            self.model.train()
         with self._autocast():
             out = self.model(**self.train_kwargs)
         return out.loss if hasattr(out, "loss") else out
@@ -64,7 +65,8 @@ class Workload:
         self.optimizer.zero_grad(set_to_none=True)
 
     def fwd_infer(self) -> None:
-        self.model.eval()
+        if self.model.training:
+            self.model.eval()
         with torch.inference_mode(), self._autocast():
             self.model(**self.inputs)
 

@@ -1,0 +1,72 @@
+"""Sweeps and records: one process per case, failures as records, atomic no-clobber writes."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from harness.record import build_record, read_record, write_record
+from harness.sweep import run_sweep
+
+SMALL = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "measure.repeats=3", "measure.warmup=0"]
+
+
+@pytest.mark.slow
+def test_crashing_case_yields_error_record_and_sweep_goes_on(tmp_path):
+    # Passes validation, fails when the model is built: real weights that are not there.
+    crashing = ["device=cpu", "model=llama", f"model.weights_path={tmp_path / 'missing'}", "measure.repeats=3"]
+    result = run_sweep([crashing, SMALL], tmp_path / "out", progress=False)
+    assert [r["status"] for r in result.records] == ["error", "ok"]
+    error = read_record(result.paths[0])
+    assert error["error"]["type"] and "missing" in error["error"]["message"]
+    assert error["command"].startswith("bench run ") and "model.weights_path=" in error["command"]
+    ok = read_record(result.paths[1])
+    assert all(c["passed"] for c in ok["checks"]) and len(ok["checks"]) >= 5
+    assert len(list((tmp_path / "out").glob("*.json"))) == 2
+    assert not list((tmp_path / "out").glob(".tmp-*"))  # no temp file left behind
+
+
+@pytest.mark.slow
+def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, "method=adamw8bit",
+                           f"output_dir={out}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [path] = list(out.glob("*.json"))
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok" and record["schema_version"] == "1.0"
+    m = record["metrics"]
+    for phase in ("fwd_infer", "fwd_train", "fwd_bwd", "step"):
+        assert m["time"][phase]["n"] == 3 and m["time"][phase]["median_s"] > 0
+    # 2 layers of 32x32 + bias
+    assert m["params"] == {"total": 2 * (32 * 32 + 32), "trainable": 2 * (32 * 32 + 32), "quantized_4bit": 0}
+    prov = record["provenance"]
+    assert len(prov["lock_sha256"]) == 64 and prov["torch"].startswith("2.13.0")
+    assert record["command"].startswith("bench run ") and "method=adamw8bit" in record["command"]
+    assert "ok" in proc.stdout and "checks" in proc.stdout
+
+
+def _record(**config_changes):
+    config = {"model": {"name": "mlp"}, "method": {"name": "sgd"}, "checkpointing": {"enabled": False}}
+    config.update(config_changes)
+    return build_record(config=config, overrides=["model=mlp"], provenance={"utc_time": "t"}, status="ok",
+                        metrics={"x_s": math.nan, "time": {}})
+
+
+def test_record_id_follows_content_and_nan_becomes_null():
+    a, b = _record(), _record(method={"name": "lora"})
+    assert a["id"] != b["id"] and a["config_hash"] != b["config_hash"]
+    assert a["id"] == _record()["id"]
+    assert a["metrics"]["x_s"] is None
+
+
+def test_write_is_atomic_and_never_overwrites(tmp_path):
+    record = _record()
+    path = write_record(record, tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        write_record(dict(record, status="error"), tmp_path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
