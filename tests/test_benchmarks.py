@@ -65,4 +65,5 @@ def test_harness_overhead_paired(benchmark):
     overhead_pct = 100 * (statistics.median(ratios) - 1)
     benchmark.extra_info["harness_overhead_pct_median_paired"] = round(overhead_pct, 2)
     print(f"\nharness timed step overhead over a bare loop: {overhead_pct:.2f}% (median of {len(ratios)} pairs)")
-    assert len(ratios) >= 15
+    # Under `make test` (benchmarks disabled) one round runs; a ratio outside (0.5, 2) means a loop is broken.
+    assert ratios and all(0.5 < r < 2.0 for r in ratios)
