@@ -6,6 +6,7 @@ would slow it; memory is read after warm-up, when optimizer state exists.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from typing import Any
 
@@ -102,6 +103,12 @@ def measure_case(cfg: Any, device: torch.device) -> tuple[dict, dict, list]:
             nvml = Nvml(device.index or 0)
             metrics["nvml"] = {"available": nvml.available, "uuid": nvml.uuid, "reason": nvml.reason or None}
         metrics["memory"] = memory_mod.measure_memory(workload, nvml)
+        others = {p["pid"] for phase in metrics["memory"]["phase"].values() for p in phase.get("other_processes", [])}
+        if others:
+            # NVML's device figure includes them; this process's and torch's figures do not.
+            message = f"{len(others)} other process(es) held memory on this GPU during the case (pids {sorted(others)})"
+            print(f"warning: {message}", file=sys.stderr)
+            metrics.setdefault("warnings", []).append(message)
     state_dtypes = memory_mod.optimizer_state_dtypes(workload.optimizer)
     metrics["optimizer_state_elements_by_dtype"] = state_dtypes
 

@@ -7,7 +7,6 @@ import hashlib
 import os
 import platform
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -106,7 +105,6 @@ def collect(device: torch.device) -> dict:
         "os": platform.platform(),
         "hostname_sha256": hashlib.sha256(platform.node().encode()).hexdigest()[:12],
         "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "argv": sys.argv[:1],
     }
     prov.update(_gpu(device))
     return prov

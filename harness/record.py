@@ -30,7 +30,7 @@ RECORD_KEYS = {
     "provenance": "harness, git, lock, software and hardware facts, UTC time",
     "metrics": "measurements; every name carries its unit (_s, _bytes, _per_s, flops)",
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
-    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names]}",
+    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text]}",
 }
 
 ID_PROVENANCE_KEYS = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "torch", "cuda", "gpu_uuid",
@@ -85,7 +85,8 @@ def build_record(*, config: dict, overrides: list[str], provenance: dict, status
         "provenance": provenance,
         "metrics": metrics,
         "checks": checks,
-        "flags": {"noisy": noisy, "checks_failed": [c["name"] for c in checks if not c["passed"]]},
+        "flags": {"noisy": noisy, "checks_failed": [c["name"] for c in checks if not c["passed"]],
+                  "warnings": list(metrics.get("warnings", []))},
     })
 
 

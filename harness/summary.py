@@ -32,6 +32,8 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
         flags = []
         if r["flags"]["noisy"]:
             flags.append("noisy:" + ",".join(r["flags"]["noisy"]))
+        if r["flags"].get("warnings"):
+            flags.append(f"warnings:{len(r['flags']['warnings'])}")
         if r["flags"]["checks_failed"]:
             flags.append("FAILED:" + ",".join(r["flags"]["checks_failed"]))
         rows.append([
