@@ -84,3 +84,18 @@ def test_training_peak_exceeds_inference_peak():
     assert mem["peak_step_bytes"] > mem["peak_infer_bytes"] > mem["params_bytes"]
     assert mem["train_to_infer_memory_ratio"] == mem["peak_step_bytes"] / mem["peak_infer_bytes"]
     assert mem["rss_peak_bytes"] > 0
+
+
+def test_rss_peak_sees_a_known_allocation():
+    from harness.memory import RssPeak
+
+    rss = RssPeak()
+    size = 256 * 1024 ** 2
+    rss.start()
+    baseline = RssPeak._read("VmRSS")
+    block = torch.ones(size // 4)  # 256 MiB, touched
+    del block
+    peak = rss.stop()
+    assert peak - baseline >= 0.95 * size
+    rss.start()
+    assert rss.stop() < peak  # the high-water mark was reset between phases

@@ -40,3 +40,25 @@ def test_median_ci_order_statistics():
     assert (lo, hi) == (1, 8) and coverage == pytest.approx(1 - 22 / 1024)
     lo, hi, coverage = timing.median_ci([5, 1, 4, 2, 3])  # n = 5 cannot reach 95%: full range, 93.75%
     assert (lo, hi, coverage) == (1, 5, 0.9375)
+
+
+def test_timing_metrics_by_hand():
+    from types import SimpleNamespace
+
+    import torch
+
+    from harness.case import _timing_metrics
+    from harness.compose import compose_case
+
+    cfg = compose_case(["device=cpu", "workload.batch_size=4", "workload.seq_len=8", "measure.repeats=3"])
+    workload = SimpleNamespace(samples=4, tokens=32, device=torch.device("cpu"))
+    times = {"fwd_train": [1.0, 2.0, 1.0], "fwd_bwd": [3.0, 5.0, 2.5], "step": [4.0, 8.0, 4.0],
+             "fwd_infer": [0.5, 1.0, 0.5]}
+    m = _timing_metrics(cfg, workload, times, wall=40.0)
+    assert m["compute_ratio"] == 2.5  # paired ratios 3, 2.5, 2.5
+    assert m["backward_to_forward_ratio"] == 1.5  # (fwd_bwd - fwd_train) / fwd_train: 2, 1.5, 1.5
+    assert m["step_to_infer_ratio"] == 8.0
+    assert m["throughput"]["step_samples_per_s"] == 4 / 4.0 and m["throughput"]["step_tokens_per_s"] == 32 / 4.0
+    assert m["throughput"]["infer_tokens_per_s"] == 32 / 0.5
+    assert m["throughput"]["step_samples_per_s_from_total"] == 4 * 3 / 16.0
+    assert m["timing"]["timed_total_s"] == 32.5 and m["timing"]["timed_share_of_wall"] == 32.5 / 40.0
