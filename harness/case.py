@@ -115,18 +115,7 @@ def measure_case(cfg: Any, device: torch.device) -> tuple[dict, dict, list]:
     if cfg.measure.flops:
         flops = flops_mod.measure_flops(workload)
         metrics["flops"] = flops
-        if cfg.method.name == "qlora":
-            # bitsandbytes' 4-bit matmuls are custom ops FlopCounterMode does not count (on CPU the forward
-            # kernel is invisible while the backward's dequantize + matmul is seen): the counts are partial,
-            # and a ratio of partial counts is not a FLOP ratio.
-            flops["complete"] = False
-            flops["incomplete_reason"] = "bitsandbytes 4-bit matmuls are not counted by FlopCounterMode"
-            metrics["flop_ratio"] = metrics["model_flop_ratio"] = None
-        else:
-            flops["complete"] = True
-            metrics["flop_ratio"] = flops["fwd_bwd"] / flops["fwd_train"] if flops["fwd_train"] else None
-            metrics["model_flop_ratio"] = (flops["fwd_bwd_model"] / flops["fwd_train"]
-                                           if flops["fwd_train"] else None)
+        metrics.update(flops_mod.flop_ratios(flops))
         medians = {p: metrics["time"][p]["median_s"] for p in PHASES}
         metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
 

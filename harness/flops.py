@@ -2,8 +2,8 @@
 
 `flops.fwd_bwd` is what ran, recomputation included (about 4x forward with full recomputation);
 `flops.fwd_bwd_model` is the same pass with checkpointing switched off: model FLOPs, the only ones MFU
-may count (PaLM §4.1; MLPerf). MFU is left out for quantized weights: their matmuls are dequantize +
-bf16 GEMM or custom kernels the counter does not see as model FLOPs.
+may count (PaLM §4.1; MLPerf). For quantized weights (QLoRA) the counts are partial: bitsandbytes' 4-bit
+kernels are invisible to the counter, so ratios, FLOP/s and MFU are left out.
 """
 
 from __future__ import annotations
@@ -71,10 +71,23 @@ def measure_flops(workload: Workload) -> dict:
         fwd_bwd_model = count_flops(workload.fwd_bwd)
     workload.reset_grads()
     infer = count_flops(lambda: workload.run("fwd_infer", instrumented=True))
-    return {
-        "fwd_train": fwd, "fwd_bwd": fwd_bwd, "fwd_bwd_model": fwd_bwd_model, "fwd_infer": infer,
-        "recomputed": fwd_bwd - fwd_bwd_model,
-    }
+    counts = {"fwd_train": fwd, "fwd_bwd": fwd_bwd, "fwd_bwd_model": fwd_bwd_model, "fwd_infer": infer,
+              "recomputed": fwd_bwd - fwd_bwd_model, "complete": True}
+    if workload.cfg.method.name == "qlora":
+        # bitsandbytes' 4-bit matmuls are custom ops the counter does not see (on CPU the forward kernel is
+        # invisible while the backward's dequantize + matmul is counted): the counts are partial, and a ratio
+        # of partial counts is not a FLOP ratio.
+        counts["complete"] = False
+        counts["incomplete_reason"] = "bitsandbytes 4-bit matmuls are not counted by FlopCounterMode"
+    return counts
+
+
+def flop_ratios(flops: dict) -> dict:
+    """fwd_bwd / fwd_train as executed and without recomputation; null when the counts are partial."""
+    if not flops["complete"] or not flops["fwd_train"]:
+        return {"flop_ratio": None, "model_flop_ratio": None}
+    return {"flop_ratio": flops["fwd_bwd"] / flops["fwd_train"],
+            "model_flop_ratio": flops["fwd_bwd_model"] / flops["fwd_train"]}
 
 
 def peak_tflops(device_name: str, dtype: str) -> tuple[float | None, str | None]:
@@ -105,8 +118,8 @@ def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int =
 
 def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) -> dict:
     """FLOP/s per phase from the median times, and MFU (model FLOPs only) on CUDA."""
-    if not flops.get("complete", True):
-        return {"unavailable_reason": flops.get("incomplete_reason")}
+    if not flops["complete"]:  # partial counts: no FLOP/s and no MFU (QLoRA)
+        return {"unavailable_reason": flops["incomplete_reason"]}
     out: dict[str, Any] = {
         "fwd_train_flop_per_s": flops["fwd_train"] / time_medians["fwd_train"],
         "fwd_bwd_flop_per_s": flops["fwd_bwd"] / time_medians["fwd_bwd"],
@@ -115,9 +128,6 @@ def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) ->
     }
     if device.type != "cuda":
         out["mfu_unavailable_reason"] = "MFU is reported on CUDA only"
-        return out
-    if cfg.method.name == "qlora":
-        out["mfu_unavailable_reason"] = "quantized weights: the counter does not see 4-bit matmuls as model FLOPs"
         return out
     dtype_name = COMPUTE_DTYPE[cfg.precision.name]
     name = torch.cuda.get_device_name(device)

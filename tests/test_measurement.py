@@ -99,3 +99,11 @@ def test_rss_peak_sees_a_known_allocation():
     assert peak - baseline >= 0.95 * size
     rss.start()
     assert rss.stop() < peak  # the high-water mark was reset between phases
+
+
+def test_qlora_flop_counts_are_marked_partial_and_give_no_ratio():
+    from harness.flops import flop_ratios
+
+    _, _, _, flops = _measure(["model=mlp", "model.depth=2", "model.width=64", "method=qlora", "measure.memory=false"])
+    assert flops["complete"] is False and "bitsandbytes" in flops["incomplete_reason"]
+    assert flop_ratios(flops) == {"flop_ratio": None, "model_flop_ratio": None}

@@ -45,7 +45,10 @@ def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
     prov = record["provenance"]
     assert len(prov["lock_sha256"]) == 64 and prov["torch"].startswith("2.13.0")
     assert record["command"].startswith("bench run ") and "method=adamw8bit" in record["command"]
-    assert "ok" in proc.stdout and "checks" in proc.stdout
+    # the summary table shows this record's own numbers
+    assert f"{m['compute_ratio']:.2f} [{m['compute_ratio_ci95'][0]:.2f}, {m['compute_ratio_ci95'][1]:.2f}]" in proc.stdout
+    assert f"{len(record['checks'])}/{len(record['checks'])}" in proc.stdout
+    assert f"{m['flop_ratio']:.2f}" in proc.stdout and m["flop_ratio"] == 3 - 1 / 2
 
 
 def _record(**config_changes):
