@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 BENCH := $(VENV)/bin/bench
 SUITE ?= default
 ARGS ?=
+RUN ?=
+RESULTS ?=
+RESULTS_ARG := $(if $(RESULTS),--results $(RESULTS))
 
-.PHONY: bench test benchmark venv clean-venv
+.PHONY: bench test benchmark venv clean-venv submit tables plots
 
 venv: $(STAMP)
 
@@ -20,8 +23,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(VENV)/bin/python -c 'import sys; print(sys.version)' > $(STAMP)
 
+# SUITE= (empty) runs exactly the overrides in ARGS: the form `bench cite` prints.
 bench: $(STAMP)
-	$(BENCH) run suite=$(SUITE) $(ARGS)
+	$(BENCH) run $(if $(SUITE),suite=$(SUITE)) $(ARGS)
+
+# make submit RUN=results/runs/<run> [RESULTS=DIR]: validate a run's records and copy them into the folder.
+submit: $(STAMP)
+	@test -n "$(RUN)" || { echo "make submit needs RUN=<a run directory or record files>"; exit 2; }
+	$(BENCH) submit $(RUN) $(RESULTS_ARG)
+
+# Tables and plots regenerated from the results folder alone.
+plots: $(STAMP)
+	$(BENCH) table $(RESULTS_ARG)
+	$(BENCH) plot $(RESULTS_ARG)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)

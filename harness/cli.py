@@ -23,6 +23,12 @@ backprop-bench: what backpropagation costs, measured.
 
 usage: bench run [-m] [OVERRIDES ...]     run one case, a suite (suite=NAME) or a sweep (-m a=1,2)
        bench run --help                   every config group, option and field
+       bench submit FILE|DIR ... [--to DIR]   validate records and copy them into the results folder
+       bench table [--results DIR] [--out DIR]   CSV + Markdown tables per schema version
+       bench plot [--results DIR] [--out DIR]    the comparison plots (SVG + PNG), byte-identical per folder
+       bench cite ID [--results DIR]             a Markdown snippet for an article, with reproducing commands
+
+The results folder is --results DIR (--to for submit), else $BENCH_RESULTS_DIR, else results/.
 
 examples:
   bench run model=llama model.preset=tiny method=lora
@@ -152,7 +158,104 @@ def cmd_run(argv: list[str]) -> int:
     failed = len(result.records) - result.count("ok")
     print(f"\n{result.count('ok')} ok, {result.count('oom')} out of memory, {result.count('error')} error; "
           f"records in {output_dir}/ (logs in {output_dir}/logs/)")
+    if result.count("ok") + result.count("oom"):
+        print(f"submit them to the shared results folder: make submit RUN={output_dir}\n"
+              f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots")
     return EXIT_CASE_FAILED if failed else EXIT_OK
+
+
+def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"bench {prog}", description=description)
+    parser.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS_DIR, else "
+                                                         "results/ in the repository)")
+    return parser
+
+
+def _problems_note(problems) -> None:
+    for p in problems:
+        print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
+
+
+def cmd_submit(argv: list[str]) -> int:
+    from harness import results_folder
+    from harness.submit import REFUSED, TAKEN, submit
+
+    parser = _results_parser("submit", "Validate records and copy them into the results folder. Exit 0 when "
+                                       "every record was taken (or was already there), 1 otherwise.")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR",
+                        help="record files, or run directories (their *.json)")
+    parser.add_argument("--to", metavar="DIR", help="results folder (same as --results)")
+    args = parser.parse_args(argv)
+    root = results_folder.resolve(args.to or args.results)
+    outcomes = submit(args.files, root)
+    for outcome in outcomes:
+        print(outcome.line(), file=sys.stderr if outcome.status == REFUSED else sys.stdout)
+    taken = sum(o.status == TAKEN for o in outcomes)
+    refused = sum(o.status == REFUSED for o in outcomes)
+    print(f"{taken} taken, {len(outcomes) - taken - refused} duplicate, {refused} refused -> {root}")
+    return EXIT_CASE_FAILED if refused else EXIT_OK
+
+
+def cmd_table(argv: list[str]) -> int:
+    from harness import results_folder
+    from harness.tables import write_tables
+
+    parser = _results_parser("table", "Write results.csv and results.md per schema major version.")
+    parser.add_argument("--out", metavar="DIR", help="where the tables go (default: <results>/tables)")
+    args = parser.parse_args(argv)
+    root = results_folder.resolve(args.results)
+    stored, problems = results_folder.read_folder(root)
+    _problems_note(problems)
+    if not stored:
+        print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    for path in write_tables(stored, root, Path(args.out) if args.out else root / results_folder.TABLES):
+        print(path)
+    return EXIT_CASE_FAILED if problems else EXIT_OK
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from harness import results_folder
+    from harness.plots import write_plots
+
+    parser = _results_parser("plot", "Regenerate the comparison plots from the results folder alone.")
+    parser.add_argument("--out", metavar="DIR", help="where the plots go (default: <results>/plots)")
+    args = parser.parse_args(argv)
+    root = results_folder.resolve(args.results)
+    stored, problems = results_folder.read_folder(root)
+    _problems_note(problems)
+    if not stored:
+        print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    for path in write_plots(stored, root, Path(args.out) if args.out else root / results_folder.PLOTS):
+        print(path)
+    return EXIT_CASE_FAILED if problems else EXIT_OK
+
+
+def cmd_cite(argv: list[str]) -> int:
+    from harness import results_folder
+    from harness.cite import cite
+
+    parser = _results_parser("cite", "Print a Markdown snippet citing one result: numbers, hardware, software, "
+                                     "the result ID and the commands that reproduce it.")
+    parser.add_argument("id", help="a result id, or a unique prefix of one (at least 6 hex digits)")
+    args = parser.parse_args(argv)
+    root = results_folder.resolve(args.results)
+    if len(args.id) < 6:
+        raise ConfigError("id", f"{args.id!r} is too short; give at least 6 hex digits of the id")
+    matches = results_folder.find(root, args.id)
+    if not matches:
+        print(f"bench: no record with id {args.id!r} under {root / results_folder.RECORDS}", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    if len({m.record["id"] for m in matches}) > 1:
+        ids = ", ".join(sorted({m.record["id"] for m in matches}))
+        print(f"bench: {args.id!r} matches several results ({ids}); give more digits", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(cite(matches[0], root))
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "table": cmd_table, "plot": cmd_plot, "cite": cmd_cite}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,16 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=MAIN_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, add_help=True)
     parser.add_argument("--version", action="version", version=f"backprop-bench {__version__}")
-    parser.add_argument("command", choices=["run"], help="what to do")
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
     if not argv or argv[0] in ("-h", "--help", "--version"):
         parser.parse_args(argv or ["--help"])
         return EXIT_OK
     command, rest = argv[0], argv[1:]
-    if command not in ("run",):
-        print(f"bench: unknown command {command!r}; allowed: run (see bench --help)", file=sys.stderr)
+    if command not in COMMANDS:
+        print(f"bench: unknown command {command!r}; allowed: {', '.join(COMMANDS)} (see bench --help)",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return cmd_run(rest)
+        return COMMANDS[command](rest)
     except ConfigError as exc:
         print(f"bench: config error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -96,21 +96,31 @@ def record_filename(record: dict) -> str:
     return f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
 
 
-def write_record(record: dict, directory: Path) -> Path:
-    """Write atomically and never over an existing file: temp file, fsync, then link into place."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / record_filename(record)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+def write_new_file(final: Path, data: bytes) -> Path:
+    """Write atomically and never over an existing file: temp file in the same directory, fsync, then a hard
+    link into place, which fails with FileExistsError rather than replace what is there. A crash at any point
+    leaves either no file or the whole file under `final`, never a partial one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=final.suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o444)  # records are immutable data, readable by everyone sharing the folder
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, final)  # fails with FileExistsError rather than replace what is there
+        os.link(tmp, final)
     finally:
         os.unlink(tmp)
     return final
+
+
+def record_bytes(record: dict) -> bytes:
+    """The one serialisation of a record on disk: sorted keys, 2-space indent, trailing newline."""
+    return (json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def write_record(record: dict, directory: Path) -> Path:
+    return write_new_file(directory / record_filename(record), record_bytes(record))
 
 
 def read_record(path: Path) -> dict:

@@ -38,3 +38,21 @@ def saved_for_backward_bytes(workload, exclude_params=True):
         loss = workload.forward_loss()
     del loss
     return sum(storages.values())
+
+
+SMALL_CASE = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "workload.batch_size=2",
+              "workload.seq_len=8", "measure.repeats=3", "measure.warmup=0"]
+
+
+@pytest.fixture(scope="session")
+def real_records():
+    """Records of real measured cases (tiny mlp, full AdamW and LoRA, checkpointing off and on), made once."""
+    from harness.case import run_case
+
+    records = []
+    for method in ("full_adamw", "lora"):
+        for ckpt in ("off", "on"):
+            record = run_case([*SMALL_CASE, f"method={method}", f"checkpointing={ckpt}"])
+            assert record["status"] == "ok", record.get("error")
+            records.append(record)
+    return records

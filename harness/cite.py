@@ -1,0 +1,113 @@
+"""`bench cite ID`: a Markdown snippet an article can paste — the numbers with units and spread, the hardware
+and software, the result ID, and the commands that reproduce it. What makes a number weaker (a modified
+working tree, failed self-checks, noisy phases, out of memory) is said at the top, not in a footnote."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from harness.results_folder import Stored, hardware_label
+from harness.tables import config_label
+
+MIB, GIB = 1024 ** 2, 1024 ** 3
+
+
+def _bytes(value) -> str:
+    if not isinstance(value, (int, float)):
+        return "not measured"
+    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / MIB:.1f} MiB"
+
+
+def _ms(t: dict) -> str:
+    return f"{t['median_s'] * 1e3:.3g} ms (p10–p90 {t['p10_s'] * 1e3:.3g}–{t['p90_s'] * 1e3:.3g} ms, n = {t['n']})"
+
+
+def _ratio(value) -> str:
+    return f"{value:.2f}×" if isinstance(value, (int, float)) else "not measured"
+
+
+def warnings(record: dict) -> list[str]:
+    out = []
+    prov, flags = record["provenance"], record["flags"]
+    if prov.get("git_dirty"):
+        out.append("**Measured from a modified working tree** (`git_dirty`): checking out the commit below does not "
+                   "reproduce the exact code that ran.")
+    if flags.get("checks_failed"):
+        out.append(f"**Self-checks failed**: {', '.join(flags['checks_failed'])} — the harness's own accounting "
+                   "disagreed with itself; do not cite these figures without reading the record.")
+    if flags.get("noisy"):
+        out.append(f"Noisy phases (cv above {record['config']['measure']['noisy_cv']}): "
+                   f"{', '.join(flags['noisy'])}.")
+    if record["status"] == "oom":
+        out.append(f"**Out of memory**: this configuration does not fit on {hardware_label(prov)}.")
+    return out
+
+
+def reproduce_commands(record: dict) -> list[str]:
+    prov = record["provenance"]
+    args = " ".join(shlex.quote(o) for o in record["overrides"])
+    return [
+        "# in a clone of backprop-bench",
+        f"git checkout {prov['git_sha']}",
+        f"sha256sum requirements.lock   # {prov['lock_sha256']}",
+        f"make bench SUITE= ARGS={shlex.quote(args)}" if args else "make bench SUITE=",
+    ]
+
+
+def cite(stored: Stored, root: Path) -> str:
+    r = stored.record
+    cfg, prov, m = r["config"], r["provenance"], r["metrics"]
+    hw = hardware_label(prov)
+    title = f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {'on' if cfg['checkpointing']['enabled'] else 'off'}"
+    lines = [f"**backprop-bench result `{r['id']}`** — {title}, on {hw}", ""]
+    lines += [f"> ⚠ {w}" for w in warnings(r)]
+    if warnings(r):
+        lines.append("")
+    if r["status"] == "ok":
+        t = m["time"]
+        lo, hi = m["compute_ratio_ci95"]
+        cov = m.get("compute_ratio_ci_coverage")
+        ci = (f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}" if isinstance(lo, (int, float)) and isinstance(cov, float)
+              else "CI not available")
+        mem = m.get("memory", {})
+        lines += [
+            f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
+            f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; FLOP ratio {_ratio(m.get('flop_ratio'))}",
+            f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
+            f"full step with optimizer: {_ms(t['step'])}",
+            f"- Throughput: {m['throughput']['step_tokens_per_s']:,.0f} tokens/s training, "
+            f"{m['throughput']['infer_tokens_per_s']:,.0f} tokens/s inference",
+        ]
+        if mem:
+            lines.append(
+                f"- Peak memory: training step {_bytes(mem.get('peak_step_bytes'))}, inference "
+                f"{_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); of the "
+                f"step: parameters {_bytes(mem.get('params_bytes'))}, gradients {_bytes(mem.get('grads_bytes'))}, "
+                f"optimizer state {_bytes(mem.get('optimizer_bytes'))}, activations "
+                f"{_bytes(mem.get('activations_bytes'))}")
+    else:
+        err = r.get("error") or {}
+        lines.append(f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
+                     f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}")
+    checks = r["checks"]
+    lines += [
+        f"- Self-checks: {sum(c['passed'] for c in checks)}/{len(checks)} passed",
+        "",
+        f"Hardware: {hw}" + (f", {prov.get('gpu_memory_bytes', 0) / GIB:.0f} GiB, driver {prov.get('driver')}, "
+                             f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
+                             if prov.get("device_type") == "cuda" else "")
+        + (f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else "") + ". "
+        f"Software: backprop-bench {prov['harness_version']} (git {prov['git_sha'][:12]}), torch {prov['torch']}, "
+        f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
+        f"Python {prov['python']}. Measured {prov['utc_time']}.",
+        "",
+        f"Result ID `{r['id']}` (config {r['config_hash']}), "
+        f"record `{stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else stored.path}`. "
+        "Reproduce:",
+        "",
+        "```sh",
+        *reproduce_commands(r),
+        "```",
+    ]
+    return "\n".join(lines)

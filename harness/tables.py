@@ -1,0 +1,262 @@
+"""`bench table`: every submitted record as one pandas row, repeats grouped, written per schema major version.
+
+A group is one configuration (config_hash) on one piece of hardware with one torch build: those are repeats,
+and only repeats are summarised together (median, min, max, n; the mean without the fastest and slowest once
+there are five or more). CSV keeps base units (seconds, bytes) at full precision for machines; Markdown
+converts for articles (ms, MiB or GiB) and says so in every header.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from harness.results_folder import RECORDS, Stored, hardware_key, hardware_label
+
+# (column, where it is in a record, unit) — the unit is also in the column name.
+METRICS: list[tuple[str, str]] = [
+    ("fwd_infer_s", "metrics.time.fwd_infer.median_s"),
+    ("fwd_train_s", "metrics.time.fwd_train.median_s"),
+    ("fwd_bwd_s", "metrics.time.fwd_bwd.median_s"),
+    ("step_s", "metrics.time.step.median_s"),
+    ("compute_ratio", "metrics.compute_ratio"),
+    ("compute_ratio_ci95_lo", "metrics.compute_ratio_ci95.0"),
+    ("compute_ratio_ci95_hi", "metrics.compute_ratio_ci95.1"),
+    ("backward_to_forward_ratio", "metrics.backward_to_forward_ratio"),
+    ("step_to_infer_ratio", "metrics.step_to_infer_ratio"),
+    ("flop_ratio", "metrics.flop_ratio"),
+    ("step_samples_per_s", "metrics.throughput.step_samples_per_s"),
+    ("step_tokens_per_s", "metrics.throughput.step_tokens_per_s"),
+    ("infer_tokens_per_s", "metrics.throughput.infer_tokens_per_s"),
+    ("params_bytes", "metrics.memory.params_bytes"),
+    ("buffers_bytes", "metrics.memory.buffers_bytes"),
+    ("grads_bytes", "metrics.memory.grads_bytes"),
+    ("optimizer_bytes", "metrics.memory.optimizer_bytes"),
+    ("activations_bytes", "metrics.memory.activations_bytes"),
+    ("temp_bytes", "metrics.memory.temp_bytes"),
+    ("peak_step_bytes", "metrics.memory.peak_step_bytes"),
+    ("peak_infer_bytes", "metrics.memory.peak_infer_bytes"),
+    ("train_to_infer_memory_ratio", "metrics.memory.train_to_infer_memory_ratio"),
+    ("torch_max_allocated_bytes", "metrics.memory.torch_max_allocated_bytes"),
+    ("nvml_process_bytes", "metrics.memory.nvml_process_bytes"),
+]
+METRIC_NAMES = [name for name, _ in METRICS]
+GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch"]
+MIB, GIB = 1024 ** 2, 1024 ** 3
+
+
+def _dig(obj, dotted: str):
+    for part in dotted.split("."):
+        if isinstance(obj, list):
+            obj = obj[int(part)] if int(part) < len(obj) else None
+        elif isinstance(obj, dict):
+            obj = obj.get(part)
+        else:
+            return None
+    return obj
+
+
+def config_label(config: dict) -> str:
+    """Short, stable name of a configuration for tables and plot axes."""
+    model = config["model"]
+    if model["name"] == "llama":
+        name = f"llama:{model.get('preset')}" + (f":{model['attn_implementation']}"
+                                                 if model.get("attn_implementation") != "sdpa" else "")
+    else:
+        name = f"mlp:{model.get('depth')}x{model.get('width')}"
+    return f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
+
+
+def record_row(stored: Stored, root: Path) -> dict:
+    r = stored.record
+    cfg, prov = r["config"], r["provenance"]
+    row = {
+        "schema_major": int(str(r["schema_version"]).split(".")[0]),
+        "hardware": hardware_key(prov),
+        "hardware_label": hardware_label(prov),
+        "device_type": prov.get("device_type"),
+        "config_hash": r["config_hash"],
+        "torch": prov.get("torch"),
+        "id": r["id"],
+        "status": r["status"],
+        "oom_phase": (r.get("error") or {}).get("phase") if r["status"] == "oom" else None,
+        "config": config_label(cfg),
+        "model": cfg["model"]["name"],
+        "method": cfg["method"]["name"],
+        "precision": cfg["precision"]["name"],
+        "checkpointing": bool(cfg["checkpointing"]["enabled"]),
+        "batch_size": cfg["workload"]["batch_size"],
+        "seq_len": cfg["workload"]["seq_len"],
+        "repeats_per_run": cfg["measure"]["repeats"],
+        "harness_version": prov.get("harness_version"),
+        "git_sha": prov.get("git_sha"),
+        "git_dirty": bool(prov.get("git_dirty")),
+        "checks_failed": len(r["flags"].get("checks_failed", [])),
+        "noisy": bool(r["flags"].get("noisy")),
+        "utc_time": prov.get("utc_time"),
+        "source": stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path),
+    }
+    for name, where in METRICS:
+        value = _dig(r, where) if r["status"] == "ok" else None
+        row[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return row
+
+
+def records_frame(stored: list[Stored], root: Path) -> pd.DataFrame:
+    frame = pd.DataFrame([record_row(s, root) for s in stored])
+    if frame.empty:
+        return frame
+    return frame.sort_values(["schema_major", "hardware", "config", "method", "checkpointing", "utc_time", "id"],
+                             kind="mergesort").reset_index(drop=True)
+
+
+def trimmed_mean(values: pd.Series) -> float | None:
+    """Mean without the single fastest and slowest value; only defined from five values up."""
+    values = values.dropna().sort_values()
+    if len(values) < 5:
+        return None
+    return float(values.iloc[1:-1].mean())
+
+
+def grouped(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (schema major, hardware, configuration, torch build) with statistics over ok repeats."""
+    if frame.empty:
+        return pd.DataFrame()
+    out = []
+    for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
+        ok = group[group["status"] == "ok"]
+        first = group.iloc[0]
+        row = dict(zip(GROUP_KEYS, key))
+        for col in ("hardware_label", "device_type", "config", "model", "method", "precision", "checkpointing",
+                    "batch_size", "seq_len", "repeats_per_run"):
+            row[col] = first[col]
+        row["n"] = len(ok)
+        row["n_oom"] = int((group["status"] == "oom").sum())
+        row["oom_phases"] = " ".join(sorted({p for p in group["oom_phase"].dropna()}))
+        row["status"] = "ok" if row["n_oom"] == 0 else ("oom" if len(ok) == 0 else "ok+oom")
+        row["git_dirty_runs"] = int(group["git_dirty"].sum())
+        row["checks_failed_runs"] = int((group["checks_failed"] > 0).sum())
+        row["noisy_runs"] = int(group["noisy"].sum())
+        row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
+        row["ids"] = " ".join(group["id"])
+        for name in METRIC_NAMES:
+            values = ok[name].dropna()
+            row[f"{name}_median"] = float(values.median()) if len(values) else None
+            row[f"{name}_min"] = float(values.min()) if len(values) else None
+            row[f"{name}_max"] = float(values.max()) if len(values) else None
+            row[f"{name}_trimmed_mean"] = trimmed_mean(values)
+        out.append(row)
+    result = pd.DataFrame(out)
+    return result.sort_values(["schema_major", "hardware", "config", "method", "checkpointing"],
+                              kind="mergesort").reset_index(drop=True)
+
+
+# Markdown: (header without unit, metric, kind) — kind picks the conversion and the unit in the header.
+MD_COLUMNS = [
+    ("fwd_train", "fwd_train_s", "ms"),
+    ("fwd+bwd", "fwd_bwd_s", "ms"),
+    ("step", "step_s", "ms"),
+    ("compute ratio", "compute_ratio", "x"),
+    ("bwd/fwd", "backward_to_forward_ratio", "x"),
+    ("FLOP ratio", "flop_ratio", "x"),
+    ("step throughput", "step_tokens_per_s", "tok/s"),
+    ("peak train", "peak_step_bytes", "mem"),
+    ("peak infer", "peak_infer_bytes", "mem"),
+    ("train/infer memory", "train_to_infer_memory_ratio", "x"),
+]
+
+
+def _number(value: float, kind: str, mem_unit: int) -> str:
+    if kind == "ms":
+        return f"{value * 1e3:.3g}" if value * 1e3 < 100 else f"{value * 1e3:.0f}"
+    if kind == "mem":
+        return f"{value / mem_unit:.3g}" if value / mem_unit < 1000 else f"{value / mem_unit:.0f}"
+    if kind == "tok/s":
+        return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def _cell(row: pd.Series, metric: str, kind: str, mem_unit: int) -> str:
+    med = row[f"{metric}_median"]
+    if med is None or pd.isna(med):
+        return "—"
+    text = _number(med, kind, mem_unit)
+    if row["n"] > 1:
+        text += f" ({_number(row[f'{metric}_min'], kind, mem_unit)}–{_number(row[f'{metric}_max'], kind, mem_unit)})"
+    tm = row[f"{metric}_trimmed_mean"]
+    if tm is not None and not pd.isna(tm):
+        text += f" tm {_number(tm, kind, mem_unit)}"
+    return text
+
+
+def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
+    lines = [f"# backprop-bench results, schema {major}.x", "",
+             f"Generated by `bench table` from `{source}`. Each row: one configuration on one hardware; cells are the",
+             "median over repeats, with (min–max) when n > 1 and `tm` the mean without the fastest and slowest",
+             "when n ≥ 5. compute ratio = t(fwd+bwd)/t(fwd_train); — = not measured. Exact values in results.csv.", ""]
+    for hardware, hw_groups in groups.groupby("hardware", sort=True):
+        peak = hw_groups["peak_step_bytes_max"].dropna()
+        mem_unit, mem_name = (GIB, "GiB") if len(peak) and peak.max() >= 4 * GIB else (MIB, "MiB")
+        label = hw_groups.iloc[0]["hardware_label"]
+        torch_builds = ", ".join(sorted(set(hw_groups["torch"])))
+        lines += [f"## {label}", "", f"`records/{hardware}/` · torch {torch_builds}", ""]
+        headers = ["configuration", "method", "ckpt", "n"]
+        for title, _, kind in MD_COLUMNS:
+            unit = mem_name if kind == "mem" else kind
+            headers.append(f"{title} ({unit})" if unit != "x" else f"{title} (×)")
+        headers.append("notes")
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        for _, row in hw_groups.iterrows():
+            notes = []
+            if row["status"] == "oom":
+                cells = ["does not fit"] + [""] * (len(MD_COLUMNS) - 1)
+                notes.append(f"out of memory on {label}" + (f" in {row['oom_phases']}" if row["oom_phases"] else ""))
+            else:
+                cells = [_cell(row, metric, kind, mem_unit) for _, metric, kind in MD_COLUMNS]
+                if row["n_oom"]:
+                    notes.append(f"{row['n_oom']} run(s) out of memory")
+            if row["checks_failed_runs"]:
+                notes.append(f"self-checks failed in {row['checks_failed_runs']} run(s)")
+            if row["git_dirty_runs"]:
+                notes.append(f"{row['git_dirty_runs']} run(s) from a modified tree")
+            if row["noisy_runs"]:
+                notes.append(f"noisy in {row['noisy_runs']} run(s)")
+            lines.append("| " + " | ".join([row["config"], row["method"], "on" if row["checkpointing"] else "off",
+                                            str(row["n"] + row["n_oom"] if row["status"] == "oom" else row["n"]),
+                                            *cells, "; ".join(notes)]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Generated files are replaced whole: readers see the old table or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_tables(stored: list[Stored], root: Path, out: Path) -> list[Path]:
+    frame = records_frame(stored, root)
+    written: list[Path] = []
+    if frame.empty:
+        return written
+    groups = grouped(frame)
+    for major, major_groups in groups.groupby("schema_major", sort=True):
+        directory = out / f"v{major}"
+        csv_path, md_path = directory / "results.csv", directory / "results.md"
+        _replace_atomically(csv_path, major_groups.to_csv(index=False, lineterminator="\n"))
+        _replace_atomically(md_path, markdown(major_groups, int(major), f"{RECORDS}/"))
+        written += [csv_path, md_path]
+    return written

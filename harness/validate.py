@@ -1,0 +1,216 @@
+"""Machine checks on a record before it enters a results folder, and migration of older schema versions.
+
+A record is data: it is parsed as JSON (never unpickled, never imported), and every number in it is checked
+against what its name says it is (bytes are non-negative integers, times and rates non-negative, no NaN or
+infinity). Each failure names the field, so `bench submit` can say in one line what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Callable
+
+from harness import __version__
+from harness.record import RECORD_KEYS, SCHEMA_VERSION, config_hash, record_id
+
+# A shared folder is no place for logs or model files dropped in by mistake; records are ~10 KB.
+MAX_RECORD_BYTES = 1024 ** 2
+
+STATUSES = ("ok", "oom", "error")
+PHASES = ("fwd_infer", "fwd_train", "fwd_bwd", "step")
+
+# What a record must say about where it was measured: enough to group it by hardware and to reproduce it.
+REQUIRED_PROVENANCE = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "python", "torch",
+                       "device_type", "cpu_model", "cpu_cores", "utc_time")
+REQUIRED_GPU_PROVENANCE = ("gpu_name", "gpu_uuid", "gpu_memory_bytes")
+REQUIRED_CONFIG = ("model.name", "method.name", "precision.name", "checkpointing.enabled", "workload.batch_size",
+                   "workload.seq_len", "measure.repeats", "measure.memory", "measure.flops", "device.name")
+
+
+class RecordInvalid(ValueError):
+    """A record refused: `field` is the dotted path of what was wrong (or "file" for the file itself)."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# Older schema versions and the function that lifts a record of that version to the next one. Version 1.0 is
+# the first; a migration is added here whenever SCHEMA_VERSION moves, so old submissions stay readable.
+MIGRATIONS: dict[str, tuple[str, Callable[[dict], dict]]] = {}
+
+
+def _version_tuple(version: Any) -> tuple[int, int]:
+    if not isinstance(version, str):
+        raise RecordInvalid("schema_version", f"must be a string like {SCHEMA_VERSION!r}, got {version!r}")
+    try:
+        major, minor = version.split(".")
+        return int(major), int(minor)
+    except ValueError:
+        raise RecordInvalid("schema_version", f"{version!r} is not MAJOR.MINOR") from None
+
+
+def migrate(record: dict) -> dict:
+    """Bring a record of any version this harness knows up to SCHEMA_VERSION; refuse newer or unknown ones."""
+    version = record.get("schema_version")
+    if version == SCHEMA_VERSION:
+        return record
+    if _version_tuple(version) > _version_tuple(SCHEMA_VERSION):
+        writer = (record.get("provenance") or {}).get("harness_version", "a newer release")
+        raise RecordInvalid("schema_version",
+                            f"{version} is newer than this harness reads (backprop-bench {__version__} reads up to "
+                            f"{SCHEMA_VERSION}); it was written by backprop-bench {writer}: update to that version")
+    seen = set()
+    while version != SCHEMA_VERSION:
+        if version not in MIGRATIONS or version in seen:
+            known = ", ".join(sorted([*MIGRATIONS, SCHEMA_VERSION]))
+            raise RecordInvalid("schema_version", f"{version} is not a version this harness knows (known: {known})")
+        seen.add(version)
+        version, lift = MIGRATIONS[version]
+        record = lift(record)
+        record["schema_version"] = version
+    return record
+
+
+def _reject_constant(name: str) -> Any:
+    raise RecordInvalid("file", f"{name} is not a number JSON allows (a value that was not measured is null)")
+
+
+def parse(data: bytes) -> dict:
+    """Bytes -> dict, refusing oversize files, non-UTF-8, invalid JSON, NaN/Infinity and non-object tops."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise RecordInvalid("file", f"{len(data)} bytes is over the {MAX_RECORD_BYTES}-byte limit for a record")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordInvalid("file", f"not UTF-8 text (byte {exc.start}); records are JSON, never pickle") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise RecordInvalid("file", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise RecordInvalid("file", f"the top level must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+def _get(obj: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            raise KeyError(dotted)
+        obj = obj[part]
+    return obj
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(path: str, key: str, value: Any) -> None:
+    """The unit suffix of a metric's name says what range its value may take."""
+    if not _is_number(value):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordInvalid(path, f"{value} is not finite")
+    if key.endswith("_bytes"):
+        if not isinstance(value, int) and not float(value).is_integer():
+            raise RecordInvalid(path, f"{value} is not a whole number of bytes")
+        # temp_bytes is defined by subtraction at the tracker's peak and cannot go below zero either.
+        if value < 0:
+            raise RecordInvalid(path, f"{value} bytes is negative")
+    elif key.endswith(("_s", "_per_s", "_elements")) or key in ("n", "cv", "compute_ratio", "flop_ratio",
+                                                                 "model_flop_ratio", "step_to_infer_ratio"):
+        if value < 0:
+            raise RecordInvalid(path, f"{value} is negative")
+
+
+def _walk_numbers(obj: Any, path: str, key: str = "") -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _walk_numbers(v, f"{path}.{k}", str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _walk_numbers(v, f"{path}[{i}]", key)
+    else:
+        _check_number(path, key, obj)
+
+
+def _require(record: dict, dotted: str, kind: type | tuple[type, ...] | None = None) -> Any:
+    try:
+        value = _get(record, dotted)
+    except KeyError:
+        raise RecordInvalid(dotted, "missing") from None
+    if kind is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise RecordInvalid(dotted, f"must be {names}, got {value!r}"[:200])
+    return value
+
+
+def check(record: dict) -> dict:
+    """Validate a parsed record (migrating it first); returns the record at SCHEMA_VERSION or raises."""
+    if "schema_version" not in record:
+        raise RecordInvalid("schema_version", "missing: not a backprop-bench record")
+    record = migrate(record)
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise RecordInvalid(missing[0], "missing" + (f" (also {', '.join(missing[1:])})" if missing[1:] else ""))
+    status = record["status"]
+    if status not in STATUSES:
+        raise RecordInvalid("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+    if status == "error":
+        raise RecordInvalid("status", "error: a case that failed is not a result (its log says why); rerun it")
+
+    if not isinstance(record["provenance"], dict) or not record["provenance"]:
+        raise RecordInvalid("provenance", "missing: a result without its hardware and software is not citable")
+    for key in REQUIRED_PROVENANCE:
+        _require(record, f"provenance.{key}")
+    if record["provenance"]["device_type"] == "cuda":
+        for key in REQUIRED_GPU_PROVENANCE:
+            _require(record, f"provenance.{key}")
+    if not isinstance(record["config"], dict):
+        raise RecordInvalid("config", "must be an object")
+    for key in REQUIRED_CONFIG:
+        _require(record, f"config.{key}")
+    for key in ("workload.batch_size", "workload.seq_len", "measure.repeats"):
+        value = _require(record, f"config.{key}", int)
+        if value < 1:
+            raise RecordInvalid(f"config.{key}", f"{value} must be at least 1")
+
+    expected_hash = config_hash(record["config"])
+    if record["config_hash"] != expected_hash:
+        raise RecordInvalid("config_hash", f"{record['config_hash']!r} does not match the config "
+                                           f"(it hashes to {expected_hash}): edited after it was written?")
+    expected_id = record_id(record["config"], record["provenance"])
+    if record["id"] != expected_id:
+        raise RecordInvalid("id", f"{record['id']!r} does not match the config and provenance (they hash to "
+                                  f"{expected_id}): edited after it was written?")
+
+    _walk_numbers(record["metrics"], "metrics")
+    if status == "oom":
+        _require(record, "error.message", str)
+        return record
+    for phase in PHASES:
+        _require(record, f"metrics.time.{phase}.median_s", (int, float))
+    ratio = _require(record, "metrics.compute_ratio", (int, float))
+    if ratio <= 0:
+        raise RecordInvalid("metrics.compute_ratio", f"{ratio} must be positive")
+    ci = _require(record, "metrics.compute_ratio_ci95", list)
+    if len(ci) != 2:
+        raise RecordInvalid("metrics.compute_ratio_ci95", f"must be [lo, hi], got {ci!r}")
+    _require(record, "metrics.throughput.step_samples_per_s", (int, float))
+    if record["config"]["measure"]["memory"]:
+        for key in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "peak_step_bytes",
+                    "peak_infer_bytes"):
+            _require(record, f"metrics.memory.{key}", int)
+    if not isinstance(record["checks"], list):
+        raise RecordInvalid("checks", "must be a list")
+    for i, c in enumerate(record["checks"]):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("passed"), bool):
+            raise RecordInvalid(f"checks[{i}]", "must be {name: str, passed: bool, ...}")
+    return record
+
+
+def load_bytes(data: bytes) -> dict:
+    """parse + check: the whole validation of one file's bytes."""
+    return check(parse(data))
