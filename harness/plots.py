@@ -181,13 +181,13 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     key = ["hardware", "torch", "config", "method"]
     off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
     on = ok[ok["checkpointing"].astype(bool)].set_index(key)
-    joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index()
+    joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
     if joined.empty:
         return joined
-    joined["time_added_pct"] = (joined["step_s_median_on"] / joined["step_s_median_off"] - 1) * 100
-    joined["peak_saved_pct"] = (1 - joined["peak_step_bytes_median_on"] / joined["peak_step_bytes_median_off"]) * 100
-    joined["activations_saved_pct"] = (1 - joined["activations_bytes_median_on"]
-                                       / joined["activations_bytes_median_off"]) * 100
+    joined = joined.assign(
+        time_added_pct=(joined["step_s_median_on"] / joined["step_s_median_off"] - 1) * 100,
+        peak_saved_pct=(1 - joined["peak_step_bytes_median_on"] / joined["peak_step_bytes_median_off"]) * 100,
+        activations_saved_pct=(1 - joined["activations_bytes_median_on"] / joined["activations_bytes_median_off"]) * 100)
     return joined.sort_values(key).reset_index(drop=True)
 
 
@@ -289,6 +289,54 @@ def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: in
     return _save(fig, stem)
 
 
+PREDICTED_QUANTITIES = [("params_bytes", "parameters", "#4c72b0"), ("grads_bytes", "gradients", "#dd8452"),
+                        ("optimizer_bytes", "optimizer state", "#55a868"),
+                        ("activations_bytes", "activations", "#c44e52")]
+
+
+def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
+    from harness.analytic import TOLERANCE
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
+    ok = groups[groups["n"] > 0]
+    values = []
+    for key, label, color in PREDICTED_QUANTITIES:
+        pairs = ok[[f"predicted_{key}_median", f"{key}_median"]].dropna()
+        pairs = pairs[(pairs > 0).all(axis=1)]
+        ax1.plot(pairs.iloc[:, 0], pairs.iloc[:, 1], lw=0, marker="o", ms=5, color=color, alpha=0.8,
+                 label=f"{label} (±{TOLERANCE[key]:.0%})")
+        values += list(pairs.values.ravel())
+    if values:
+        lo, hi = min(values) / 1.5, max(values) * 1.5
+        ax1.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+        for tol, ls in ((0.01, ":"), (0.10, "--")):
+            for sign in (1, -1):
+                ax1.plot([lo, hi], [lo * (1 + sign * tol), hi * (1 + sign * tol)], color="#777777", lw=0.6, ls=ls)
+        ax1.set_xlim(lo, hi)
+        ax1.set_ylim(lo, hi)
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("predicted by the analytic model (bytes, log scale)")
+    ax1.set_ylabel("measured (bytes, log scale)")
+    ax1.set_title("Memory by category: measured against predicted\n(line: equal; dotted ±1%, dashed ±10%)")
+    ax1.legend(fontsize=7, loc="upper left")
+    flops = ok[["predicted_flop_ratio_median", "flop_ratio_median", "checkpointing"]].dropna()
+    for ckpt, style in CKPT_STYLE.items():
+        rows = flops[flops["checkpointing"] == ckpt]
+        ax2.plot(rows["predicted_flop_ratio_median"], rows["flop_ratio_median"], lw=0, marker=style["marker"],
+                 color=style["color"], label=style["label"])
+    ax2.plot([2, 4.2], [2, 4.2], color="black", lw=0.8)
+    ax2.set_xlim(2, 4.2)
+    ax2.set_ylim(2, 4.2)
+    ax2.set_xlabel("predicted FLOP ratio (×)")
+    ax2.set_ylabel("counted FLOP ratio, FlopCounterMode (×)")
+    ax2.set_title("FLOP ratio fwd+bwd / fwd: counted against predicted\n(full-parameter methods; LoRA not modelled)")
+    ax2.legend(fontsize=7, loc="upper left")
+    _caption(fig, caption + "\nPredictions: harness/analytic.py from each record's config; medians over repeats.")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save(fig, stem)
+
+
 def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
     frame = records_frame(stored, root)
     groups = grouped(frame)
@@ -306,6 +354,7 @@ def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
             written += plot_memory(hw_groups, caption, out / hw / "memory_by_category")
             written += plot_checkpointing(hw_groups, caption, out / hw / "checkpointing_tradeoff")
             written += plot_throughput(hw_groups, caption, out / hw / "throughput")
+            written += plot_predicted_vs_measured(hw_groups, caption, out / hw / "predicted_vs_measured")
         caption = (f"data: {len(frame)} record(s) in {RECORDS}/ ({', '.join(sorted(groups['hardware'].unique()))}) · "
                    f"backprop-bench {__version__} · regenerate with `bench plot`")
         written += plot_across_hardware(groups, caption, out / "across_hardware")

@@ -2,6 +2,9 @@
 
 Changelog (bump SCHEMA_VERSION when a field's meaning changes):
 - 1.0: first version.
+- 1.1: `predicted` (the analytic model's figures for the config, and their comparison with the measurement)
+  and `flags.predicted_disagrees`. 1.0 records are migrated by computing both from the stored config and
+  metrics (harness/validate.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 # Top-level keys, with what each holds.
 RECORD_KEYS = {
@@ -30,7 +33,10 @@ RECORD_KEYS = {
     "provenance": "harness, git, lock, software and hardware facts, UTC time",
     "metrics": "measurements; every name carries its unit (_s, _bytes, _per_s, flops)",
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
-    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text]}",
+    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text], "
+             "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
+    "predicted": "the analytic model (harness/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
+                 "tolerances, and `comparison` with the measurement",
 }
 
 ID_PROVENANCE_KEYS = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "torch", "cuda", "gpu_uuid",
@@ -67,12 +73,28 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def attach_prediction(record: dict) -> dict:
+    """Predicted beside measured: the analytic model's figures for the record's config and where the
+    measurement falls outside their tolerance (a finding about the model or the harness, never hidden)."""
+    from harness import analytic
+
+    try:
+        predicted = analytic.predict(record["config"])
+    except (KeyError, TypeError, ValueError) as exc:  # a config the model cannot read: say so
+        predicted = {"memory": {}, "flop_ratio": None, "unavailable_reason": f"{type(exc).__name__}: {exc}"}
+    predicted["comparison"] = analytic.compare(predicted, record.get("metrics") or {})
+    record["predicted"] = _finite(predicted)
+    record.setdefault("flags", {})["predicted_disagrees"] = [c["name"] for c in predicted["comparison"]
+                                                             if not c["agrees"]]
+    return record
+
+
 def build_record(*, config: dict, overrides: list[str], provenance: dict, status: str, metrics: dict | None = None,
                  resolved: dict | None = None, checks: list | None = None, error: dict | None = None) -> dict:
     checks = checks or []
     metrics = metrics or {}
     noisy = sorted(p for p, t in metrics.get("time", {}).items() if t.get("noisy"))
-    return _finite({
+    return attach_prediction(_finite({
         "schema_version": SCHEMA_VERSION,
         "id": record_id(config, provenance),
         "config_hash": config_hash(config),
@@ -87,7 +109,7 @@ def build_record(*, config: dict, overrides: list[str], provenance: dict, status
         "checks": checks,
         "flags": {"noisy": noisy, "checks_failed": [c["name"] for c in checks if not c["passed"]],
                   "warnings": list(metrics.get("warnings", []))},
-    })
+    }))
 
 
 def record_filename(record: dict) -> str:

@@ -42,6 +42,11 @@ METRICS: list[tuple[str, str]] = [
     ("train_to_infer_memory_ratio", "metrics.memory.train_to_infer_memory_ratio"),
     ("torch_max_allocated_bytes", "metrics.memory.torch_max_allocated_bytes"),
     ("nvml_process_bytes", "metrics.memory.nvml_process_bytes"),
+    ("predicted_params_bytes", "predicted.memory.params_bytes"),
+    ("predicted_grads_bytes", "predicted.memory.grads_bytes"),
+    ("predicted_optimizer_bytes", "predicted.memory.optimizer_bytes"),
+    ("predicted_activations_bytes", "predicted.memory.activations_bytes"),
+    ("predicted_flop_ratio", "predicted.flop_ratio"),
 ]
 METRIC_NAMES = [name for name, _ in METRICS]
 GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch"]
@@ -95,6 +100,7 @@ def record_row(stored: Stored, root: Path) -> dict:
         "git_sha": prov.get("git_sha"),
         "git_dirty": bool(prov.get("git_dirty")),
         "checks_failed": len(r["flags"].get("checks_failed", [])),
+        "predicted_disagrees": " ".join(r["flags"].get("predicted_disagrees", [])),
         "noisy": bool(r["flags"].get("noisy")),
         "utc_time": prov.get("utc_time"),
         "source": stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path),
@@ -140,6 +146,7 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         row["git_dirty_runs"] = int(group["git_dirty"].sum())
         row["checks_failed_runs"] = int((group["checks_failed"] > 0).sum())
         row["noisy_runs"] = int(group["noisy"].sum())
+        row["predicted_disagrees"] = " ".join(sorted({q for v in ok["predicted_disagrees"] for q in v.split()}))
         row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
         row["ids"] = " ".join(group["id"])
         for name in METRIC_NAMES:
@@ -162,10 +169,13 @@ MD_COLUMNS = [
     ("compute ratio", "compute_ratio", "x"),
     ("bwd/fwd", "backward_to_forward_ratio", "x"),
     ("FLOP ratio", "flop_ratio", "x"),
+    ("predicted FLOP ratio", "predicted_flop_ratio", "x"),
     ("step throughput", "step_tokens_per_s", "tok/s"),
     ("peak train", "peak_step_bytes", "mem"),
     ("peak infer", "peak_infer_bytes", "mem"),
     ("train/infer memory", "train_to_infer_memory_ratio", "x"),
+    ("activations", "activations_bytes", "mem"),
+    ("predicted activations", "predicted_activations_bytes", "mem"),
 ]
 
 
@@ -223,6 +233,8 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
                 notes.append(f"self-checks failed in {row['checks_failed_runs']} run(s)")
             if row["git_dirty_runs"]:
                 notes.append(f"{row['git_dirty_runs']} run(s) from a modified tree")
+            if row["predicted_disagrees"]:
+                notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
             if row["noisy_runs"]:
                 notes.append(f"noisy in {row['noisy_runs']} run(s)")
             lines.append("| " + " | ".join([row["config"], row["method"], "on" if row["checkpointing"] else "off",

@@ -39,7 +39,14 @@ class RecordInvalid(ValueError):
 
 # Older schema versions and the function that lifts a record of that version to the next one. Version 1.0 is
 # the first; a migration is added here whenever SCHEMA_VERSION moves, so old submissions stay readable.
-MIGRATIONS: dict[str, tuple[str, Callable[[dict], dict]]] = {}
+def _from_1_0(record: dict) -> dict:
+    """1.0 -> 1.1: the prediction is a pure function of the stored config, compared with the stored metrics."""
+    from harness.record import attach_prediction
+
+    return attach_prediction(record)
+
+
+MIGRATIONS: dict[str, tuple[str, Callable[[dict], dict]]] = {"1.0": ("1.1", _from_1_0)}
 
 
 def _version_tuple(version: Any) -> tuple[int, int]:

@@ -218,6 +218,7 @@ def test_plots_regenerated_twice_are_identical(real_records, tmp_path):
     hw = results_folder.hardware_key(real_records[0]["provenance"])
     assert names == sorted(f"{d}{n}.{ext}" for d, n in [(f"{hw}/", "compute_ratio"), (f"{hw}/", "memory_by_category"),
                                                       (f"{hw}/", "checkpointing_tradeoff"), (f"{hw}/", "throughput"),
+                                                      (f"{hw}/", "predicted_vs_measured"),
                                                       ("", "across_hardware")] for ext in ("svg", "png"))
     # the second run in a fresh process: nothing may depend on process state (hash seeds, ids, dates)
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "plot", "--results", str(root), "--out",

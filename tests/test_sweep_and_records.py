@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness.record import build_record, read_record, write_record
+from harness.record import SCHEMA_VERSION, build_record, read_record, write_record
 from harness.sweep import run_sweep
 
 SMALL = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "measure.repeats=3", "measure.warmup=0"]
@@ -36,7 +36,7 @@ def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     [path] = list(out.glob("*.json"))
     record = json.loads(path.read_text())
-    assert record["status"] == "ok" and record["schema_version"] == "1.0"
+    assert record["status"] == "ok" and record["schema_version"] == SCHEMA_VERSION
     m = record["metrics"]
     for phase in ("fwd_infer", "fwd_train", "fwd_bwd", "step"):
         assert m["time"][phase]["n"] == 3 and m["time"][phase]["median_s"] > 0

@@ -1,0 +1,320 @@
+"""The analytic model: what a configuration should cost, from its shapes alone (no torch, no measurement).
+
+Plain functions of the resolved config (a dict, as stored in a record's `config`). Each prediction says which
+formula it used, so a disagreement with the measurement points at a term. Sources: ../shared/REFERENCES.md
+(Kaplan 2020 for 6N, Korthikanti 2022 for the activation method, Dettmers 2021/2023 for 8-bit state and NF4,
+Hu 2021 for LoRA), and, for what autograd keeps alive, the saved tensors of each op as PyTorch defines them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # weights: autocast keeps fp32 masters
+COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 2, "amp_fp16": 2}  # activations of matmuls under autocast
+LLAMA_DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MLP_DEFAULT_TARGETS = ("linear",)
+
+# bitsandbytes 8-bit optimizers: block-wise quantization in blocks of 256, one fp32 absmax per block and state,
+# and two 256-entry fp32 quantization maps per tensor (Dettmers et al. 2021; bitsandbytes Optimizer8bit).
+BNB8_BLOCK = 256
+BNB8_QMAP_BYTES = 2 * 256 * 4
+# NF4 with double quantization (QLoRA §3): 4-bit codes, one 8-bit absmax per 64 weights, one fp32 absmax per
+# 256 of those, plus per-tensor constants (a 16-entry fp32 NF4 code, a 256-entry fp32 code for the absmax
+# and its fp32 offset).
+NF4_BLOCK, NF4_NESTED_BLOCK = 64, 256
+NF4_TENSOR_CONSTANT_BYTES = 16 * 4 + 256 * 4 + 4
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One parameter tensor of the model as the config defines it."""
+
+    name: str  # module kind: q_proj, linear, embed_tokens, norm, lm_head, bias ...
+    numel: int
+    linear_in: int = 0  # for weights of linear layers: (in, out), which LoRA adapts
+    linear_out: int = 0
+
+
+def llama_shape(model: dict) -> dict:
+    from harness.presets import LLAMA_PRESETS
+
+    preset = LLAMA_PRESETS[model["preset"]]
+    shape = {k: (model.get(k) if model.get(k) is not None else preset[k if k != "num_layers" else "num_layers"])
+             for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size")}
+    shape["tie_word_embeddings"] = preset["tie_word_embeddings"]
+    return shape
+
+
+def parameter_tensors(config: dict) -> list[Tensor]:
+    model = config["model"]
+    if model["name"] == "mlp":
+        w, out = model["width"], []
+        for _ in range(model["depth"]):
+            if model["norm"]:
+                out += [Tensor("norm", w), Tensor("norm", w)]
+            out.append(Tensor("linear", w * w, w, w))
+            if model["bias"]:
+                out.append(Tensor("bias", w))
+        return out
+    s = llama_shape(model)
+    h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
+    hd = h // nh
+    out = [Tensor("embed_tokens", s["vocab_size"] * h)]
+    for _ in range(s["num_layers"]):
+        out += [Tensor("q_proj", h * nh * hd, h, nh * hd), Tensor("k_proj", h * kv * hd, h, kv * hd),
+                Tensor("v_proj", h * kv * hd, h, kv * hd), Tensor("o_proj", nh * hd * h, nh * hd, h),
+                Tensor("gate_proj", h * ff, h, ff), Tensor("up_proj", h * ff, h, ff), Tensor("down_proj", ff * h, ff, h),
+                Tensor("norm", h), Tensor("norm", h)]
+    out.append(Tensor("norm", h))
+    if not s["tie_word_embeddings"]:
+        out.append(Tensor("lm_head", s["vocab_size"] * h, h, s["vocab_size"]))
+    return out
+
+
+def lora_targets(config: dict) -> tuple[str, ...]:
+    method = config["method"]
+    if method.get("target_modules") is not None:
+        return tuple(method["target_modules"])
+    return LLAMA_DEFAULT_TARGETS if config["model"]["name"] == "llama" else MLP_DEFAULT_TARGETS
+
+
+def lora_parameter_count(config: dict) -> int:
+    """r·(d_in + d_out) per adapted linear (Hu et al. 2021)."""
+    r, targets = config["method"]["r"], lora_targets(config)
+    return sum(r * (t.linear_in + t.linear_out) for t in parameter_tensors(config) if t.name in targets and t.linear_in)
+
+
+def nf4_bytes(numel: int) -> int:
+    """Bytes of one NF4 weight with double quantization: codes, 8-bit absmax, nested fp32 absmax, constants."""
+    blocks = math.ceil(numel / NF4_BLOCK)
+    return math.ceil(numel / 2) + blocks + 4 * math.ceil(blocks / NF4_NESTED_BLOCK) + NF4_TENSOR_CONSTANT_BYTES
+
+
+def adamw8bit_state_bytes(numel: int, min_8bit_size: int) -> int:
+    """Two states per tensor: uint8 with block absmax and quantization maps, or fp32 below min_8bit_size."""
+    if numel < min_8bit_size:
+        return 2 * 4 * numel
+    return 2 * numel + 2 * 4 * math.ceil(numel / BNB8_BLOCK)
+
+
+def memory(config: dict) -> dict:
+    """Predicted params, gradients and optimizer state bytes (activations: see activation_bytes)."""
+    method, precision = config["method"]["name"], config["precision"]["name"]
+    tensors = parameter_tensors(config)
+    e = ELEMENT_BYTES[precision]
+    adapters = method in ("lora", "qlora")
+    if method == "qlora":
+        # bitsandbytes quantizes every linear but lm_head; prepare_model_for_kbit_training upcasts the rest to fp32
+        quantized = [t for t in tensors if t.linear_in and t.name != "lm_head"]
+        params = sum(nf4_bytes(t.numel) for t in quantized) + 4 * sum(
+            t.numel for t in tensors if not (t.linear_in and t.name != "lm_head"))
+        adapter_e = 4
+    else:
+        params = e * sum(t.numel for t in tensors)
+        adapter_e = 2 if precision == "bf16" else 4  # peft keeps adapters fp32 unless the whole model is bf16
+    if adapters:
+        r, targets = config["method"]["r"], lora_targets(config)
+        trainable = [n for t in tensors if t.name in targets and t.linear_in
+                     for n in (r * t.linear_in, r * t.linear_out)]
+        params += adapter_e * sum(trainable)
+        te = adapter_e
+    else:
+        trainable = [t.numel for t in tensors]
+        te = e
+    grads = te * sum(trainable)
+    opt_name = "adamw8bit" if method == "adamw8bit" else ("sgd" if method == "sgd" else "adamw")
+    if opt_name == "adamw":
+        optimizer = 2 * te * sum(trainable) + 4 * len(trainable)  # exp_avg, exp_avg_sq, a 4-byte step per tensor
+    elif opt_name == "adamw8bit":
+        minimum = config["method"]["min_8bit_size"]
+        optimizer = sum(adamw8bit_state_bytes(n, minimum) for n in trainable)
+        # the two quantization maps are one pair of tensors shared by every 8-bit state of the optimizer
+        optimizer += BNB8_QMAP_BYTES if any(n >= minimum for n in trainable) else 0
+    else:
+        optimizer = 0
+    return {"params_bytes": params, "grads_bytes": grads, "optimizer_bytes": optimizer,
+            "trainable_params": sum(trainable), "total_params": sum(t.numel for t in tensors)}
+
+
+def checkpoint_segments(config: dict) -> int:
+    """Segments checkpoint_sequential uses for the mlp: checkpointing.segments, else round(sqrt(depth))."""
+    depth = config["model"]["depth"]
+    return config["checkpointing"].get("segments") or max(1, round(math.sqrt(depth)))
+
+
+def mlp_activation_bytes(config: dict) -> dict:
+    """What autograd holds for backward in the default mlp (Linear + ReLU, no norm, no residual).
+
+    Without checkpointing: each ReLU output (which the next Linear also saves: one storage), the network
+    input (saved by the first Linear for its weight gradient, or by the first LoRA A), LoRA's r-wide
+    intermediate per adapted layer, and the fp32 copy of the output that the MSE loss keeps.
+    With checkpoint_sequential in k segments (the last one not checkpointed): at the end of the forward, the
+    k-1 checkpointed segments' inputs, the last segment's own activations and input, and the loss copy; while
+    a segment is recomputed in backward, the stored inputs plus that segment's activations.
+    """
+    model, method = config["model"], config["method"]["name"]
+    if model["activation"] != "relu" or model["norm"] or model["residual"]:
+        return {"activations_bytes": None, "formula": "not modelled: only the default Linear+ReLU mlp is"}
+    w, depth = model["width"], model["depth"]
+    tokens = config["workload"]["batch_size"] * config["workload"]["seq_len"]
+    e = COMPUTE_BYTES[config["precision"]["name"]]
+    unit = tokens * w * e
+    per_layer = unit
+    if method in ("lora", "qlora"):
+        adapter_e = 2 if config["precision"]["name"] == "bf16" and method == "lora" else 4
+        per_layer += tokens * config["method"]["r"] * adapter_e
+    # MSE on y.float(): the fp32 difference, plus the fp32 copy of y when the model is not fp32 (in fp32 the
+    # copy is the last ReLU output itself)
+    loss = tokens * w * 4 + (tokens * w * 4 if e != 4 else 0)
+    if not config["checkpointing"]["enabled"]:
+        return {"activations_bytes": depth * per_layer + unit + loss,
+                "formula": "depth x (ReLU output [+ LoRA r-wide]) + input + fp32 loss copy"}
+    k = min(checkpoint_segments(config), depth)
+    size = depth // k
+    last = depth - size * (k - 1)
+    end_of_forward = (k - 1) * unit + last * per_layer + unit + loss
+    recompute = (k - 1) * unit + size * per_layer
+    return {"activations_bytes": max(end_of_forward, recompute),
+            "formula": f"checkpoint_sequential, {k} segments: max(end of forward, recompute of one segment)"}
+
+
+def _rmsnorm_bytes(t: int, h: int, e: int) -> int:
+    """HF LlamaRMSNorm: x.float() (the input itself when fp32), pow/mean/rsqrt (fp32 rsqrt: 1 per token),
+    x * rsqrt cast back to the model dtype, then weight * that (saved: the normalised tensor; its output is
+    what the next linears save)."""
+    return t * h * 4 + t * 4 + t * h * e + t * h * e
+
+
+def llama_layer_activation_bytes(config: dict) -> int:
+    """One decoder layer (RMSNorm, attention, RMSNorm, SwiGLU), derived the way Korthikanti et al. 2022 count
+    a GPT layer, from what each op saves for backward:
+
+    - two RMSNorms (above);
+    - SDPA: rotated q, rotated k and v at their own head counts (GQA is passed through), the output (which
+      the o_proj reads in place) and an fp32 logsumexp per head and token;
+    - eager: q, k and v repeated to every query head, the fp32 softmax (s x s per head; plus its 16-bit cast
+      in a 16-bit model) and the o_proj input (a contiguous copy of the attention output);
+    - SwiGLU: gate, SiLU(gate), up and their product: 4 x d_ff per token.
+    """
+    s = llama_shape(config["model"])
+    h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
+    hd = h // nh
+    b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
+    t = b * seq
+    e = COMPUTE_BYTES[config["precision"]["name"]]
+    if config["model"]["attn_implementation"] == "eager":
+        attention = 3 * t * h * e + b * nh * seq * seq * (4 + (e if e != 4 else 0)) + t * h * e
+    else:
+        attention = t * h * e + 2 * t * kv * hd * e + t * h * e + b * nh * seq * 4
+    return 2 * _rmsnorm_bytes(t, h, e) + attention + 4 * t * ff * e
+
+
+def llama_activation_bytes(config: dict) -> dict:
+    """Layers, plus the head: final RMSNorm, the fp32 log-softmax over the vocabulary, the shifted int64
+    labels and an 8-byte scalar of the loss; plus the rotary cos/sin (1 x s x head_dim each, shared)."""
+    s = llama_shape(config["model"])
+    b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
+    t = b * seq
+    e = COMPUTE_BYTES[config["precision"]["name"]]
+    h, layers = s["hidden_size"], s["num_layers"]
+    layer = llama_layer_activation_bytes(config)
+    head = _rmsnorm_bytes(t, h, e) + t * s["vocab_size"] * 4 + t * 8 + 8
+    rotary = 2 * seq * (h // s["num_heads"]) * e
+    if not config["checkpointing"]["enabled"]:
+        return {"activations_bytes": layers * layer + head + rotary,
+                "formula": "layers x (2 RMSNorm + attention + SwiGLU) + final norm + fp32 log-softmax + labels"}
+    stored = layers * t * h * e
+    # while a layer is recomputed, its stored input is also its first norm's input: one storage in fp32
+    recompute = stored + layer - (t * h * 4 if e == 4 else 0) + rotary
+    return {"activations_bytes": max(stored + head + rotary, recompute),
+            "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)"}
+
+
+def activations(config: dict) -> dict:
+    if config["model"]["name"] == "mlp":
+        return mlp_activation_bytes(config)
+    if config["method"]["name"] in ("lora", "qlora"):
+        # Frozen norms and heads save less, adapters save their r-wide intermediates, and QLoRA's
+        # preparation upcasts and enables input gradients: derived for full training only so far.
+        return {"activations_bytes": None, "formula": "not modelled: llama with frozen base weights"}
+    return llama_activation_bytes(config)
+
+
+def activation_bytes(config: dict) -> int | None:
+    return activations(config)["activations_bytes"]
+
+
+def flop_ratio(config: dict) -> dict:
+    """FLOPs of forward+backward over forward, as FlopCounterMode counts them (matmuls and attention).
+
+    Full training: backward = 2 x forward (input and weight gradients) for every matmul whose input needs a
+    gradient; the mlp's first layer has no input gradient, hence 3 - 1/depth. Llama's first matmuls read the
+    embedding output, which needs a gradient for the embedding table, so 3 exactly (Kaplan's 6N/2N).
+    Checkpointing adds the recomputed forwards: +1 forward of every checkpointed layer (Narayanan et al.).
+    """
+    method = config["method"]["name"]
+    if method in ("lora", "qlora"):
+        return {"flop_ratio": None, "formula": "not modelled: adapter terms (frozen base: about 2 x forward)"}
+    model = config["model"]
+    if model["name"] == "mlp":
+        depth = model["depth"]
+        ratio = 3 - 1 / depth
+        if config["checkpointing"]["enabled"]:
+            k = min(checkpoint_segments(config), depth)
+            ratio += (k - 1) * (depth // k) / depth
+        return {"flop_ratio": ratio, "formula": "3 - 1/depth (+ recomputed layers / depth)"}
+    s = llama_shape(model)
+    b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
+    t = b * seq
+    h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
+    hd = h // nh
+    linear = 2 * t * (h * nh * hd + 2 * h * kv * hd + nh * hd * h + 3 * h * ff)
+    attention = 2 * 2 * b * nh * seq * seq * hd  # q k^T and probs v, every s x s entry (non-causal count)
+    layer = linear + attention
+    head = 2 * t * h * s["vocab_size"]
+    forward = s["num_layers"] * layer + head
+    backward = 2 * forward
+    if config["checkpointing"]["enabled"]:
+        backward += s["num_layers"] * layer
+    return {"flop_ratio": (forward + backward) / forward,
+            "formula": "3 (+ layers' forward / total forward with checkpointing); attention non-causal"}
+
+
+# How far a measurement may sit from its prediction before the record says they disagree. Byte counts of
+# parameters, gradients and optimizer state are exact up to library constants shared between tensors;
+# activations depend on which ops a library version saves; FLOP ratios on what the counter sees.
+TOLERANCE = {"params_bytes": 0.01, "grads_bytes": 0.01, "optimizer_bytes": 0.01, "activations_bytes": 0.10,
+             "flop_ratio": 0.02}
+
+
+def predict(config: dict) -> dict:
+    """Everything the record carries under `predicted`."""
+    mem = memory(config)
+    act = activations(config)
+    flops = flop_ratio(config)
+    return {
+        "memory": {"params_bytes": mem["params_bytes"], "grads_bytes": mem["grads_bytes"],
+                   "optimizer_bytes": mem["optimizer_bytes"], "activations_bytes": act["activations_bytes"]},
+        "params": {"total": mem["total_params"], "trainable": mem["trainable_params"]},
+        "flop_ratio": flops["flop_ratio"],
+        "formulas": {"activations_bytes": act["formula"], "flop_ratio": flops["formula"]},
+        "tolerance": dict(TOLERANCE),
+    }
+
+
+def compare(predicted: dict, metrics: dict) -> list[dict]:
+    """Predicted against measured, one entry per quantity both have: {name, predicted, measured,
+    relative_error, tolerance, agrees}."""
+    pairs = [(k, predicted["memory"].get(k), (metrics.get("memory") or {}).get(k))
+             for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")]
+    pairs.append(("flop_ratio", predicted.get("flop_ratio"), metrics.get("flop_ratio")))
+    out = []
+    for name, pred, meas in pairs:
+        if not isinstance(pred, (int, float)) or not isinstance(meas, (int, float)):
+            continue
+        error = (meas - pred) / pred if pred else (0.0 if meas == 0 else math.inf)
+        out.append({"name": name, "predicted": pred, "measured": meas, "relative_error": error,
+                    "tolerance": TOLERANCE[name], "agrees": abs(error) <= TOLERANCE[name]})
+    return out
