@@ -10,7 +10,7 @@ RUN ?=
 RESULTS ?=
 RESULTS_ARG := $(if $(RESULTS),--results $(RESULTS))
 
-.PHONY: bench test benchmark venv clean-venv submit tables plots
+.PHONY: bench test benchmark venv clean-venv submit tables plots report
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ submit: $(STAMP)
 plots: $(STAMP)
 	$(BENCH) table $(RESULTS_ARG)
 	$(BENCH) plot $(RESULTS_ARG)
+
+# The claims report: tables, plots, then a verdict per seed claim into <results>/claims.md.
+report: plots
+	$(BENCH) claims $(RESULTS_ARG) --format md --out $(if $(RESULTS),$(RESULTS),results)/claims.md
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)

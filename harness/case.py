@@ -119,6 +119,11 @@ def measure_case(cfg: Any, device: torch.device) -> tuple[dict, dict, list]:
         medians = {p: metrics["time"][p]["median_s"] for p in PHASES}
         metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
 
+    if cfg.measure.gradients:
+        from harness.gradients import measure_gradients
+
+        metrics["gradients"] = measure_gradients(workload, cfg.method.name)
+
     checks = checks_mod.run_checks(cfg, workload.model, metrics, state_dtypes)
     return metrics, trainable.resolved, checks
 

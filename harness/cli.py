@@ -27,6 +27,7 @@ usage: bench run [-m] [OVERRIDES ...]     run one case, a suite (suite=NAME) or 
        bench table [--results DIR] [--out DIR]   CSV + Markdown tables per schema version
        bench plot [--results DIR] [--out DIR]    the comparison plots (SVG + PNG), byte-identical per folder
        bench cite ID [--results DIR]             a Markdown snippet for an article, with reproducing commands
+       bench claims [--results DIR] [--format md|json] [--out FILE]   a verdict for every seed claim
 
 The results folder is --results DIR (--to for submit), else $BENCH_RESULTS_DIR, else results/.
 
@@ -255,7 +256,40 @@ def cmd_cite(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "table": cmd_table, "plot": cmd_plot, "cite": cmd_cite}
+def cmd_claims(argv: list[str]) -> int:
+    from harness import claims, results_folder
+    from harness.tables import grouped, records_frame
+
+    parser = _results_parser("claims", "A verdict for every claim of the seed documents (suites/claims.yaml), "
+                                       "from the results folder and the analytic model.")
+    parser.add_argument("--format", choices=["md", "json"], default="md")
+    parser.add_argument("--out", metavar="FILE", help="write there instead of standard output")
+    args = parser.parse_args(argv)
+    root = results_folder.resolve(args.results)
+    stored, problems = results_folder.read_folder(root)
+    _problems_note(problems)
+    groups = grouped(records_frame(stored, root)) if stored else claims._empty()
+    results = claims.evaluate(groups)
+    if args.format == "json":
+        text = claims.as_json(results)
+    else:
+        base = Path(args.out).parent if args.out else root
+        plots = sorted(p for p in (root / results_folder.PLOTS).glob("*/*.svg")
+                       if p.stem in ("activations_vs_depth", "activations_vs_seq_len", "predicted_vs_measured",
+                                     "checkpointing_tradeoff", "memory_by_category", "compute_ratio"))
+        text = claims.markdown(results, [os.path.relpath(p, base) for p in plots])
+    if args.out:
+        from harness.tables import _replace_atomically
+
+        _replace_atomically(Path(args.out), text)
+        print(args.out)
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "table": cmd_table, "plot": cmd_plot, "cite": cmd_cite,
+            "claims": cmd_claims}
 
 
 def main(argv: list[str] | None = None) -> int:

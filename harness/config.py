@@ -145,6 +145,8 @@ class MeasureConfig:
     """Run the memory pass (tracker breakdown, per-phase peaks)."""
     flops: bool = True
     """Run the FLOP-count pass."""
+    gradients: bool = False
+    """Record per-layer gradient norms and a finite-difference check of autograd (the gradients suite)."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -181,7 +182,9 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     key = ["hardware", "torch", "config", "method"]
     off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
     on = ok[ok["checkpointing"].astype(bool)].set_index(key)
-    joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
+    with warnings.catch_warnings():  # pandas warns about the width of the grouped table, not a problem here
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
     if joined.empty:
         return joined
     joined = joined.assign(
@@ -337,6 +340,60 @@ def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -
     return _save(fig, stem)
 
 
+def _scaling_plot(rows: pd.DataFrame, x: str, series: str, styles: dict, xlabel: str, title: str, caption: str,
+                  stem: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    unit, unit_name = _memory_unit(rows["activations_bytes_median"])
+    for key, (label, color) in styles.items():
+        g = rows[rows[series] == key].sort_values(x)
+        if g.empty:
+            continue
+        ax.plot(g[x], g["activations_bytes_median"] / unit, marker="o", color=color, label=f"{label}: measured")
+        pred = g[["predicted_activations_bytes_median", x]].dropna()
+        ax.plot(pred[x], pred["predicted_activations_bytes_median"] / unit, ls="--", color=color, lw=1,
+                label=f"{label}: predicted (analytic)")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"activations held for backward ({unit_name})")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, stem)
+
+
+def plot_scaling(groups: pd.DataFrame, caption: str, directory: Path) -> list[Path]:
+    """Activation memory against depth (mlp, checkpointing off/on) and against sequence length (llama,
+    eager/SDPA), for the configuration family with the most points; nothing when the folder has no sweep."""
+    written = []
+    ok = groups[(groups["n"] > 0) & groups["activations_bytes_median"].notna()]
+    mlp = ok[ok["model"] == "mlp"]
+    if not mlp.empty:
+        family = mlp["config"].str.replace(r"mlp:\d+x", "mlp:Nx", regex=True) + " " + mlp["method"]
+        best = family.value_counts().sort_index().idxmax()
+        rows = mlp[family == best]
+        if rows["depth"].nunique() >= 3:
+            written += _scaling_plot(rows, "depth", "checkpointing",
+                                     {False: ("checkpointing off", "#1f77b4"), True: ("checkpointing on", "#d62728")},
+                                     "depth (layers, log₂ scale)", f"Activation memory against depth: {best}",
+                                     caption, directory / "activations_vs_depth")
+    llama = ok[ok["model"] == "llama"]
+    if not llama.empty:
+        family = (llama["preset"].astype(str) + " " + llama["precision"] + " " + llama["method"] + " bs"
+                  + llama["batch_size"].astype(str) + llama["checkpointing"].map({True: " ckpt", False: ""}))
+        counts = llama.groupby(family)["seq_len"].nunique()
+        best = counts.sort_index().idxmax()
+        rows = llama[family == best]
+        if counts[best] >= 3:
+            written += _scaling_plot(rows, "seq_len", "attn",
+                                     {"eager": ("eager attention", "#d62728"), "sdpa": ("SDPA", "#1f77b4")},
+                                     "sequence length (tokens, log₂ scale)",
+                                     f"Activation memory against sequence length: llama {best}", caption,
+                                     directory / "activations_vs_seq_len")
+    return written
+
+
 def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
     frame = records_frame(stored, root)
     groups = grouped(frame)
@@ -355,6 +412,7 @@ def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
             written += plot_checkpointing(hw_groups, caption, out / hw / "checkpointing_tradeoff")
             written += plot_throughput(hw_groups, caption, out / hw / "throughput")
             written += plot_predicted_vs_measured(hw_groups, caption, out / hw / "predicted_vs_measured")
+            written += plot_scaling(hw_groups, caption, out / hw)
         caption = (f"data: {len(frame)} record(s) in {RECORDS}/ ({', '.join(sorted(groups['hardware'].unique()))}) · "
                    f"backprop-bench {__version__} · regenerate with `bench plot`")
         written += plot_across_hardware(groups, caption, out / "across_hardware")

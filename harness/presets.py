@@ -19,4 +19,9 @@ LLAMA_PRESETS: dict[str, dict] = {
     "llama-2-7b": dict(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, intermediate_size=11008,
                        vocab_size=32000, rope_theta=10000.0, tie_word_embeddings=False,
                        max_position_embeddings=4096),
+    # meta-llama/Llama-3.1-405B config.json: for the analytic model (the seeds' "LoRA on 405B" claim); far too
+    # large to build on one device.
+    "llama-3.1-405b": dict(hidden_size=16384, num_layers=126, num_heads=128, num_kv_heads=8, intermediate_size=53248,
+                           vocab_size=128256, rope_theta=500000.0, tie_word_embeddings=False,
+                           max_position_embeddings=131072),
 }

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
+
+# The grouped table is wide (a handful of statistics per metric); pandas' fragmentation hint about it is
+# about speed on tables of thousands of columns, not correctness.
+warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
 from harness.results_folder import RECORDS, Stored, hardware_key, hardware_label
 
@@ -47,6 +52,11 @@ METRICS: list[tuple[str, str]] = [
     ("predicted_optimizer_bytes", "predicted.memory.optimizer_bytes"),
     ("predicted_activations_bytes", "predicted.memory.activations_bytes"),
     ("predicted_flop_ratio", "predicted.flop_ratio"),
+    ("first_to_last_layer_grad_norm_ratio", "metrics.gradients.first_to_last_layer_grad_norm_ratio"),
+    ("fd_max_rel_error", "metrics.gradients.fd_max_rel_error"),
+    ("fd_full_gradient_forward_passes", "metrics.gradients.fd_full_gradient_forward_passes"),
+    ("fd_full_gradient_projected_s", "metrics.gradients.fd_full_gradient_projected_s"),
+    ("backprop_fwd_bwd_float64_s", "metrics.gradients.backprop_fwd_bwd_float64_s"),
 ]
 METRIC_NAMES = [name for name, _ in METRICS]
 GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch"]
@@ -72,6 +82,12 @@ def config_label(config: dict) -> str:
                                                  if model.get("attn_implementation") != "sdpa" else "")
     else:
         name = f"mlp:{model.get('depth')}x{model.get('width')}"
+        if model.get("activation", "relu") != "relu":
+            name += f":{model['activation']}"
+        if model.get("residual"):
+            name += "+res"
+        if model.get("norm"):
+            name += "+ln"
     return f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
 
 
@@ -90,6 +106,12 @@ def record_row(stored: Stored, root: Path) -> dict:
         "oom_phase": (r.get("error") or {}).get("phase") if r["status"] == "oom" else None,
         "config": config_label(cfg),
         "model": cfg["model"]["name"],
+        "preset": cfg["model"].get("preset"),
+        "depth": cfg["model"].get("depth"),
+        "attn": cfg["model"].get("attn_implementation"),
+        "activation": cfg["model"].get("activation"),
+        "residual": bool(cfg["model"].get("residual")),
+        "norm": bool(cfg["model"].get("norm")),
         "method": cfg["method"]["name"],
         "precision": cfg["precision"]["name"],
         "checkpointing": bool(cfg["checkpointing"]["enabled"]),
@@ -136,7 +158,9 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         ok = group[group["status"] == "ok"]
         first = group.iloc[0]
         row = dict(zip(GROUP_KEYS, key))
-        for col in ("hardware_label", "device_type", "config", "model", "method", "precision", "checkpointing",
+        for col in ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
+                    "residual", "norm", "method",
+                    "precision", "checkpointing",
                     "batch_size", "seq_len", "repeats_per_run"):
             row[col] = first[col]
         row["n"] = len(ok)
