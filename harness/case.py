@@ -84,16 +84,53 @@ def _timing_metrics(cfg: Any, workload: Workload, times: dict, wall: float) -> d
     }
 
 
-def measure_case(cfg: Any, device: torch.device) -> tuple[dict, dict, list]:
+def _warm_up(cfg: Any, workload: Workload, device: torch.device, stage: dict) -> dict | None:
+    """Warm-up; under an emulated CPU budget, the steps and one pass of every phase run inside the budget's
+    accounting (every peak is first reached there), the remaining untimed repeats outside it."""
+    budget = cfg.device.memory_budget_gib
+    if budget is None or device.type != "cpu":
+        stage["phase"] = "warm-up"
+        workload.warm_up(cfg.measure.warmup_steps, cfg.measure.warmup)
+        return None
+    from harness import budget as budget_mod
+
+    with budget_mod.cpu_budget(workload, int(budget * budget_mod.GIB)) as mode:
+        for _ in range(cfg.measure.warmup_steps):
+            mode.phase = stage["phase"] = "step"
+            workload.step()
+        for phase in PHASES:
+            mode.phase = stage["phase"] = phase
+            workload.run(phase)
+    workload.warm_up(0, max(0, cfg.measure.warmup - 1))
+    return {"budget_bytes": mode.budget_bytes, "emulated": True,
+            "method": "CPU: live tensor bytes counted by a TorchDispatchMode during warm-up (harness/budget.py)",
+            "peak_live_bytes": mode.peak_bytes}
+
+
+def measure_case(cfg: Any, device: torch.device, stage: dict | None = None) -> tuple[dict, dict, list]:
+    stage = stage if stage is not None else {}
+    budget_info = None
+    if cfg.device.memory_budget_gib is not None and device.type == "cuda":
+        from harness import budget as budget_mod
+
+        stage["phase"] = "load"
+        budget_info = {"budget_bytes": int(cfg.device.memory_budget_gib * budget_mod.GIB), "emulated": True,
+                       "method": "CUDA: torch.cuda.set_per_process_memory_fraction, minus the context"}
+        budget_info.update(budget_mod.cuda_budget(device, budget_info["budget_bytes"]))
+    stage["phase"] = "load"
     trainable = build_trainable(cfg, device)
     workload = Workload(cfg, trainable, device)
-    workload.warm_up(cfg.measure.warmup_steps, cfg.measure.warmup)
+    budget_info = _warm_up(cfg, workload, device, stage) or budget_info
+    stage["phase"] = "timing"
 
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times, wall = timing.interleaved({p: getattr(workload, p) for p in PHASES}, cfg.measure.repeats,
                                      timing.timer_for(device), after={"fwd_bwd": workload.reset_grads}, sync=sync)
     metrics = _timing_metrics(cfg, workload, times, wall)
     metrics["params"] = parameter_counts(workload.model)
+    if budget_info:
+        metrics["memory_budget"] = budget_info
+    stage["phase"] = "memory pass"
 
     if cfg.measure.memory:
         nvml = None
@@ -113,6 +150,7 @@ def measure_case(cfg: Any, device: torch.device) -> tuple[dict, dict, list]:
     metrics["optimizer_state_elements_by_dtype"] = state_dtypes
 
     if cfg.measure.flops:
+        stage["phase"] = "flop count"
         flops = flops_mod.measure_flops(workload)
         metrics["flops"] = flops
         metrics.update(flops_mod.flop_ratios(flops))
@@ -135,11 +173,20 @@ def run_case(overrides: list[str]) -> dict:
     device = resolve_device(cfg)
     torch.manual_seed(cfg.workload.seed)
     prov = provenance.collect(device)
+    stage = {"phase": "load"}
     try:
-        metrics, resolved, checks = measure_case(cfg, device)
+        metrics, resolved, checks = measure_case(cfg, device, stage)
     except torch.OutOfMemoryError as exc:
+        # Not fitting is a result: the phase it failed in and the memory figures up to that point.
+        figures = dict(getattr(exc, "figures", {}))
+        if device.type == "cuda":
+            figures.setdefault("torch_max_allocated_bytes", torch.cuda.max_memory_allocated(device))
+            figures.setdefault("torch_max_reserved_bytes", torch.cuda.max_memory_reserved(device))
+        phase = figures.pop("phase", stage["phase"])
+        budget = cfg.device.memory_budget_gib
         return build_record(config=config, overrides=overrides, provenance=prov, status="oom",
-                            error={"type": type(exc).__name__, "message": str(exc)[:2000]})
+                            metrics={"oom": {**figures, "budget_emulated": budget is not None}},
+                            error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": phase})
     except Exception as exc:  # any failure is a result to record, not a dead sweep
         return build_record(config=config, overrides=overrides, provenance=prov, status="error",
                             error={"type": type(exc).__name__, "message": str(exc)[:2000],

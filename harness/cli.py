@@ -1,6 +1,7 @@
 """`bench`: the command line. Thin: parsing and messages here, the work in harness.compose / harness.sweep.
 
-Exit codes: 0 every case ran (status ok); 1 some case recorded oom or error; 2 bad input, nothing ran.
+Exit codes: 0 every case ran or was already recorded (status ok, or oom: not fitting is a result); 1 some
+case recorded error; 2 bad input, nothing ran; 130 interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ usage: bench run [-m] [OVERRIDES ...]     run one case, a suite (suite=NAME) or 
        bench plot [--results DIR] [--out DIR]    the comparison plots (SVG + PNG), byte-identical per folder
        bench cite ID [--results DIR]             a Markdown snippet for an article, with reproducing commands
        bench claims [--results DIR] [--format md|json] [--out FILE]   a verdict for every seed claim
+       bench fit [OVERRIDES] fit.search=workload.batch_size   the largest batch (or seq_len) that fits
 
 The results folder is --results DIR (--to for submit), else $BENCH_RESULTS_DIR, else results/.
 
@@ -70,7 +72,9 @@ def run_help() -> str:
              "Runs one case, or every case of `suite=NAME`, each in its own process; writes one JSON record",
              "per case into output_dir (default: results/runs/<UTC time>-<name>/). `-m` crosses comma lists",
              "(Hydra sweep syntax): bench run -m method=lora,qlora workload.batch_size=1,4",
-             "`--cfg` prints the composed config of each case and runs nothing.", "",
+             "`--cfg` prints the composed config of each case and runs nothing.",
+             "Rerunning with the same output_dir skips cases already recorded there (by config hash);",
+             "`--force` reruns them.", "",
              "groups (GROUP=OPTION):"]
     for group in ("model", "method", "precision", "checkpointing", "device", "suite"):
         options = group_options(group)
@@ -131,10 +135,12 @@ def cmd_run(argv: list[str]) -> int:
         return EXIT_OK
     multirun = any(a in ("-m", "--multirun") for a in argv)
     show_cfg = "--cfg" in argv
-    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg")]
+    force = "--force" in argv
+    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg", "--force")]
     unknown = [a for a in overrides if a.startswith("-")]
     if unknown:
-        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --help")
+        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --force, "
+                                       "--help")
     overrides = [f"suite={_default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
 
     from harness.compose import compose_case, plan_cases
@@ -154,11 +160,20 @@ def cmd_run(argv: list[str]) -> int:
     from harness.sweep import run_sweep
 
     print(f"bench: {len(cases)} case(s) -> {output_dir}", file=sys.stderr)
-    result = run_sweep(cases, output_dir)
-    print(format_table(result.records))
-    failed = len(result.records) - result.count("ok")
-    print(f"\n{result.count('ok')} ok, {result.count('oom')} out of memory, {result.count('error')} error; "
-          f"records in {output_dir}/ (logs in {output_dir}/logs/)")
+    result = run_sweep(cases, output_dir, force=force)
+    for line in result.unreadable:
+        print(f"bench: not a record, left as it is: {output_dir}/{line}", file=sys.stderr)
+    if result.records:
+        print(format_table(result.records))
+    failed = result.count("error")
+    print(f"\n{len(result.records)} ran ({result.count('ok')} ok, {result.count('oom')} out of memory, "
+          f"{result.count('error')} error), {len(result.skipped)} skipped (already recorded in {output_dir}/; "
+          f"--force reruns them)" + (f", {result.not_run} not run (interrupted)" if result.interrupted else "")
+          + f"; logs in {output_dir}/logs/")
+    if result.interrupted:
+        print(f"bench: interrupted; every record written is complete. Resume with the same command and "
+              f"output_dir={output_dir}", file=sys.stderr)
+        return 130
     if result.count("ok") + result.count("oom"):
         print(f"submit them to the shared results folder: make submit RUN={output_dir}\n"
               f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots")
@@ -288,8 +303,73 @@ def cmd_claims(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_fit(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print("usage: bench fit [OVERRIDES ...] fit.search=workload.batch_size|workload.seq_len [fit.max=N]\n\n"
+              "The largest value that fits in the device, or in device.memory_budget_gib=N: doubling from 1,\n"
+              "then bisecting, each probe a case in its own process. Writes the probes' records and fit.json\n"
+              "into output_dir, and prints the answer beside the analytic model's prediction.")
+        return EXIT_OK
+    from harness import fit as fit_mod
+    from harness.budget import GIB
+    from harness.compose import compose_case, plan_cases, to_container
+
+    unknown = [a for a in argv if a.startswith("-")]
+    if unknown:
+        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; bench fit takes overrides only")
+    search, limit, base = fit_mod.split_fit_args(argv)
+    if any(o.split("=", 1)[0] == "suite" for o in base):
+        raise ConfigError("suite", "bench fit searches one configuration; give overrides, not a suite")
+    output_dir, base = _output_dir(base, "fit")
+    if (output_dir / "fit.json").exists():
+        raise ConfigError("output_dir", f"{output_dir}/fit.json already exists; choose another output_dir")
+    [case], _ = plan_cases([*base, f"{search}=1"], False)
+    _check_device([case])
+    cfg = compose_case(case)
+    import torch
+
+    on_cuda = cfg.device.name == "cuda" or (cfg.device.name == "auto" and torch.cuda.is_available())
+    budget = cfg.device.memory_budget_gib
+    if budget is None and not on_cuda:
+        raise ConfigError("device.memory_budget_gib", "bench fit on a CPU needs a budget (a CPU has no device memory "
+                                                      "to fill): e.g. device.memory_budget_gib=0.5")
+    print(f"bench: fitting {search} -> {output_dir}", file=sys.stderr)
+    result = fit_mod.search(base, search, limit, output_dir)
+    device_bytes = None
+    if result.probes:
+        from harness.record import read_record
+
+        prov = read_record(output_dir / result.probes[0].file)["provenance"]
+        device_bytes = prov.get("gpu_memory_bytes")
+        device = {"type": prov.get("device_type"), "name": prov.get("gpu_name") or prov.get("cpu_model"),
+                  "memory_bytes": device_bytes}
+    else:
+        device = {"type": "cuda" if on_cuda else "cpu"}
+    budget_bytes = int(budget * GIB) if budget is not None else device_bytes
+    device.update({"memory_budget_gib": budget, "budget_emulated": budget is not None})
+    predicted = fit_mod.predicted_max(to_container(cfg), search, budget_bytes, limit)
+    import shlex
+
+    command = "bench fit " + " ".join(shlex.quote(a) for a in argv if not a.startswith("output_dir="))
+    path = fit_mod.write_fit_json(output_dir, result, predicted, device, command)
+    where = f"{budget} GiB (emulated budget)" if budget is not None else f"{device.get('name')}"
+    pred = predicted.get("value")
+    pred_text = (f"predicted by the analytic model: {pred} ({predicted.get('formula', '')})"
+                 if pred is not None else f"no prediction: {predicted.get('reason')}")
+    if result.stopped_by_error:
+        print(f"bench: a probe failed, so the search stopped: {result.stopped_by_error}", file=sys.stderr)
+    if result.max_fitting is None and result.probes and not result.stopped_by_error:
+        print(f"{search}: even 1 does not fit in {where} (measured); {pred_text}")
+    elif result.probes and not result.stopped_by_error:
+        beyond = (f"; {result.first_not_fitting} does not" if result.first_not_fitting else
+                  f"; fit.max={limit} reached without running out of memory")
+        print(f"{search}: {result.max_fitting} fits in {where} (measured){beyond}\n{pred_text}")
+    print(f"{len(result.probes)} probe(s); records and {path.name} in {output_dir}/")
+    return EXIT_CASE_FAILED if result.stopped_by_error else EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "submit": cmd_submit, "table": cmd_table, "plot": cmd_plot, "cite": cmd_cite,
-            "claims": cmd_claims}
+            "claims": cmd_claims, "fit": cmd_fit}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,6 +155,8 @@ class DeviceConfig:
     """auto (cuda when visible, else cpu) | cpu | cuda."""
     index: int = 0
     """CUDA device index."""
+    memory_budget_gib: Optional[float] = None
+    """Behave as if the device had this many GiB (fractional allowed): CUDA caps the allocator, CPU counts live tensors."""
 
 
 @dataclass
@@ -268,6 +270,9 @@ def validate(cfg: Any) -> None:
 
     _require(cfg.device.name in DEVICES, "device", f"unknown device {cfg.device.name!r}; allowed: {', '.join(DEVICES)}")
     _require(cfg.device.index >= 0, "device.index", f"must be >= 0, got {cfg.device.index}")
+    budget = cfg.device.memory_budget_gib
+    _require(budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
+             "device.memory_budget_gib", f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}")
 
 
 def resolve_llama_shape(model: Any) -> dict[str, int]:

@@ -108,7 +108,7 @@ def read_folder(root: Path) -> tuple[list[Stored], list[Problem]]:
     records_dir = root / RECORDS
     if not records_dir.is_dir():
         return stored, problems
-    for path in sorted(records_dir.glob("*/*.json")):
+    for path in sorted(p for p in records_dir.glob("*/*.json") if not p.name.startswith(".")):
         data = path.read_bytes()
         match = _NAME.match(path.name)
         if not match:

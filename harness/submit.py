@@ -38,7 +38,7 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[Outcome]]:
     refused: list[Outcome] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(q for q in p.glob("*.json") if q.is_file())
+            found = sorted(q for q in p.glob("*.json") if q.is_file() and not q.name.startswith("."))
             if not found:
                 refused.append(Outcome(p, REFUSED, "file: a directory with no *.json records in it"))
             files.extend(found)

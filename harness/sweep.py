@@ -50,11 +50,16 @@ def run_in_subprocess(overrides: list[str], log_path: Path, timeout_s: float | N
     proc.start()
     send.close()
     message = None
-    if receive.poll(timeout_s):
-        try:
-            message = receive.recv()
-        except EOFError:  # the child died before sending anything
-            message = None
+    try:
+        if receive.poll(timeout_s):
+            try:
+                message = receive.recv()
+            except EOFError:  # the child died before sending anything
+                message = None
+    except KeyboardInterrupt:  # Ctrl-C: the case's process goes too, and it has written nothing
+        proc.kill()
+        proc.join()
+        raise
     proc.join(timeout=30)
     if proc.is_alive():
         proc.kill()
@@ -73,24 +78,64 @@ class SweepResult:
     output_dir: Path
     records: list[dict] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # cases whose record was already in output_dir
+    unreadable: list[str] = field(default_factory=list)  # files in output_dir that are not records
+    not_run: int = 0  # cases left when the sweep was interrupted
+    interrupted: bool = False
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r["status"] == status)
 
 
-def run_sweep(cases: list[list[str]], output_dir: Path, progress: bool = True) -> SweepResult:
+def existing_results(output_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """config_hash -> record file, for every ok or oom record already in output_dir (an error record is not a
+    result: its case runs again). Files that do not read as records are reported, never touched."""
+    from harness.validate import RecordInvalid, load_bytes
+
+    found: dict[str, Path] = {}
+    unreadable: list[str] = []
+    for path in sorted(p for p in output_dir.glob("*.json") if not p.name.startswith(".tmp-")):
+        try:
+            record = load_bytes(path.read_bytes())
+        except (RecordInvalid, OSError) as exc:
+            if "status: error" not in str(exc):
+                unreadable.append(f"{path.name}: {exc}")
+            continue
+        found.setdefault(record["config_hash"], path)
+    return found, unreadable
+
+
+def run_sweep(cases: list[list[str]], output_dir: Path, progress: bool = True, force: bool = False) -> SweepResult:
+    """Run every case not already recorded in output_dir (matched by config hash; `force` reruns them all).
+
+    Records are written whole or not at all (harness.record.write_new_file), so a sweep stopped by Ctrl-C or
+    a kill leaves only complete records, and rerunning the same command resumes it."""
     from tqdm import tqdm
+
+    from harness.compose import compose_case, to_container
+    from harness.record import config_hash
 
     output_dir.mkdir(parents=True, exist_ok=True)
     logs = output_dir / "logs"
     logs.mkdir(exist_ok=True)
     result = SweepResult(output_dir=output_dir)
+    done, result.unreadable = ({}, []) if force else existing_results(output_dir)
     bar = tqdm(total=len(cases), unit="case", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    for index, overrides in enumerate(cases):
-        bar.set_description(" ".join(o for o in overrides if o.split("=")[0] in ("model", "method", "checkpointing")))
-        record = run_in_subprocess(overrides, logs / f"case-{index:03d}.log")
-        result.records.append(record)
-        result.paths.append(write_record(record, output_dir))
-        bar.update(1)
+    try:
+        for index, overrides in enumerate(cases):
+            previous = done.get(config_hash(to_container(compose_case(overrides))))
+            if previous is not None:
+                result.skipped.append(previous)
+                bar.update(1)
+                continue
+            bar.set_description(" ".join(o for o in overrides
+                                         if o.split("=")[0] in ("model", "method", "checkpointing")))
+            record = run_in_subprocess(overrides, logs / f"case-{index:03d}.log")
+            result.paths.append(write_record(record, output_dir))
+            result.records.append(record)
+            bar.update(1)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.not_run = len(cases) - len(result.records) - len(result.skipped)
     bar.close()
     return result

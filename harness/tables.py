@@ -88,7 +88,9 @@ def config_label(config: dict) -> str:
             name += "+res"
         if model.get("norm"):
             name += "+ln"
-    return f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
+    label = f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
+    budget = (config.get("device") or {}).get("memory_budget_gib")
+    return label + (f" budget {budget:g} GiB" if budget is not None else "")
 
 
 def record_row(stored: Stored, root: Path) -> dict:

@@ -1,0 +1,161 @@
+"""`bench fit`: the largest batch size (or sequence length) that fits, found by measurement.
+
+Doubling from 1 until a probe runs out of memory, then bisecting between the last value that fitted and
+the first that did not; each probe is a full case in a fresh process (no allocator state carries over), and
+its record is written like any other. Beside the answer: the analytic model's prediction (parameters,
+gradients, optimizer state and activations against the budget; temporaries are not in it, so it is an upper
+bound), labelled as a prediction.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import ConfigError
+
+SEARCHABLE = ("workload.batch_size", "workload.seq_len")
+PROBE_DEFAULTS = ["measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
+MAX_VALUE = 1 << 16
+
+
+@dataclass
+class Probe:
+    value: int
+    status: str
+    phase: str | None
+    file: str
+    peak_step_bytes: int | None = None
+
+
+@dataclass
+class FitResult:
+    search: str
+    probes: list[Probe] = field(default_factory=list)
+    max_fitting: int | None = None
+    first_not_fitting: int | None = None
+    stopped_by_error: str | None = None
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
+    fit = {_key(o): o.split("=", 1)[1] for o in overrides if _key(o).startswith("fit.")}
+    rest = [o for o in overrides if not _key(o).startswith("fit.")]
+    unknown = sorted(set(fit) - {"fit.search", "fit.max"})
+    if unknown:
+        raise ConfigError(unknown[0], "unknown; bench fit takes fit.search=KEY and fit.max=N")
+    search = fit.get("fit.search")
+    if search not in SEARCHABLE:
+        raise ConfigError("fit.search", f"{search!r} cannot be searched; allowed: {', '.join(SEARCHABLE)}")
+    try:
+        limit = int(fit.get("fit.max", MAX_VALUE))
+    except ValueError:
+        raise ConfigError("fit.max", f"{fit['fit.max']!r} is not an integer") from None
+    if limit < 1:
+        raise ConfigError("fit.max", f"must be >= 1, got {limit}")
+    if any(_key(o) == search for o in rest):
+        raise ConfigError(search, "is what bench fit searches; leave it out of the overrides")
+    return search, limit, rest
+
+
+def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: int) -> dict:
+    """Largest value whose predicted params + grads + optimizer state + activations fit the budget."""
+    from harness import analytic
+
+    if budget_bytes is None:
+        return {"value": None, "reason": "no budget or device size known to compare with"}
+    section, key = search.split(".")
+
+    def need(value: int) -> int | None:
+        cfg = json.loads(json.dumps(config))
+        cfg[section][key] = value
+        mem = analytic.memory(cfg)
+        act = analytic.activation_bytes(cfg)
+        if act is None:
+            return None
+        return mem["params_bytes"] + mem["grads_bytes"] + mem["optimizer_bytes"] + act
+
+    first = need(1)
+    if first is None:
+        return {"value": None, "reason": "the analytic model has no activation formula for this configuration"}
+    if first > budget_bytes:
+        return {"value": 0, "predicted_bytes_at_1": first,
+                "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
+    lo, hi = 1, 2
+    while hi <= limit and need(hi) <= budget_bytes:
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if need(mid) <= budget_bytes else (lo, mid)
+    return {"value": lo, "predicted_bytes": need(lo),
+            "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
+
+
+def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> FitResult:
+    from harness.record import write_record
+    from harness.sweep import run_in_subprocess
+
+    logs = output_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    result = FitResult(search=search_key)
+    tried: dict[int, bool] = {}
+
+    def probe(value: int) -> bool:
+        overrides = [*PROBE_DEFAULTS, *base, f"{search_key}={value}"]
+        record = run_in_subprocess(overrides, logs / f"probe-{search_key.split('.')[1]}-{value}.log")
+        path = write_record(record, output_dir)
+        peak = ((record.get("metrics") or {}).get("memory") or {}).get("peak_step_bytes")
+        result.probes.append(Probe(value, record["status"], (record.get("error") or {}).get("phase"), path.name, peak))
+        if record["status"] == "error":
+            message = ((record.get("error") or {}).get("message") or "").strip().splitlines()
+            result.stopped_by_error = f"probe {search_key}={value}: {message[-1] if message else 'error'}"
+            raise StopIteration
+        tried[value] = record["status"] == "ok"
+        return tried[value]
+
+    try:
+        value = 1
+        while value <= limit and probe(value):
+            result.max_fitting = value
+            value *= 2
+        if value > limit:
+            if result.max_fitting != limit and limit not in tried and probe(limit):
+                result.max_fitting = limit
+            return result
+        result.first_not_fitting = value
+        lo, hi = result.max_fitting or 0, value
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if probe(mid):
+                lo = mid
+            else:
+                hi = mid
+        result.max_fitting = lo or None
+        result.first_not_fitting = hi
+    except StopIteration:
+        pass
+    return result
+
+
+def write_fit_json(output_dir: Path, result: FitResult, predicted: dict, device: dict, command: str) -> Path:
+    from harness.record import write_new_file
+
+    body = {
+        "search": result.search,
+        "max_fitting": result.max_fitting,
+        "first_not_fitting": result.first_not_fitting,
+        "measured": result.stopped_by_error is None and bool(result.probes),
+        "stopped_by_error": result.stopped_by_error,
+        "predicted": predicted,
+        "device": device,
+        "probes": [p.__dict__ for p in result.probes],
+        "command": command,
+        "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return write_new_file(output_dir / "fit.json", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
