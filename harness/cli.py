@@ -391,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"bench: config error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # an unwritable folder, a full disk: what failed, without a traceback
+        print(f"bench: {command}: {exc.strerror or exc} ({exc.filename or ''}); nothing partial was left behind",
+              file=sys.stderr)
+        return EXIT_CASE_FAILED
 
 
 if __name__ == "__main__":

@@ -65,7 +65,13 @@ def submit(paths: list[Path], root: Path) -> list[Outcome]:
     if not accepted:  # nothing to write: leave the folder exactly as it was, lock file included
         return outcomes
 
-    with results_folder.locked(root):
+    try:
+        lock = results_folder.locked(root)
+        lock.__enter__()
+    except OSError as exc:  # a read-only share, a missing mount: refuse everything, change nothing
+        return outcomes + [Outcome(path, REFUSED, f"file: the results folder {root} is not writable ({exc.strerror})")
+                           for path, _, _ in accepted]
+    try:
         for path, record, data in accepted:
             dest = results_folder.record_path(root, record, data)
             if dest.exists():
@@ -86,4 +92,6 @@ def submit(paths: list[Path], root: Path) -> list[Outcome]:
                                                        "nothing was left behind"))
                 continue
             outcomes.append(Outcome(path, TAKEN, dest=dest))
+    finally:
+        lock.__exit__(None, None, None)
     return outcomes

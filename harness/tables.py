@@ -19,6 +19,7 @@ import pandas as pd
 # about speed on tables of thousands of columns, not correctness.
 warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
+from harness.record import config_hash
 from harness.results_folder import RECORDS, Stored, hardware_key, hardware_label
 
 # (column, where it is in a record, unit) — the unit is also in the column name.
@@ -127,6 +128,9 @@ def record_row(stored: Stored, root: Path) -> dict:
         "predicted_disagrees": " ".join(r["flags"].get("predicted_disagrees", [])),
         "noisy": bool(r["flags"].get("noisy")),
         "utc_time": prov.get("utc_time"),
+        # the same configuration but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit) are matched
+        "hash_without_checkpointing": config_hash({**cfg, "checkpointing": None}),
+        "hash_without_method": config_hash({**cfg, "method": None}),
         "source": stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path),
     }
     for name, where in METRICS:
@@ -161,7 +165,7 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         first = group.iloc[0]
         row = dict(zip(GROUP_KEYS, key))
         for col in ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
-                    "residual", "norm", "method",
+                    "residual", "norm", "method", "hash_without_checkpointing", "hash_without_method",
                     "precision", "checkpointing",
                     "batch_size", "seq_len", "repeats_per_run"):
             row[col] = first[col]

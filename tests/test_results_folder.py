@@ -251,3 +251,33 @@ def test_cite_gives_numbers_hardware_id_and_reproducing_commands(real_records, t
     dirty["flags"]["checks_failed"] = ["adamw_state_bytes"]
     text = cite(results_folder.Stored(tmp_path / "x.json", dirty), root)
     assert "Measured from a modified working tree" in text and "Self-checks failed**: adamw_state_bytes" in text
+
+
+def test_unwritable_folder_and_full_disk_refuse_and_leave_nothing(real_records, tmp_path, monkeypatch):
+    import errno
+
+    from harness import record as record_mod
+
+    good = write_record(real_records[0], tmp_path / "run")
+    locked = tmp_path / "readonly"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root): a read-only folder cannot be simulated")
+        [outcome] = submit([good], locked)
+        assert outcome.status == REFUSED and "is not writable" in outcome.reason
+    finally:
+        os.chmod(locked, 0o755)
+
+    root = tmp_path / "results"
+    submit([write_record(real_records[1], tmp_path / "other")], root)
+    before = snapshot(root)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record_mod.os, "fsync", full)
+    [outcome] = submit([good], root)
+    assert outcome.status == REFUSED and "No space left on device" in outcome.reason
+    assert snapshot(root) == before  # the temp file went with the failure
