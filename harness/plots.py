@@ -40,10 +40,24 @@ def _method_key(method: str) -> tuple[int, str]:
 
 
 def _panels(groups: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """One panel per configuration label (model, precision, workload), plus torch when builds differ."""
+    """One panel per configuration label (model, precision, workload), plus torch when builds differ; only
+    configurations measured with at least two of method × checkpointing — a comparison plot of one point
+    compares nothing (those stay in the tables; `_omitted` counts them for the caption)."""
     several_torch = groups["torch"].nunique() > 1
     keys = groups["config"] + (" · torch " + groups["torch"] if several_torch else "")
-    return [(key, groups[keys == key]) for key in sorted(keys.unique())]
+    panels = []
+    for key in sorted(keys.unique()):
+        panel = groups[keys == key]
+        if len(panel.drop_duplicates(["method", "checkpointing"])) >= 2:
+            panels.append((key, panel))
+    return panels
+
+
+def _omitted(groups: pd.DataFrame) -> str:
+    shown = sum(len(p) for _, p in _panels(groups))
+    left = len(groups) - shown
+    return (f"\n{left} configuration(s) measured with a single method and checkpointing setting are in the tables, "
+            "not here.") if left else ""
 
 
 def _methods(panel: pd.DataFrame) -> list[str]:
@@ -98,9 +112,18 @@ def _oom_marks(ax, panel: pd.DataFrame, pos: dict, y: float) -> None:
 
 def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     panels = _panels(groups)
+    if not panels:
+        return []
     fig, axes = _grid(len(panels))
-    top = max(4.6, float(groups["compute_ratio_ci95_hi_max"].max(skipna=True) or 0) * 1.08)
     for ax, (title, panel) in zip(axes, panels):
+        # the axis shows every median and the references; an interval reaching past 2x the largest median is
+        # cut at the frame (its end is printed)
+        medians = panel["compute_ratio_median"].dropna()
+        top = max(4.6, float(medians.max()) * 1.3 if len(medians) else 0)
+        for _, row in panel[panel["compute_ratio_ci95_hi_max"] > top].iterrows():
+            x = _x_positions(_methods(panel))[(row["method"], row["checkpointing"])]
+            ax.annotate(f"CI to {row['compute_ratio_ci95_hi_max']:.1f}", (x, top), xytext=(0, -10),
+                        textcoords="offset points", ha="center", fontsize=6)
         methods = _methods(panel)
         pos = _x_positions(methods)
         for ckpt, style in CKPT_STYLE.items():
@@ -124,7 +147,8 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
     axes[0].legend(loc="lower left", fontsize=7)
     fig.suptitle("Compute ratio: forward+backward time over forward time (median over repeats)")
     _caption(fig, caption + "\nError bars: 95% CI of the per-run median (distribution-free; over repeats, the envelope "
-                            "of the runs' intervals). Dashed: 3×, dotted: 4× (published rules of thumb).")
+                            "of the runs' intervals). Dashed: 3×, dotted: 4× (published rules of thumb)."
+             + _omitted(groups))
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     return _save(fig, stem)
 
@@ -136,6 +160,8 @@ def _memory_unit(values: pd.Series) -> tuple[int, str]:
 
 def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     panels = _panels(groups)
+    if not panels:
+        return []
     fig, axes = _grid(len(panels), width=6.0, height=3.4)
     for ax, (title, panel) in zip(axes, panels):
         unit, unit_name = _memory_unit(pd.concat([panel["peak_step_bytes_median"], panel["peak_infer_bytes_median"]]))
@@ -171,7 +197,7 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     fig.suptitle("Training vs inference memory, by category (median over repeats)", y=0.99)
     _caption(fig, caption + "\nEach category is drawn at its own peak in the step (they do not all peak at once, so "
                             "the stack can exceed the measured peak, drawn as a black line). Bytes from PyTorch's "
-                            "MemTracker; NF4 quantization state counted in parameters.")
+                            "MemTracker; NF4 quantization state counted in parameters." + _omitted(groups))
     fig.tight_layout(rect=(0, 0.07, 1, 0.86))
     return _save(fig, stem)
 
@@ -231,6 +257,8 @@ def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
 
 def plot_throughput(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     panels = _panels(groups)
+    if not panels:
+        return []
     fig, axes = _grid(len(panels))
     for ax, (title, panel) in zip(axes, panels):
         methods = _methods(panel)
@@ -254,7 +282,7 @@ def plot_throughput(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path
     axes[0].plot([], [], lw=0, marker="_", ms=12, mew=2, color="black", label="inference (no_grad forward)")
     axes[0].legend(fontsize=7, loc="upper right")
     fig.suptitle("Throughput: tokens per second, full training step vs inference (median; bars: min–max)")
-    _caption(fig, caption)
+    _caption(fig, caption + _omitted(groups))
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     return _save(fig, stem)
 
@@ -350,8 +378,8 @@ def _scaling_plot(rows: pd.DataFrame, x: str, series: str, styles: dict, xlabel:
             continue
         ax.plot(g[x], g["activations_bytes_median"] / unit, marker="o", color=color, label=f"{label}: measured")
         pred = g[["predicted_activations_bytes_median", x]].dropna()
-        ax.plot(pred[x], pred["predicted_activations_bytes_median"] / unit, ls="--", color=color, lw=1,
-                label=f"{label}: predicted (analytic)")
+        ax.plot(pred[x], pred["predicted_activations_bytes_median"] / unit, lw=0, marker="x", ms=9, mew=1.5,
+                color="black", zorder=3, label=f"{label}: predicted (analytic)")
     ax.set_xscale("log", base=2)
     ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
