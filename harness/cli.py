@@ -212,12 +212,12 @@ def cmd_submit(argv: list[str]) -> int:
     return EXIT_CASE_FAILED if refused else EXIT_OK
 
 
-def cmd_table(argv: list[str]) -> int:
+def _generate(argv: list[str], name: str, description: str, subdir: str, write) -> int:
+    """bench table / bench plot: read the folder (reporting what cannot be read), write what `write` makes."""
     from harness import results_folder
-    from harness.tables import write_tables
 
-    parser = _results_parser("table", "Write results.csv and results.md per schema major version.")
-    parser.add_argument("--out", metavar="DIR", help="where the tables go (default: <results>/tables)")
+    parser = _results_parser(name, description)
+    parser.add_argument("--out", metavar="DIR", help=f"where the files go (default: <results>/{subdir})")
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
     stored, problems = results_folder.read_folder(root)
@@ -225,27 +225,25 @@ def cmd_table(argv: list[str]) -> int:
     if not stored:
         print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
         return EXIT_CASE_FAILED
-    for path in write_tables(stored, root, Path(args.out) if args.out else root / results_folder.TABLES):
+    for path in write(stored, root, Path(args.out) if args.out else root / subdir):
         print(path)
     return EXIT_CASE_FAILED if problems else EXIT_OK
+
+
+def cmd_table(argv: list[str]) -> int:
+    from harness.results_folder import TABLES
+    from harness.tables import write_tables
+
+    return _generate(argv, "table", "Write results.csv and results.md per schema major version.", TABLES,
+                     write_tables)
 
 
 def cmd_plot(argv: list[str]) -> int:
-    from harness import results_folder
     from harness.plots import write_plots
+    from harness.results_folder import PLOTS
 
-    parser = _results_parser("plot", "Regenerate the comparison plots from the results folder alone.")
-    parser.add_argument("--out", metavar="DIR", help="where the plots go (default: <results>/plots)")
-    args = parser.parse_args(argv)
-    root = results_folder.resolve(args.results)
-    stored, problems = results_folder.read_folder(root)
-    _problems_note(problems)
-    if not stored:
-        print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
-        return EXIT_CASE_FAILED
-    for path in write_plots(stored, root, Path(args.out) if args.out else root / results_folder.PLOTS):
-        print(path)
-    return EXIT_CASE_FAILED if problems else EXIT_OK
+    return _generate(argv, "plot", "Regenerate the comparison plots from the results folder alone.", PLOTS,
+                     write_plots)
 
 
 def cmd_cite(argv: list[str]) -> int:

@@ -112,3 +112,25 @@ def test_bad_fit_and_budget_input_is_refused_before_anything_runs(tmp_path, caps
     assert main(["run", *MLP, "device.memory_budget_gib=-1", f"output_dir={tmp_path / 'c'}"]) == 2
     assert "device.memory_budget_gib: must be a positive number of GiB" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_cpu_budget_counts_live_tensor_bytes_exactly_and_fails_over_it():
+    import torch
+
+    from harness.budget import BudgetExceeded, CpuBudget
+
+    root = torch.zeros(1024)  # 4 KiB held before the mode starts
+    mode = CpuBudget(64 * 1024, [root])
+    assert mode.live_bytes == 4096
+    with mode:
+        a = torch.ones(4096)  # +16 KiB
+        assert mode.live_bytes == 4096 + 16384
+        view = a[:10]  # a view shares the storage: nothing new
+        assert mode.live_bytes == 4096 + 16384
+        del a, view
+        assert mode.live_bytes == 4096  # freed storage leaves the count
+        with pytest.raises(BudgetExceeded) as failed:
+            torch.ones(16 * 1024)  # 64 KiB on top of 4 KiB: over a 64 KiB budget
+    assert failed.value.figures["request_bytes"] == 65536 and failed.value.figures["live_bytes"] == 4096 + 65536
+    assert isinstance(failed.value, torch.OutOfMemoryError)  # what the sweep turns into status: oom
+    assert mode.peak_bytes == 4096 + 65536  # the peak includes the allocation that failed, as CUDA's would not
