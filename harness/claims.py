@@ -123,7 +123,8 @@ def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> dict:
         if on and off:
             predicted.append(f"depth {int(p['depth_off'])}: activations −{(1 - on / off) * 100:.0f}%, "
                              f"+1 forward ≈ +{100 / 3:.0f}% of fwd+bwd")
-    return {"verdict": _verdict(results), "measured": "; ".join(measured), "predicted": "; ".join(predicted),
+    return {"verdict": _verdict(results), "measured": "; ".join(measured),
+            "predicted": "; ".join(dict.fromkeys(predicted)),
             "hardware": _hardware(pairs.rename(columns={"hardware_label_off": "hardware_label"}))}
 
 
@@ -139,13 +140,13 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> dict:
         r2 = 1 - ((y - (slope * x + intercept)) ** 2).sum() / ((y - y.mean()) ** 2).sum()
         verdicts.append((cfg_key, bool(r2 >= 0.999)))
         deepest = g.loc[g["depth"].idxmax()]
-        measured.append(f"{cfg_key}, depths {', '.join(str(int(d)) for d in sorted(x))}: {slope / 1024:.1f} KiB per "
+        measured.append(f"{cfg_key}, depths {', '.join(str(int(d)) for d in sorted(set(x)))}: {slope / 1024:.1f} KiB per "
                         f"layer + {intercept / 1024:.1f} KiB, R² = {r2:.6f}; depth {int(deepest['depth'])} holds "
                         f"{deepest['activations_bytes_median'] / slope:.1f}× one layer's activations")
         pred = g["predicted_activations_bytes_median"].dropna()
         if len(pred) == len(g):
             err = (g["activations_bytes_median"] / g["predicted_activations_bytes_median"] - 1).abs().max()
-            predicted.append(f"(depth + 2) × batch·seq·width·bytes: largest deviation {err:.2%}")
+            predicted.append(f"{cfg_key}: analytic formula, largest deviation {err:.2%}")
     if not verdicts:
         return {"verdict": NOT_MEASURED, "measured": "—", "predicted": "", "hardware": "—"}
     return {"verdict": _verdict(verdicts), "measured": "; ".join(measured), "predicted": "; ".join(predicted),
