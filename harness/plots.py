@@ -104,6 +104,17 @@ def _x_positions(methods: list[str]) -> dict[tuple[str, bool], float]:
     return {(m, ckpt): i + (0.15 if ckpt else -0.15) for i, m in enumerate(methods) for ckpt in (False, True)}
 
 
+def _series(panel: pd.DataFrame, pos: dict, metric: str, lo: str, hi: str):
+    """Per checkpointing setting with measured rows: (style, rows, x, median, [down, up] error lengths)."""
+    for ckpt, style in CKPT_STYLE.items():
+        rows = panel[(panel["checkpointing"] == ckpt) & (panel["n"] > 0)]
+        if rows.empty:
+            continue
+        y = rows[f"{metric}_median"]
+        yield style, rows, [pos[(m, ckpt)] for m in rows["method"]], y, [(y - rows[lo]).clip(lower=0),
+                                                                         (rows[hi] - y).clip(lower=0)]
+
+
 def _oom_marks(ax, panel: pd.DataFrame, pos: dict, y: float) -> None:
     for _, row in panel[panel["status"] == "oom"].iterrows():
         ax.annotate("OOM", (pos[(row["method"], row["checkpointing"])], y), ha="center", fontsize=7,
@@ -126,13 +137,8 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
                         textcoords="offset points", ha="center", fontsize=6)
         methods = _methods(panel)
         pos = _x_positions(methods)
-        for ckpt, style in CKPT_STYLE.items():
-            rows = panel[(panel["checkpointing"] == ckpt) & (panel["n"] > 0)]
-            if rows.empty:
-                continue
-            x = [pos[(m, ckpt)] for m in rows["method"]]
-            y = rows["compute_ratio_median"]
-            err = [(y - rows["compute_ratio_ci95_lo_min"]).clip(lower=0), (rows["compute_ratio_ci95_hi_max"] - y).clip(lower=0)]
+        for style, rows, x, y, err in _series(panel, pos, "compute_ratio", "compute_ratio_ci95_lo_min",
+                                              "compute_ratio_ci95_hi_max"):
             ax.errorbar(x, y, yerr=err, fmt=style["marker"], color=style["color"], capsize=3, label=style["label"])
         _oom_marks(ax, panel, pos, 0.2)
         ax.axhline(3, color="#555555", ls="--", lw=0.8)
@@ -263,13 +269,8 @@ def plot_throughput(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path
     for ax, (title, panel) in zip(axes, panels):
         methods = _methods(panel)
         pos = _x_positions(methods)
-        for ckpt, style in CKPT_STYLE.items():
-            rows = panel[(panel["checkpointing"] == ckpt) & (panel["n"] > 0)]
-            if rows.empty:
-                continue
-            x = [pos[(m, ckpt)] for m in rows["method"]]
-            y = rows["step_tokens_per_s_median"]
-            err = [(y - rows["step_tokens_per_s_min"]).clip(lower=0), (rows["step_tokens_per_s_max"] - y).clip(lower=0)]
+        for style, rows, x, y, err in _series(panel, pos, "step_tokens_per_s", "step_tokens_per_s_min",
+                                              "step_tokens_per_s_max"):
             ax.bar(x, y, width=0.28, color=style["color"], label=style["label"] + " (training step)", yerr=err,
                    capsize=2)
             ax.plot(x, rows["infer_tokens_per_s_median"], lw=0, marker="_", ms=12, mew=2, color="black")
