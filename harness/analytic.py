@@ -168,6 +168,13 @@ def mlp_activation_bytes(config: dict) -> dict:
     # MSE on y.float(): the fp32 difference, plus the fp32 copy of y when the model is not fp32 (in fp32 the
     # copy is the last ReLU output itself)
     loss = tokens * w * 4 + (tokens * w * 4 if e != 4 else 0)
+    if config["precision"]["name"].startswith("amp"):
+        if method in ("lora", "qlora") or config["checkpointing"]["enabled"]:
+            return {"activations_bytes": None, "formula": "not modelled: autocast with adapters or checkpointing"}
+        # autocast keeps fp32 weights and saves the 16-bit copies it makes for backward: every layer's
+        # weight copy except the first layer's (its input needs no gradient), and the input's cast
+        return {"activations_bytes": depth * unit + unit + (depth - 1) * w * w * e + loss,
+                "formula": "autocast: depth x ReLU output + input cast + (depth-1) 16-bit weight copies + loss"}
     if not config["checkpointing"]["enabled"]:
         return {"activations_bytes": depth * per_layer + unit + loss,
                 "formula": "depth x (ReLU output [+ LoRA r-wide]) + input + fp32 loss copy"}
@@ -232,13 +239,44 @@ def llama_activation_bytes(config: dict) -> dict:
             "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)"}
 
 
+def llama_lora_activation_bytes(config: dict) -> dict:
+    """LoRA on every linear of the decoder (the default targets), no checkpointing: full training's count,
+    less what frozen weights make unnecessary, plus the adapters' own:
+
+    - every RMSNorm weight is frozen: its normalised input is not saved (-t·h·e per norm, 2 per layer + 1);
+    - lm_head is frozen: the final norm's output is not saved (-t·h·e);
+    - the embedding is frozen, so the first layer's input needs no gradient: its first norm saves neither
+      the input nor the rsqrt (-(t·h·4 + t·4));
+    - each adapted linear's A output is saved by B: +t·r per adapter, in the adapter dtype.
+    The frozen linears' own inputs are still saved, by the LoRA A beside them.
+    """
+    full = llama_activation_bytes(config)
+    s = llama_shape(config["model"])
+    t = config["workload"]["batch_size"] * config["workload"]["seq_len"]
+    e = COMPUTE_BYTES[config["precision"]["name"]]
+    h, layers, r = s["hidden_size"], s["num_layers"], config["method"]["r"]
+    adapter_e = 2 if config["precision"]["name"] == "bf16" else 4
+    adapted = sum(1 for t_ in parameter_tensors(config) if t_.name in lora_targets(config) and t_.linear_in)
+    frozen = (2 * layers + 1) * t * h * e + t * h * e + t * h * 4 + t * 4
+    return {"activations_bytes": full["activations_bytes"] - frozen + adapted * t * r * adapter_e,
+            "formula": "full training's count - frozen norms, head and first-layer input + t·r per adapter"}
+
+
 def activations(config: dict) -> dict:
     if config["model"]["name"] == "mlp":
         return mlp_activation_bytes(config)
-    if config["method"]["name"] in ("lora", "qlora"):
-        # Frozen norms and heads save less, adapters save their r-wide intermediates, and QLoRA's
-        # preparation upcasts and enables input gradients: derived for full training only so far.
-        return {"activations_bytes": None, "formula": "not modelled: llama with frozen base weights"}
+    if config["precision"]["name"].startswith("amp"):
+        # autocast saves 16-bit copies of weights and fp32 norms beside 16-bit matmuls: derived for the mlp only
+        return {"activations_bytes": None, "formula": "not modelled: llama under autocast"}
+    method = config["method"]
+    if method["name"] == "lora" and not config["checkpointing"]["enabled"] and (
+            method.get("target_modules") is None or set(method["target_modules"]) == set(LLAMA_DEFAULT_TARGETS)):
+        return llama_lora_activation_bytes(config)
+    if method["name"] in ("lora", "qlora"):
+        # With checkpointing peft makes the embedding output require grad; other target sets change which
+        # frozen linears save their inputs; QLoRA's preparation upcasts to fp32: not derived yet.
+        return {"activations_bytes": None, "formula": "not modelled: llama with a frozen base, beyond LoRA on "
+                                                       "every linear without checkpointing"}
     return llama_activation_bytes(config)
 
 

@@ -45,6 +45,8 @@ def test_seed_figures_from_published_shapes():
     ["model=mlp", "model.depth=16", "checkpointing=on"],
     ["model=llama"], ["model=llama", "precision=bf16"], ["model=llama", "model.attn_implementation=eager"],
     ["model=llama", "method=adamw8bit"], ["model=llama", "method=lora"], ["model=llama", "method=qlora"],
+    ["model=mlp", "precision=amp_bf16"], ["model=llama", "method=lora", "precision=bf16"],
+    ["model=llama", "method=lora", "model.attn_implementation=eager", "model.num_layers=3"],
 ])
 def test_prediction_matches_measurement_of_small_cpu_cases(overrides):
     config, workload = _config([*overrides, "measure.flops=false"])
