@@ -113,7 +113,6 @@ def measure_case(cfg: Any, device: torch.device, stage: dict | None = None) -> t
     if cfg.device.memory_budget_gib is not None and device.type == "cuda":
         from harness import budget as budget_mod
 
-        stage["phase"] = "load"
         budget_info = {"budget_bytes": int(cfg.device.memory_budget_gib * budget_mod.GIB), "emulated": True,
                        "method": "CUDA: torch.cuda.set_per_process_memory_fraction, minus the context"}
         budget_info.update(budget_mod.cuda_budget(device, budget_info["budget_bytes"]))

@@ -8,7 +8,6 @@ claim nothing in the folder measures is "not measured on this hardware", with th
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +77,7 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> dict:
     key = ["hardware", "torch", "hash_without_method", "config", "checkpointing"]
     num = ok[ok["method"] == j["numerator"]].set_index(key)
     den = ok[ok["method"] == j["denominator"]].set_index(key)
-    with warnings.catch_warnings():  # pandas warns about the width of the grouped table, not a problem here
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        pairs = num.join(den, lsuffix="_num", rsuffix="_den", how="inner")
+    pairs = num.join(den, lsuffix="_num", rsuffix="_den", how="inner")
     if pairs.empty:
         return {"verdict": NOT_MEASURED, "measured": "—", "predicted": "", "hardware": "—"}
     col = f"{j['metric']}_median"
@@ -340,7 +337,7 @@ def commands(claim: dict) -> str:
 def evaluate(groups: pd.DataFrame, registry: list[dict] | None = None) -> list[dict]:
     out = []
     for claim in registry or load_registry():
-        result = JUDGES[claim["judge"]["kind"]](claim, groups if not groups.empty else _empty())
+        result = JUDGES[claim["judge"]["kind"]](claim, groups)
         out.append({"id": claim["id"], "seed": claim["seed"], "statement": claim["statement"],
                     "quantity": claim["quantity"], "condition": claim["condition"],
                     "references": claim["references"], "command": commands(claim), **result})
@@ -348,13 +345,10 @@ def evaluate(groups: pd.DataFrame, registry: list[dict] | None = None) -> list[d
 
 
 def _empty() -> pd.DataFrame:
-    from harness.tables import METRIC_NAMES
+    """The grouped table of an empty folder."""
+    from harness.tables import grouped
 
-    cols = ["n", "n_oom", "hardware", "hardware_label", "torch", "config", "model", "preset", "depth", "attn",
-            "activation", "residual", "norm", "method", "precision", "checkpointing", "batch_size", "seq_len",
-            "repeats_per_run", "noisy_runs", "hash_without_checkpointing", "hash_without_method", "status"]
-    cols += [f"{m}_{s}" for m in METRIC_NAMES for s in ("median", "min", "max")]
-    return pd.DataFrame(columns=cols)
+    return grouped(pd.DataFrame())
 
 
 def markdown(results: list[dict], plots: list[str]) -> str:

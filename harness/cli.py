@@ -281,7 +281,7 @@ def cmd_claims(argv: list[str]) -> int:
     root = results_folder.resolve(args.results)
     stored, problems = results_folder.read_folder(root)
     _problems_note(problems)
-    groups = grouped(records_frame(stored, root)) if stored else claims._empty()
+    groups = grouped(records_frame(stored, root))
     results = claims.evaluate(groups)
     if args.format == "json":
         text = claims.as_json(results)

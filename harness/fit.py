@@ -97,6 +97,10 @@ def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: in
             "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
 
 
+class _ProbeFailed(Exception):
+    """A probe ended in status error: the search cannot tell fitting from not fitting any more."""
+
+
 def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> FitResult:
     from harness.record import write_record
     from harness.sweep import run_in_subprocess
@@ -115,7 +119,7 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
         if record["status"] == "error":
             message = ((record.get("error") or {}).get("message") or "").strip().splitlines()
             result.stopped_by_error = f"probe {search_key}={value}: {message[-1] if message else 'error'}"
-            raise StopIteration
+            raise _ProbeFailed
         tried[value] = record["status"] == "ok"
         return tried[value]
 
@@ -138,7 +142,7 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
                 hi = mid
         result.max_fitting = lo or None
         result.first_not_fitting = hi
-    except StopIteration:
+    except _ProbeFailed:
         pass
     return result
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from harness import __version__  # noqa: E402
 from harness.results_folder import RECORDS, Stored  # noqa: E402
-from harness.tables import GIB, MIB, grouped, records_frame  # noqa: E402
+from harness.tables import grouped, memory_unit, records_frame  # noqa: E402
 
 METHOD_ORDER = ["full_adamw", "adamw8bit", "sgd", "lora", "qlora"]
 CKPT_STYLE = {False: dict(color="#1f77b4", marker="o", label="checkpointing off"),
@@ -159,18 +158,13 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
     return _save(fig, stem)
 
 
-def _memory_unit(values: pd.Series) -> tuple[int, str]:
-    peak = values.dropna()
-    return (GIB, "GiB") if len(peak) and peak.max() >= 4 * GIB else (MIB, "MiB")
-
-
 def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     panels = _panels(groups)
     if not panels:
         return []
     fig, axes = _grid(len(panels), width=6.0, height=3.4)
     for ax, (title, panel) in zip(axes, panels):
-        unit, unit_name = _memory_unit(pd.concat([panel["peak_step_bytes_median"], panel["peak_infer_bytes_median"]]))
+        unit, unit_name = memory_unit(pd.concat([panel["peak_step_bytes_median"], panel["peak_infer_bytes_median"]]))
         methods = _methods(panel)
         pos = _x_positions(methods)
         rows = panel[panel["n"] > 0]
@@ -214,9 +208,7 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     key = ["hardware", "torch", "hash_without_checkpointing", "config", "method"]
     off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
     on = ok[ok["checkpointing"].astype(bool)].set_index(key)
-    with warnings.catch_warnings():  # pandas warns about the width of the grouped table, not a problem here
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
+    joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
     if joined.empty:
         return joined
     joined = joined.assign(
@@ -372,7 +364,7 @@ def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -
 def _scaling_plot(rows: pd.DataFrame, x: str, series: str, styles: dict, xlabel: str, title: str, caption: str,
                   stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.6))
-    unit, unit_name = _memory_unit(rows["activations_bytes_median"])
+    unit, unit_name = memory_unit(rows["activations_bytes_median"])
     for key, (label, color) in styles.items():
         g = rows[rows[series] == key].sort_values(x)
         if g.empty:

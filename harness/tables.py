@@ -155,19 +155,34 @@ def trimmed_mean(values: pd.Series) -> float | None:
     return float(values.iloc[1:-1].mean())
 
 
+# Carried from a group's first record (the same for every repeat of one configuration).
+GROUP_COPIED = ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
+                "residual", "norm", "method", "hash_without_checkpointing", "hash_without_method", "precision",
+                "checkpointing", "batch_size", "seq_len", "repeats_per_run")
+GROUP_COUNTS = ("n", "n_oom", "oom_phases", "status", "git_dirty_runs", "checks_failed_runs", "noisy_runs",
+                "predicted_disagrees", "git_shas", "ids")
+STATISTICS = ("median", "min", "max", "trimmed_mean")
+GROUPED_COLUMNS = [*GROUP_KEYS, *GROUP_COPIED, *GROUP_COUNTS,
+                   *(f"{name}_{stat}" for name in METRIC_NAMES for stat in STATISTICS)]
+
+
+def memory_unit(values: pd.Series) -> tuple[int, str]:
+    """MiB, or GiB once the largest value reaches 4 GiB: one rule for tables and plots."""
+    values = values.dropna()
+    return (GIB, "GiB") if len(values) and values.max() >= 4 * GIB else (MIB, "MiB")
+
+
 def grouped(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (schema major, hardware, configuration, torch build) with statistics over ok repeats."""
+    """One row per (schema major, hardware, configuration, torch build) with statistics over ok repeats; an
+    empty frame (an empty folder) gives an empty table with every column, so readers need no special case."""
     if frame.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=GROUPED_COLUMNS)
     out = []
     for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
         ok = group[group["status"] == "ok"]
         first = group.iloc[0]
         row = dict(zip(GROUP_KEYS, key))
-        for col in ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
-                    "residual", "norm", "method", "hash_without_checkpointing", "hash_without_method",
-                    "precision", "checkpointing",
-                    "batch_size", "seq_len", "repeats_per_run"):
+        for col in GROUP_COPIED:
             row[col] = first[col]
         row["n"] = len(ok)
         row["n_oom"] = int((group["status"] == "oom").sum())
@@ -186,7 +201,7 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_max"] = float(values.max()) if len(values) else None
             row[f"{name}_trimmed_mean"] = trimmed_mean(values)
         out.append(row)
-    result = pd.DataFrame(out)
+    result = pd.DataFrame(out, columns=GROUPED_COLUMNS)
     return result.sort_values(["schema_major", "hardware", "config", "method", "checkpointing"],
                               kind="mergesort").reset_index(drop=True)
 
@@ -238,8 +253,7 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
              "median over repeats, with (min–max) when n > 1 and `tm` the mean without the fastest and slowest",
              "when n ≥ 5. compute ratio = t(fwd+bwd)/t(fwd_train); — = not measured. Exact values in results.csv.", ""]
     for hardware, hw_groups in groups.groupby("hardware", sort=True):
-        peak = hw_groups["peak_step_bytes_max"].dropna()
-        mem_unit, mem_name = (GIB, "GiB") if len(peak) and peak.max() >= 4 * GIB else (MIB, "MiB")
+        mem_unit, mem_name = memory_unit(hw_groups["peak_step_bytes_max"])
         label = hw_groups.iloc[0]["hardware_label"]
         torch_builds = ", ".join(sorted(set(hw_groups["torch"])))
         lines += [f"## {label}", "", f"`records/{hardware}/` · torch {torch_builds}", ""]

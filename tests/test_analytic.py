@@ -141,3 +141,19 @@ def test_gradient_diagnostics_against_direct_computation():
     _, stable = diagnostics(["model.activation=tanh", "model.residual=true", "model.norm=true"])
     assert 0.1 < stable["first_to_last_layer_grad_norm_ratio"] < 10
     assert stable["fd_agrees"] and stable["fd_max_rel_error"] < 1e-6  # smooth network: central differences agree
+
+
+@pytest.mark.parametrize("overrides, hand", [
+    (["model=mlp", "model.depth=8", "model.width=64"], 3 - 1 / 8),
+    # 3 segments of 2 layers (round(sqrt 8) = 3 -> 8 // 3 = 2), the last not checkpointed: 4 of 8 recomputed
+    (["model=mlp", "model.depth=8", "model.width=64", "checkpointing=on"], 3 - 1 / 8 + 4 / 8),
+    (["model=llama"], 3.0),
+])
+def test_predicted_flop_ratio_is_the_hand_count_and_the_counted_one(overrides, hand):
+    from harness.flops import flop_ratios, measure_flops
+
+    config, workload = _config([*overrides, "measure.memory=false"])
+    predicted = analytic.flop_ratio(config)["flop_ratio"]
+    assert predicted == pytest.approx(hand, abs=1e-12)
+    workload.warm_up(2, 0)
+    assert flop_ratios(measure_flops(workload))["flop_ratio"] == pytest.approx(predicted, rel=1e-9)
