@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.allocator import allocated_bytes
+
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # weights: autocast keeps fp32 masters
 COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 2, "amp_fp16": 2}  # activations of matmuls under autocast
 LLAMA_DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -24,7 +26,7 @@ BNB8_QMAP_BYTES = 2 * 256 * 4
 # 256 of those, plus per-tensor constants (a 16-entry fp32 NF4 code, a 256-entry fp32 code for the absmax
 # and its fp32 offset).
 NF4_BLOCK, NF4_NESTED_BLOCK = 64, 256
-NF4_TENSOR_CONSTANT_BYTES = 16 * 4 + 256 * 4 + 4
+NF4_TENSOR_CONSTANTS = (16 * 4, 256 * 4, 4)  # bytes of each per-tensor constant, one storage each
 
 
 @dataclass(frozen=True)
@@ -80,62 +82,117 @@ def lora_targets(config: dict) -> tuple[str, ...]:
     return LLAMA_DEFAULT_TARGETS if config["model"]["name"] == "llama" else MLP_DEFAULT_TARGETS
 
 
-def lora_parameter_count(config: dict) -> int:
-    """r·(d_in + d_out) per adapted linear (Hu et al. 2021)."""
+def adapter_numels(config: dict) -> list[int]:
+    """LoRA's A (r x d_in) and B (d_out x r) of every adapted linear, in order (Hu et al. 2021)."""
     r, targets = config["method"]["r"], lora_targets(config)
-    return sum(r * (t.linear_in + t.linear_out) for t in parameter_tensors(config) if t.name in targets and t.linear_in)
+    return [n for t in parameter_tensors(config) if t.name in targets and t.linear_in
+            for n in (r * t.linear_in, r * t.linear_out)]
+
+
+def lora_parameter_count(config: dict) -> int:
+    """r·(d_in + d_out) per adapted linear."""
+    return sum(adapter_numels(config))
+
+
+def nf4_storages(numel: int) -> list[int]:
+    """The storages of one NF4 weight with double quantization: 4-bit codes, 8-bit absmax, nested fp32
+    absmax, then the per-tensor constants."""
+    blocks = math.ceil(numel / NF4_BLOCK)
+    return [math.ceil(numel / 2), blocks, 4 * math.ceil(blocks / NF4_NESTED_BLOCK), *NF4_TENSOR_CONSTANTS]
 
 
 def nf4_bytes(numel: int) -> int:
-    """Bytes of one NF4 weight with double quantization: codes, 8-bit absmax, nested fp32 absmax, constants."""
-    blocks = math.ceil(numel / NF4_BLOCK)
-    return math.ceil(numel / 2) + blocks + 4 * math.ceil(blocks / NF4_NESTED_BLOCK) + NF4_TENSOR_CONSTANT_BYTES
+    return sum(nf4_storages(numel))
+
+
+def adamw8bit_storages(numel: int, min_8bit_size: int) -> list[int]:
+    """Two states per tensor: uint8 with a block absmax each, or fp32 below min_8bit_size (the quantization
+    maps are shared by the whole optimizer: see storages)."""
+    if numel < min_8bit_size:
+        return [4 * numel, 4 * numel]
+    absmax = 4 * math.ceil(numel / BNB8_BLOCK)
+    return [numel, numel, absmax, absmax]
 
 
 def adamw8bit_state_bytes(numel: int, min_8bit_size: int) -> int:
-    """Two states per tensor: uint8 with block absmax and quantization maps, or fp32 below min_8bit_size."""
-    if numel < min_8bit_size:
-        return 2 * 4 * numel
-    return 2 * numel + 2 * 4 * math.ceil(numel / BNB8_BLOCK)
+    return sum(adamw8bit_storages(numel, min_8bit_size))
 
 
-def memory(config: dict) -> dict:
-    """Predicted params, gradients and optimizer state bytes (activations: see activation_bytes)."""
+@dataclass(frozen=True)
+class Storage:
+    """One storage of model state: which category it belongs to, its bytes, and whether it lives on the host
+    (torch's foreach AdamW keeps its `step` counters on the CPU; fused AdamW keeps them on the device)."""
+
+    category: str  # params_bytes | grads_bytes | optimizer_bytes
+    nbytes: int
+    on_host: bool = False
+
+
+def fused_adamw(config: dict, device_type: str) -> bool:
+    """The harness's rule (harness/methods.py): method.fused, else fused on CUDA and foreach elsewhere."""
+    fused = config["method"].get("fused")
+    return fused if fused is not None else device_type == "cuda"
+
+
+def trainable_numels(config: dict) -> list[int]:
+    """Element count of each trainable tensor: every parameter, or LoRA's A (r x d_in) and B (d_out x r) per
+    adapted linear."""
+    if config["method"]["name"] in ("lora", "qlora"):
+        return adapter_numels(config)
+    return [t.numel for t in parameter_tensors(config)]
+
+
+def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
+    """Every storage of parameters, gradients and optimizer state the config implies, one entry each: the
+    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/allocator.py)."""
     method, precision = config["method"]["name"], config["precision"]["name"]
     tensors = parameter_tensors(config)
+    trainable = trainable_numels(config)
     e = ELEMENT_BYTES[precision]
-    adapters = method in ("lora", "qlora")
+    out: list[Storage] = []
     if method == "qlora":
         # bitsandbytes quantizes every linear but lm_head; prepare_model_for_kbit_training upcasts the rest to fp32
-        quantized = [t for t in tensors if t.linear_in and t.name != "lm_head"]
-        params = sum(nf4_bytes(t.numel) for t in quantized) + 4 * sum(
-            t.numel for t in tensors if not (t.linear_in and t.name != "lm_head"))
+        for t in tensors:
+            quantized = t.linear_in and t.name != "lm_head"
+            sizes = nf4_storages(t.numel) if quantized else [4 * t.numel]
+            out += [Storage("params_bytes", n) for n in sizes]
         adapter_e = 4
     else:
-        params = e * sum(t.numel for t in tensors)
+        out += [Storage("params_bytes", e * t.numel) for t in tensors]
         adapter_e = 2 if precision == "bf16" else 4  # peft keeps adapters fp32 unless the whole model is bf16
-    if adapters:
-        r, targets = config["method"]["r"], lora_targets(config)
-        trainable = [n for t in tensors if t.name in targets and t.linear_in
-                     for n in (r * t.linear_in, r * t.linear_out)]
-        params += adapter_e * sum(trainable)
+    if method in ("lora", "qlora"):
+        out += [Storage("params_bytes", adapter_e * n) for n in trainable]
         te = adapter_e
     else:
-        trainable = [t.numel for t in tensors]
         te = e
-    grads = te * sum(trainable)
-    opt_name = "adamw8bit" if method == "adamw8bit" else ("sgd" if method == "sgd" else "adamw")
-    if opt_name == "adamw":
-        optimizer = 2 * te * sum(trainable) + 4 * len(trainable)  # exp_avg, exp_avg_sq, a 4-byte step per tensor
-    elif opt_name == "adamw8bit":
+    out += [Storage("grads_bytes", te * n) for n in trainable]
+    if method == "adamw8bit":
         minimum = config["method"]["min_8bit_size"]
-        optimizer = sum(adamw8bit_state_bytes(n, minimum) for n in trainable)
-        # the two quantization maps are one pair of tensors shared by every 8-bit state of the optimizer
-        optimizer += BNB8_QMAP_BYTES if any(n >= minimum for n in trainable) else 0
-    else:
-        optimizer = 0
-    return {"params_bytes": params, "grads_bytes": grads, "optimizer_bytes": optimizer,
-            "trainable_params": sum(trainable), "total_params": sum(t.numel for t in tensors)}
+        out += [Storage("optimizer_bytes", b) for n in trainable for b in adamw8bit_storages(n, minimum)]
+        if any(n >= minimum for n in trainable):
+            # the two quantization maps are one pair of tensors shared by every 8-bit state of the optimizer
+            out += [Storage("optimizer_bytes", BNB8_QMAP_BYTES // 2)] * 2
+    elif method != "sgd":
+        on_host = not fused_adamw(config, device_type)
+        for n in trainable:  # exp_avg, exp_avg_sq, and a 4-byte float32 step per tensor
+            out += [Storage("optimizer_bytes", te * n), Storage("optimizer_bytes", te * n),
+                    Storage("optimizer_bytes", 4, on_host=on_host)]
+    return out
+
+
+MEMORY_CATEGORIES = ("params_bytes", "grads_bytes", "optimizer_bytes")
+
+
+def memory(config: dict, device_type: str = "cpu") -> dict:
+    """Predicted params, gradients and optimizer state bytes (activations: see activation_bytes): the logical
+    figures, and under `allocated` what the device's allocator holds for them (equal on a CPU)."""
+    listed = storages(config, device_type)
+    out = {cat: sum(s.nbytes for s in listed if s.category == cat) for cat in MEMORY_CATEGORIES}
+    out["allocated"] = {cat: sum(allocated_bytes(s.nbytes, "cpu" if s.on_host else device_type)
+                                 for s in listed if s.category == cat) for cat in MEMORY_CATEGORIES}
+    out.update({"trainable_params": sum(trainable_numels(config)),
+                "total_params": sum(t.numel for t in parameter_tensors(config))})
+    return out
 
 
 def checkpoint_segments(config: dict) -> int:
@@ -194,13 +251,17 @@ def _rmsnorm_bytes(t: int, h: int, e: int) -> int:
     return t * h * 4 + t * 4 + t * h * e + t * h * e
 
 
-def llama_layer_activation_bytes(config: dict) -> int:
+def llama_layer_activation_bytes(config: dict, attention_kernel: str | None = None) -> int:
     """One decoder layer (RMSNorm, attention, RMSNorm, SwiGLU), derived the way Korthikanti et al. 2022 count
     a GPT layer, from what each op saves for backward:
 
     - two RMSNorms (above);
-    - SDPA: rotated q, rotated k and v at their own head counts (GQA is passed through), the output (which
-      the o_proj reads in place) and an fp32 logsumexp per head and token;
+    - SDPA with a fused kernel (flash, efficient, cudnn; `attention_kernel` None assumes one): rotated q,
+      rotated k and v at their own head counts (GQA is passed through), the output (which the o_proj reads
+      in place) and an fp32 logsumexp per head and token;
+    - SDPA's math kernel (`_scaled_dot_product_attention_math`, which SDPA falls back to when no fused
+      kernel takes the inputs): q scaled, k repeated to every query head and scaled, v repeated, all upcast
+      to fp32 from a 16-bit model, and the fp32 softmax (s x s per head), then the o_proj input;
     - eager: q, k and v repeated to every query head, the fp32 softmax (s x s per head; plus its 16-bit cast
       in a 16-bit model) and the o_proj input (a contiguous copy of the attention output);
     - SwiGLU: gate, SiLU(gate), up and their product: 4 x d_ff per token.
@@ -213,12 +274,14 @@ def llama_layer_activation_bytes(config: dict) -> int:
     e = COMPUTE_BYTES[config["precision"]["name"]]
     if config["model"]["attn_implementation"] == "eager":
         attention = 3 * t * h * e + b * nh * seq * seq * (4 + (e if e != 4 else 0)) + t * h * e
+    elif attention_kernel == "math":
+        attention = 3 * t * h * 4 + b * nh * seq * seq * 4 + t * h * e
     else:
         attention = t * h * e + 2 * t * kv * hd * e + t * h * e + b * nh * seq * 4
     return 2 * _rmsnorm_bytes(t, h, e) + attention + 4 * t * ff * e
 
 
-def llama_activation_bytes(config: dict) -> dict:
+def llama_activation_bytes(config: dict, attention_kernel: str | None = None) -> dict:
     """Layers, plus the head: final RMSNorm, the fp32 log-softmax over the vocabulary, the shifted int64
     labels and an 8-byte scalar of the loss; plus the rotary cos/sin (1 x s x head_dim each, shared)."""
     s = llama_shape(config["model"])
@@ -226,7 +289,7 @@ def llama_activation_bytes(config: dict) -> dict:
     t = b * seq
     e = COMPUTE_BYTES[config["precision"]["name"]]
     h, layers = s["hidden_size"], s["num_layers"]
-    layer = llama_layer_activation_bytes(config)
+    layer = llama_layer_activation_bytes(config, attention_kernel)
     head = _rmsnorm_bytes(t, h, e) + t * s["vocab_size"] * 4 + t * 8 + 8
     rotary = 2 * seq * (h // s["num_heads"]) * e
     if not config["checkpointing"]["enabled"]:
@@ -239,7 +302,7 @@ def llama_activation_bytes(config: dict) -> dict:
             "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)"}
 
 
-def llama_lora_activation_bytes(config: dict) -> dict:
+def llama_lora_activation_bytes(config: dict, attention_kernel: str | None = None) -> dict:
     """LoRA on every linear of the decoder (the default targets), no checkpointing: full training's count,
     less what frozen weights make unnecessary, plus the adapters' own:
 
@@ -250,7 +313,7 @@ def llama_lora_activation_bytes(config: dict) -> dict:
     - each adapted linear's A output is saved by B: +t·r per adapter, in the adapter dtype.
     The frozen linears' own inputs are still saved, by the LoRA A beside them.
     """
-    full = llama_activation_bytes(config)
+    full = llama_activation_bytes(config, attention_kernel)
     s = llama_shape(config["model"])
     t = config["workload"]["batch_size"] * config["workload"]["seq_len"]
     e = COMPUTE_BYTES[config["precision"]["name"]]
@@ -262,7 +325,9 @@ def llama_lora_activation_bytes(config: dict) -> dict:
             "formula": "full training's count - frozen norms, head and first-layer input + t·r per adapter"}
 
 
-def activations(config: dict) -> dict:
+def activations(config: dict, attention_kernel: str | None = None) -> dict:
+    """What the training forward holds for backward; `attention_kernel` is the SDPA kernel that ran (the
+    record's `resolved.attention_kernel.fwd_train`), None where it is not known (a fused one is assumed)."""
     if config["model"]["name"] == "mlp":
         return mlp_activation_bytes(config)
     if config["precision"]["name"].startswith("amp"):
@@ -271,17 +336,25 @@ def activations(config: dict) -> dict:
     method = config["method"]
     if method["name"] == "lora" and not config["checkpointing"]["enabled"] and (
             method.get("target_modules") is None or set(method["target_modules"]) == set(LLAMA_DEFAULT_TARGETS)):
-        return llama_lora_activation_bytes(config)
-    if method["name"] in ("lora", "qlora"):
+        out = llama_lora_activation_bytes(config, attention_kernel)
+    elif method["name"] in ("lora", "qlora"):
         # With checkpointing peft makes the embedding output require grad; other target sets change which
         # frozen linears save their inputs; QLoRA's preparation upcasts to fp32: not derived yet.
         return {"activations_bytes": None, "formula": "not modelled: llama with a frozen base, beyond LoRA on "
                                                        "every linear without checkpointing"}
-    return llama_activation_bytes(config)
+    elif attention_kernel == "math" and config["checkpointing"]["enabled"]:
+        # the recompute's peak holds the math kernel's transient fp32 upcasts and s x s scores: not derived
+        return {"activations_bytes": None, "formula": "not modelled: SDPA's math kernel under checkpointing"}
+    else:
+        out = llama_activation_bytes(config, attention_kernel)
+    if config["model"]["attn_implementation"] == "sdpa":
+        kernel = attention_kernel or "a fused kernel (assumed: the kernel that ran was not recorded)"
+        out["formula"] += f"; SDPA {kernel}"
+    return out
 
 
-def activation_bytes(config: dict) -> int | None:
-    return activations(config)["activations_bytes"]
+def activation_bytes(config: dict, attention_kernel: str | None = None) -> int | None:
+    return activations(config, attention_kernel)["activations_bytes"]
 
 
 def flop_ratio(config: dict) -> dict:
@@ -327,14 +400,16 @@ TOLERANCE = {"params_bytes": 0.01, "grads_bytes": 0.01, "optimizer_bytes": 0.01,
              "flop_ratio": 0.02}
 
 
-def predict(config: dict) -> dict:
-    """Everything the record carries under `predicted`."""
-    mem = memory(config)
-    act = activations(config)
+def predict(config: dict, device_type: str = "cpu", attention_kernel: str | None = None) -> dict:
+    """Everything the record carries under `predicted`: `memory` in logical bytes, `memory_allocated` what
+    the allocator of `device_type` holds for the same storages (what the tracker measures on that device)."""
+    mem = memory(config, device_type)
+    act = activations(config, attention_kernel)
     flops = flop_ratio(config)
     return {
         "memory": {"params_bytes": mem["params_bytes"], "grads_bytes": mem["grads_bytes"],
                    "optimizer_bytes": mem["optimizer_bytes"], "activations_bytes": act["activations_bytes"]},
+        "memory_allocated": {**mem["allocated"], "device_type": device_type},
         "params": {"total": mem["total_params"], "trainable": mem["trainable_params"]},
         "flop_ratio": flops["flop_ratio"],
         "formulas": {"activations_bytes": act["formula"], "flop_ratio": flops["formula"]},
@@ -345,7 +420,9 @@ def predict(config: dict) -> dict:
 def compare(predicted: dict, metrics: dict) -> list[dict]:
     """Predicted against measured, one entry per quantity both have: {name, predicted, measured,
     relative_error, tolerance, agrees}."""
-    pairs = [(k, predicted["memory"].get(k), (metrics.get("memory") or {}).get(k))
+    # the tracker counts what the allocator holds (rounded blocks on CUDA): compare like with like
+    allocated = predicted.get("memory_allocated") or {}
+    pairs = [(k, allocated.get(k, predicted["memory"].get(k)), (metrics.get("memory") or {}).get(k))
              for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")]
     pairs.append(("flop_ratio", predicted.get("flop_ratio"), metrics.get("flop_ratio")))
     out = []

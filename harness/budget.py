@@ -1,15 +1,19 @@
 """Memory budgets: make a case behave as if the device had `device.memory_budget_gib` GiB.
 
 CUDA: the caching allocator is capped with torch.cuda.set_per_process_memory_fraction at the budget minus
-what the CUDA context already takes (which the allocator never sees), so an allocation over the budget fails
-with torch's own OutOfMemoryError.
+what this process's CUDA context takes outside the allocator, measured after the libraries the case uses
+(cuBLAS, cuDNN, bitsandbytes, the SDPA kernels) have been loaded (harness/cuda_context.py). Other processes'
+memory is not subtracted: it is not part of the card being emulated (it is recorded, and warned about).
 
 CPU: what a device would hold is the bytes of live tensors, not the Python process around them. A
-TorchDispatchMode counts every storage the parameters, buffers, gradients, optimizer state and inputs hold,
-adds each op's new output storages as they appear and drops them when they are freed (weak references on
-the storages, as torch's MemTracker does); an op whose outputs take the total over the budget fails with an
-OutOfMemoryError, the way a CUDA allocation does. The mode only runs while the warm-up goes through every
-phase once (where every peak is first reached), so timed repetitions carry no accounting overhead.
+TorchDispatchMode counts every storage from the start of the case: the model as it is built, the synthetic
+batch, then every op's new output storages as they appear, dropping them when they are freed (weak references
+on the storages, as torch's MemTracker does). A factory op (empty, randn, zeros, ...) is sized on the meta
+device before it runs, so an input or a model far over the budget fails without being allocated (a 17 GB
+batch under a 1 GiB budget is an `oom` record, not a process killed by the kernel); any other op whose outputs
+take the total over the budget fails after it ran, with an OutOfMemoryError, the way a CUDA allocation does.
+The mode is active for everything but the timed loop (whose peaks the warm-up reached first), so timed
+repetitions carry no accounting overhead.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 GIB = 1024 ** 3
+META = torch.device("meta")
 
 
 class BudgetExceeded(torch.OutOfMemoryError):
@@ -33,18 +38,31 @@ class BudgetExceeded(torch.OutOfMemoryError):
         self.figures = figures
 
 
+def _factory_output_bytes(func, args, kwargs) -> int | None:
+    """Bytes a factory op (no tensor inputs, a `device` argument) would allocate, from a dry run on the meta
+    device; None for any other op, or where the dry run is not possible."""
+    if not any(a.name == "device" for a in func._schema.arguments):
+        return None
+    if any(isinstance(x, torch.Tensor) for x in tree_flatten((args, kwargs))[0]):
+        return None
+    try:
+        out = func(*args, **{**kwargs, "device": META})
+    except Exception:  # an op with no meta kernel: counted after it runs, like every other op
+        return None
+    return sum(t.untyped_storage().nbytes() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+
+
 class CpuBudget(TorchDispatchMode):
-    def __init__(self, budget_bytes: int, roots: Iterable[torch.Tensor]):
+    """Live tensor bytes against a budget; `stage` is the case's progress (its `name` goes into the figures)."""
+
+    def __init__(self, budget_bytes: int, stage: Any):
         super().__init__()
         self.budget_bytes = budget_bytes
+        self.stage = stage
         self.live: dict[int, int] = {}
         self._refs: dict[int, weakref.ref] = {}
         self.live_bytes = 0
         self.peak_bytes = 0
-        self.phase = "setup"
-        for t in roots:
-            self._add(t)
-        self.peak_bytes = self.live_bytes
 
     def _add(self, t: Any) -> int:
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
@@ -67,22 +85,43 @@ class CpuBudget(TorchDispatchMode):
         self._refs.pop(key, None)
         self.live_bytes -= nbytes
 
+    def admit(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Count tensors made where the mode could not see them (loaded from files, made while it was off),
+        then fail if the total is already over the budget."""
+        added = sum(self._add(t) for t in tensors)
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        if self.live_bytes > self.budget_bytes:
+            self._fail(added, self.live_bytes, "the tensors the case holds")
+
+    def _fail(self, request: int, live_with_request: int, what: str) -> None:
+        figures = {"budget_bytes": self.budget_bytes, "live_bytes": live_with_request,
+                   "request_bytes": request, "peak_bytes_before_failure": self.peak_bytes, "op": what}
+        raise BudgetExceeded(
+            f"CPU: {what} asked for {request} bytes with {live_with_request - request} live; that is over the "
+            f"emulated budget of {self.budget_bytes / GIB:.3f} GiB ({self.budget_bytes} bytes) in phase "
+            f"{self.stage.name}", figures)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        planned = _factory_output_bytes(func, args, kwargs)
+        if planned is not None and self.live_bytes + planned > self.budget_bytes:
+            self._fail(planned, self.live_bytes + planned, f"{func} (refused before allocating)")
+        out = func(*args, **kwargs)
         added = sum(self._add(t) for t in tree_flatten(out)[0])
         self.peak_bytes = max(self.peak_bytes, self.live_bytes)
         if added and self.live_bytes > self.budget_bytes:
-            figures = {"phase": self.phase, "budget_bytes": self.budget_bytes, "live_bytes": self.live_bytes,
-                       "request_bytes": added, "peak_bytes_before_failure": self.peak_bytes, "op": str(func)}
-            raise BudgetExceeded(
-                f"CPU: {func} allocated {added} bytes with {self.live_bytes - added} live; that is over the "
-                f"emulated budget of {self.budget_bytes / GIB:.3f} GiB ({self.budget_bytes} bytes) in phase "
-                f"{self.phase}", figures)
+            self._fail(added, self.live_bytes, str(func))
         return out
+
+    def info(self) -> dict:
+        return {"budget_bytes": self.budget_bytes, "emulated": True,
+                "method": "CPU: live tensor bytes counted by a TorchDispatchMode from the start of the case, "
+                          "all but the timed loop (harness/budget.py)",
+                "peak_live_bytes": self.peak_bytes}
 
 
 def workload_roots(workload) -> Iterator[torch.Tensor]:
-    """Every tensor the case holds before a phase runs: model, gradients, optimizer state, inputs."""
+    """Every tensor the case holds between phases: model, gradients, optimizer state, inputs."""
     from harness.memory import _quant_state_tensors
 
     model = workload.model
@@ -104,29 +143,33 @@ def workload_roots(workload) -> Iterator[torch.Tensor]:
 
 
 @contextlib.contextmanager
-def cpu_budget(workload, budget_bytes: int) -> Iterator[CpuBudget]:
-    mode = CpuBudget(budget_bytes, workload_roots(workload))
-    if mode.live_bytes > budget_bytes:  # the model alone does not fit
-        raise BudgetExceeded(
-            f"CPU: the model, its state and inputs take {mode.live_bytes} bytes before any phase runs; over the "
-            f"emulated budget of {budget_bytes / GIB:.3f} GiB",
-            {"phase": "load", "budget_bytes": budget_bytes, "live_bytes": mode.live_bytes, "request_bytes": 0,
-             "peak_bytes_before_failure": mode.live_bytes, "op": None})
-    with mode:
-        yield mode
+def counting(budget: CpuBudget | None, workload=None) -> Iterator[None]:
+    """While inside, every allocation counts against `budget` (nothing happens without one). With the workload,
+    what it holds is admitted first: tensors made while the mode was off are counted."""
+    if budget is None:
+        yield
+        return
+    if workload is not None:
+        budget.admit(workload_roots(workload))
+    with budget:
+        yield
 
 
-def cuda_budget(device: torch.device, budget_bytes: int) -> dict:
-    """Cap the caching allocator so that allocator + CUDA context stay within the budget."""
-    torch.cuda.init()
-    torch.empty(1, device=device)  # create the context before measuring it
-    free, total = torch.cuda.mem_get_info(device)
-    context = max(0, total - free - torch.cuda.memory_reserved(device))  # context + other processes on the GPU
-    allowed = budget_bytes - context
+def cuda_budget(device: torch.device, budget_bytes: int, context: dict) -> dict:
+    """Cap the caching allocator so that allocator + this process's CUDA context stay within the budget.
+    `context` is harness.cuda_context.measure's reading, taken after the libraries were loaded."""
+    context_bytes = context.get("context_bytes")
+    if context_bytes is None:
+        raise RuntimeError(f"CUDA budget: the context could not be measured ({context.get('method')})")
+    total = torch.cuda.get_device_properties(device).total_memory
+    allowed = budget_bytes - context_bytes
     if allowed <= 0:
-        raise BudgetExceeded(f"CUDA: the context and other processes already take {context} bytes of the "
-                             f"{budget_bytes}-byte budget", {"phase": "load", "budget_bytes": budget_bytes,
-                                                              "live_bytes": context, "request_bytes": 0,
-                                                              "peak_bytes_before_failure": context, "op": None})
+        raise BudgetExceeded(f"CUDA: the context already takes {context_bytes} bytes of the {budget_bytes}-byte "
+                             "budget", {"budget_bytes": budget_bytes, "live_bytes": context_bytes,
+                                        "request_bytes": 0, "peak_bytes_before_failure": context_bytes, "op": None})
     torch.cuda.set_per_process_memory_fraction(min(1.0, allowed / total), device)
-    return {"context_and_others_bytes": context, "allocator_cap_bytes": allowed, "device_total_bytes": total}
+    return {"budget_bytes": budget_bytes, "emulated": True,
+            "method": "CUDA: torch.cuda.set_per_process_memory_fraction at the budget minus this process's "
+                      "context, measured after loading cuBLAS/cuDNN/SDPA/bitsandbytes",
+            "context_bytes": context_bytes, "context_method": context.get("method"),
+            "allocator_cap_bytes": allowed, "device_total_bytes": int(total)}

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from harness import attention, faults, provenance, timing
+from harness import budget as budget_mod
 from harness import checks as checks_mod
 from harness import flops as flops_mod
 from harness import memory as memory_mod
-from harness import provenance, timing
 from harness.compose import compose_case, to_container
 from harness.methods import build_trainable
 from harness.record import build_record
@@ -84,111 +85,167 @@ def _timing_metrics(cfg: Any, workload: Workload, times: dict, wall: float) -> d
     }
 
 
-def _warm_up(cfg: Any, workload: Workload, device: torch.device, stage: dict) -> dict | None:
+class Stage:
+    """Where the case is, said once: the budget puts it into its figures, an oom record into `error.phase`, and
+    `report` sends it to the parent process, which can then say where a case that hung or was killed stopped."""
+
+    def __init__(self, report: Callable[[str], None] | None = None):
+        self.name = "start"
+        self._report = report
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        if self._report is not None:
+            self._report(name)
+
+
+def _warm_up(cfg: Any, workload: Workload, stage: Stage, cpu_budget) -> None:
     """Warm-up; under an emulated CPU budget, the steps and one pass of every phase run inside the budget's
     accounting (every peak is first reached there), the remaining untimed repeats outside it."""
-    budget = cfg.device.memory_budget_gib
-    if budget is None or device.type != "cpu":
-        stage["phase"] = "warm-up"
+    if cpu_budget is None:
+        stage("warm-up")
         workload.warm_up(cfg.measure.warmup_steps, cfg.measure.warmup)
-        return None
-    from harness import budget as budget_mod
-
-    with budget_mod.cpu_budget(workload, int(budget * budget_mod.GIB)) as mode:
+        return
+    with budget_mod.counting(cpu_budget, workload):
         for _ in range(cfg.measure.warmup_steps):
-            mode.phase = stage["phase"] = "step"
+            stage("step")
             workload.step()
         for phase in PHASES:
-            mode.phase = stage["phase"] = phase
+            stage(phase)
             workload.run(phase)
+    stage("warm-up")
     workload.warm_up(0, max(0, cfg.measure.warmup - 1))
-    return {"budget_bytes": mode.budget_bytes, "emulated": True,
-            "method": "CPU: live tensor bytes counted by a TorchDispatchMode during warm-up (harness/budget.py)",
-            "peak_live_bytes": mode.peak_bytes}
 
 
-def measure_case(cfg: Any, device: torch.device, stage: dict | None = None) -> tuple[dict, dict, list]:
-    stage = stage if stage is not None else {}
-    budget_info = None
-    if cfg.device.memory_budget_gib is not None and device.type == "cuda":
-        from harness import budget as budget_mod
+def _diagnostic(metrics: dict, key: str, device: torch.device, run: Callable[[], Any]) -> Any:
+    """A pass after the measurement (FLOP count, gradient diagnostics): its failure, running out of memory
+    included, leaves metrics[key] null with the reason, and the case's timing and memory stand."""
+    try:
+        return run()
+    except Exception as exc:  # recorded beside the null, never hidden
+        metrics[key] = None
+        metrics[f"{key}_unavailable_reason"] = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
 
-        budget_info = {"budget_bytes": int(cfg.device.memory_budget_gib * budget_mod.GIB), "emulated": True,
-                       "method": "CUDA: torch.cuda.set_per_process_memory_fraction, minus the context"}
-        budget_info.update(budget_mod.cuda_budget(device, budget_info["budget_bytes"]))
-    stage["phase"] = "load"
-    trainable = build_trainable(cfg, device)
-    workload = Workload(cfg, trainable, device)
-    budget_info = _warm_up(cfg, workload, device, stage) or budget_info
-    stage["phase"] = "timing"
 
+def _other_process_warning(phases: dict) -> str | None:
+    others = {p["pid"] for phase in phases.values() for p in (phase.get("other_processes") or [])}
+    if not others:
+        return None
+    # NVML's device figure includes them; this process's and torch's figures do not.
+    return f"{len(others)} other process(es) held memory on this GPU during the case (pids {sorted(others)})"
+
+
+def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, dict, list]:
+    metrics: dict = {}
+    budget_bytes = (int(cfg.device.memory_budget_gib * budget_mod.GIB)
+                    if cfg.device.memory_budget_gib is not None else None)
+    nvml, cpu_budget, libraries = None, None, []
+    if device.type == "cuda":
+        from harness import cuda_context
+        from harness.nvml import Nvml
+
+        stage("context")
+        nvml = Nvml(device.index or 0)
+        metrics["nvml"] = {"available": nvml.available, "uuid": nvml.uuid, "reason": nvml.reason or None}
+        libraries = cuda_context.load_libraries(device, cfg)
+        if budget_bytes is not None:
+            metrics["memory_budget"] = budget_mod.cuda_budget(device, budget_bytes, cuda_context.measure(device, nvml))
+    elif budget_bytes is not None:
+        cpu_budget = budget_mod.CpuBudget(budget_bytes, stage)
+
+    with budget_mod.counting(cpu_budget):
+        stage("load")
+        trainable = build_trainable(cfg, device)
+        stage("inputs")
+        workload = Workload(cfg, trainable, device)
+    with budget_mod.counting(cpu_budget, workload):
+        stage("attention kernel")
+        kernels = attention.kernels_used(workload)
+        if kernels is not None:
+            trainable.resolved["attention_kernel"] = kernels
+        inference = None
+        if cfg.measure.memory:
+            stage("fwd_infer")
+            inference = memory_mod.measure_inference_memory(workload, nvml)
+    _warm_up(cfg, workload, stage, cpu_budget)
+
+    stage("timing")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times, wall = timing.interleaved({p: getattr(workload, p) for p in PHASES}, cfg.measure.repeats,
                                      timing.timer_for(device), after={"fwd_bwd": workload.reset_grads}, sync=sync)
-    metrics = _timing_metrics(cfg, workload, times, wall)
+    metrics.update(_timing_metrics(cfg, workload, times, wall))
     metrics["params"] = parameter_counts(workload.model)
-    if budget_info:
-        metrics["memory_budget"] = budget_info
-    stage["phase"] = "memory pass"
 
-    if cfg.measure.memory:
-        nvml = None
-        if device.type == "cuda":
-            from harness.nvml import Nvml
+    with budget_mod.counting(cpu_budget, workload):
+        if cfg.measure.memory:
+            stage("memory pass")
+            metrics["memory"] = memory_mod.measure_memory(workload, inference, nvml)
+            if device.type == "cuda":
+                from harness import cuda_context
 
-            nvml = Nvml(device.index or 0)
-            metrics["nvml"] = {"available": nvml.available, "uuid": nvml.uuid, "reason": nvml.reason or None}
-        metrics["memory"] = memory_mod.measure_memory(workload, nvml)
-        others = {p["pid"] for phase in metrics["memory"]["phase"].values() for p in phase.get("other_processes", [])}
-        if others:
-            # NVML's device figure includes them; this process's and torch's figures do not.
-            message = f"{len(others)} other process(es) held memory on this GPU during the case (pids {sorted(others)})"
-            print(f"warning: {message}", file=sys.stderr)
-            metrics.setdefault("warnings", []).append(message)
-    state_dtypes = memory_mod.optimizer_state_dtypes(workload.optimizer)
-    metrics["optimizer_state_elements_by_dtype"] = state_dtypes
+                metrics["memory"]["cuda_context"] = {**cuda_context.measure(device, nvml),
+                                                     "libraries_loaded": libraries}
+            warning = _other_process_warning(metrics["memory"]["phase"])
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
+                metrics.setdefault("warnings", []).append(warning)
+        state_dtypes = memory_mod.optimizer_state_dtypes(workload.optimizer)
+        metrics["optimizer_state_elements_by_dtype"] = state_dtypes
 
-    if cfg.measure.flops:
-        stage["phase"] = "flop count"
-        flops = flops_mod.measure_flops(workload)
-        metrics["flops"] = flops
-        metrics.update(flops_mod.flop_ratios(flops))
-        medians = {p: metrics["time"][p]["median_s"] for p in PHASES}
-        metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
+        if cfg.measure.flops:
+            stage("flop count")
+            flops = _diagnostic(metrics, "flops", device, lambda: flops_mod.measure_flops(workload))
+            if flops is not None:
+                metrics["flops"] = flops
+                metrics.update(flops_mod.flop_ratios(flops))
+                medians = {p: metrics["time"][p]["median_s"] for p in PHASES}
+                metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
 
-    if cfg.measure.gradients:
-        from harness.gradients import measure_gradients
+        if cfg.measure.gradients:
+            from harness.gradients import measure_gradients
 
-        metrics["gradients"] = measure_gradients(workload, cfg.method.name)
+            stage("gradients")
+            gradients = _diagnostic(metrics, "gradients", device,
+                                    lambda: measure_gradients(workload, cfg.method.name))
+            if gradients is not None:
+                metrics["gradients"] = gradients
+    if cpu_budget is not None:
+        metrics["memory_budget"] = cpu_budget.info()
 
-    checks = checks_mod.run_checks(cfg, workload.model, metrics, state_dtypes)
+    checks = checks_mod.run_checks(cfg, workload, metrics, state_dtypes)
     return metrics, trainable.resolved, checks
 
 
-def run_case(overrides: list[str]) -> dict:
-    """Compose, measure and return the record of one case; failures become error/oom records."""
+def run_case(overrides: list[str], report: Callable[[str], None] | None = None) -> dict:
+    """Compose, measure and return the record of one case; failures become error/oom records. `report` is told
+    each stage the case enters (the sweep's parent listens)."""
     cfg = compose_case(overrides)
     config = to_container(cfg)
     device = resolve_device(cfg)
+    if device.type == "cuda":
+        # CUDA events, streams and the allocator's figures are per device: every later call means this one
+        torch.cuda.set_device(device)
     torch.manual_seed(cfg.workload.seed)
     prov = provenance.collect(device)
-    stage = {"phase": "load"}
+    stage = Stage(report)
     try:
         metrics, resolved, checks = measure_case(cfg, device, stage)
-    except torch.OutOfMemoryError as exc:
+    except Exception as exc:  # any failure is a result to record, not a dead sweep
+        if not faults.is_out_of_memory(exc):
+            return build_record(config=config, overrides=overrides, provenance=prov, status="error",
+                                error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name,
+                                       "traceback": traceback.format_exc()[-8000:]})
         # Not fitting is a result: the phase it failed in and the memory figures up to that point.
         figures = dict(getattr(exc, "figures", {}))
         if device.type == "cuda":
             figures.setdefault("torch_max_allocated_bytes", torch.cuda.max_memory_allocated(device))
             figures.setdefault("torch_max_reserved_bytes", torch.cuda.max_memory_reserved(device))
-        phase = figures.pop("phase", stage["phase"])
         budget = cfg.device.memory_budget_gib
         return build_record(config=config, overrides=overrides, provenance=prov, status="oom",
                             metrics={"oom": {**figures, "budget_emulated": budget is not None}},
-                            error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": phase})
-    except Exception as exc:  # any failure is a result to record, not a dead sweep
-        return build_record(config=config, overrides=overrides, provenance=prov, status="error",
-                            error={"type": type(exc).__name__, "message": str(exc)[:2000],
-                                   "traceback": traceback.format_exc()[-8000:]})
+                            error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name})
     return build_record(config=config, overrides=overrides, provenance=prov, status="ok", metrics=metrics,
                         resolved=resolved, checks=checks)

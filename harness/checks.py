@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from harness.allocator import allocated_bytes
+
 ADAMW_METHODS = ("full_adamw", "lora", "qlora")
 
 
@@ -17,10 +19,23 @@ def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -
     return {"name": name, "passed": bool(passed), "expected": expected, "measured": measured, "detail": detail}
 
 
-def trainable_bytes(model: torch.nn.Module) -> tuple[int, int, int]:
-    """(trainable elements, their bytes in their own dtype, number of trainable tensors)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return (sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params), len(params))
+def trainable_bytes(model: torch.nn.Module) -> int:
+    """Bytes the allocator holds for one tensor shaped like each trainable parameter, in its dtype and on its
+    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/allocator.py)."""
+    return sum(allocated_bytes(p.numel() * p.element_size(), p.device.type)
+               for p in model.parameters() if p.requires_grad)
+
+
+def adamw_expected_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """torch AdamW's state as the allocator holds it: exp_avg and exp_avg_sq like each parameter, and a 4-byte
+    float32 `step` per parameter, on the parameter's device with the fused kernel, on the CPU without it."""
+    total = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            step_device = p.device.type if group.get("fused") or group.get("capturable") else "cpu"
+            total += 2 * allocated_bytes(p.numel() * p.element_size(), p.device.type)
+            total += allocated_bytes(4, step_device)
+    return total
 
 
 def eight_bit_expected_elements(model: torch.nn.Module, min_8bit_size: int) -> int:
@@ -28,10 +43,11 @@ def eight_bit_expected_elements(model: torch.nn.Module, min_8bit_size: int) -> i
     return 2 * sum(p.numel() for p in model.parameters() if p.requires_grad and p.numel() >= min_8bit_size)
 
 
-def run_checks(cfg: Any, model: torch.nn.Module, metrics: dict, state_dtypes: dict[str, int]) -> list[dict]:
+def run_checks(cfg: Any, workload, metrics: dict, state_dtypes: dict[str, int]) -> list[dict]:
     checks = []
+    model = workload.model
     memory = metrics.get("memory")
-    n_trainable, bytes_trainable, n_tensors = trainable_bytes(model)
+    bytes_trainable = trainable_bytes(model)
     if memory:
         checks.append(_check(
             "grads_bytes_equal_trainable_bytes", memory["grads_bytes"] == bytes_trainable, bytes_trainable,
@@ -44,10 +60,10 @@ def run_checks(cfg: Any, model: torch.nn.Module, metrics: dict, state_dtypes: di
             memory["optimizer_bytes_direct"], memory["optimizer_bytes"],
             "MemTracker's optimizer state = a direct walk of optimizer.state"))
         if cfg.method.name in ADAMW_METHODS:
-            # exp_avg and exp_avg_sq in the parameter's dtype, plus one float32 `step` scalar per tensor.
-            expected = 2 * bytes_trainable + 4 * n_tensors
+            expected = adamw_expected_bytes(workload.optimizer)
             checks.append(_check("adamw_state_bytes", memory["optimizer_bytes"] == expected, expected,
-                                 memory["optimizer_bytes"], "AdamW state = 2 x trainable bytes + 4 B step per tensor"))
+                                 memory["optimizer_bytes"],
+                                 "AdamW state = 2 x trainable bytes + a 4-byte step per tensor (as allocated)"))
     if cfg.method.name == "adamw8bit":
         expected = eight_bit_expected_elements(model, cfg.method.min_8bit_size)
         measured = state_dtypes.get("uint8", 0)

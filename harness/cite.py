@@ -1,6 +1,7 @@
 """`bench cite ID`: a Markdown snippet an article can paste — the numbers with units and spread, the hardware
 and software, the result ID, and the commands that reproduce it. What makes a number weaker (a modified
-working tree, failed self-checks, noisy phases, out of memory) is said at the top, not in a footnote."""
+working tree, a commit the record does not name, software that differs from requirements.lock, failed
+self-checks, noisy phases, out of memory) is said at the top, not in a footnote."""
 
 from __future__ import annotations
 
@@ -27,9 +28,43 @@ def _ratio(value) -> str:
     return f"{value:.2f}×" if isinstance(value, (int, float)) else "not measured"
 
 
-def warnings(record: dict) -> list[str]:
+def _differences(env: dict) -> str:
+    return ", ".join(f"{d['package']} {d['installed'] or 'not installed'} (lock {d['lock']})"
+                     for d in env.get("differences") or [])
+
+
+def commit_text(prov: dict) -> str:
+    """Which code ran, and on whose word: git's, or BENCH_GIT_SHA's for a copy of the tree without .git."""
+    sha = prov.get("git_sha")
+    if not sha:
+        return "commit not recorded"
+    if prov.get("git_sha_source") == "BENCH_GIT_SHA":
+        return f"git {sha[:12]} as given by BENCH_GIT_SHA; whether the tree was modified is not known"
+    return f"git {sha[:12]}"
+
+
+def software_warnings(prov: dict) -> list[str]:
+    """What a reader must know before trusting that the commit and the lock reproduce the run."""
     out = []
+    ignored = prov.get("git_sha_env_ignored")
+    if not prov.get("git_sha"):
+        out.append("**The record does not name its commit** (`git_sha` is null: git could not name it and no valid "
+                   f"BENCH_GIT_SHA was given): the exact code that measured this is unknown; it reported "
+                   f"backprop-bench {prov.get('harness_version')}." + (f" {ignored}." if ignored else ""))
+    elif ignored:
+        out.append(f"BENCH_GIT_SHA was not used: {ignored}.")
+    env = prov.get("environment")
+    if isinstance(env, dict) and env.get("matches_lock") is False:
+        out.append(f"**Software not from requirements.lock**: {len(env.get('differences') or [])} pinned package(s) "
+                   f"differ — {_differences(env)}. The lock's versions were not the ones measured.")
+    elif isinstance(env, dict) and env.get("matches_lock") is None:
+        out.append(f"Whether the software matched requirements.lock is not known: {env.get('reason')}.")
+    return out
+
+
+def warnings(record: dict) -> list[str]:
     prov, flags = record["provenance"], record["flags"]
+    out = software_warnings(prov)
     if prov.get("git_dirty"):
         out.append("**Measured from a modified working tree** (`git_dirty`): checking out the commit below does not "
                    "reproduce the exact code that ran.")
@@ -47,12 +82,19 @@ def warnings(record: dict) -> list[str]:
 def reproduce_commands(record: dict) -> list[str]:
     prov = record["provenance"]
     args = " ".join(shlex.quote(o) for o in record["overrides"])
-    return [
+    sha, lock = prov.get("git_sha"), prov.get("lock_sha256")
+    env = prov.get("environment")
+    lines = [
         "# in a clone of backprop-bench",
-        f"git checkout {prov['git_sha']}",
-        f"sha256sum requirements.lock   # {prov['lock_sha256']}",
+        f"git checkout {sha}" if sha else
+        f"# the record does not name its commit: use a checkout of backprop-bench {prov.get('harness_version')}",
+        f"sha256sum requirements.lock   # {lock}" if lock else "# the record names no requirements.lock (no sha256)",
         f"make bench SUITE= ARGS={shlex.quote(args)}" if args else "make bench SUITE=",
     ]
+    if isinstance(env, dict) and env.get("matches_lock") is False:
+        lines += [f"# the run used other versions than the lock: {_differences(env)}; in such an environment:",
+                  f"PYTHONPATH=$PWD python -m harness run {args}".rstrip()]
+    return lines
 
 
 def cite(stored: Stored, root: Path) -> str:
@@ -98,7 +140,7 @@ def cite(stored: Stored, root: Path) -> str:
                              f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
                              if prov.get("device_type") == "cuda" else "")
         + (f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else "") + ". "
-        f"Software: backprop-bench {prov['harness_version']} (git {prov['git_sha'][:12]}), torch {prov['torch']}, "
+        f"Software: backprop-bench {prov['harness_version']} ({commit_text(prov)}), torch {prov['torch']}, "
         f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
         f"Python {prov['python']}. Measured {prov['utc_time']}.",
         "",

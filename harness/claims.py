@@ -73,8 +73,8 @@ def judge_range(claim: dict, groups: pd.DataFrame) -> dict:
 
 def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> dict:
     j = claim["judge"]
-    ok = groups[groups["n"] > 0]
-    key = ["hardware", "torch", "hash_without_method", "config", "checkpointing"]
+    ok = _select(groups[groups["n"] > 0], j.get("where"))
+    key = ["hardware", "torch", "environment", "hash_without_method", "config", "checkpointing"]
     num = ok[ok["method"] == j["numerator"]].set_index(key)
     den = ok[ok["method"] == j["denominator"]].set_index(key)
     pairs = num.join(den, lsuffix="_num", rsuffix="_den", how="inner")
@@ -88,11 +88,11 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> dict:
 
     # one configuration measured by several suites (other repeats, another torch build) reads once
     results = list(dict.fromkeys((f"{name(cfg, ck)} ({r:.2f}×)", j["lo"] <= r <= j["hi"])
-                                 for (_, _, _, cfg, ck), r in ratios.items()))
-    measured = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (_, _, _, cfg, ck), r in sorted(ratios.items())))
+                                 for (*_, cfg, ck), r in ratios.items()))
+    measured = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(ratios.items())))
     return {"verdict": _verdict(results), "measured": measured,
             "predicted": "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×"
-                                                 for (_, _, _, cfg, ck), r in sorted(pred.items()))),
+                                                 for (*_, cfg, ck), r in sorted(pred.items()))),
             "hardware": _hardware(pairs.reset_index().rename(columns={"hardware_label_num": "hardware_label"}))}
 
 
@@ -238,8 +238,10 @@ def judge_llama8b_lora(claim: dict, groups: pd.DataFrame) -> dict:
     predicted = (f"bf16 weights {pred['params_bytes'] / GB:.1f} GB, LoRA grads + AdamW state "
                  f"{(pred['grads_bytes'] + pred['optimizer_bytes']) / GB:.2f} GB; activations at seq 512 are not "
                  f"modelled for frozen bases (full training would hold {act / GB:.1f} GB)")
+    # the seed's setup: bf16 weights, plain LoRA, batch 1 — a checkpointing-on run answers another question
     rows = groups[(groups["n"] > 0) & (groups["preset"] == "llama-3.1-8b") & (groups["method"] == "lora")
-                  & (groups["batch_size"] == 1)]
+                  & (groups["batch_size"] == 1) & (groups["precision"] == "bf16")
+                  & (~groups["checkpointing"].astype(bool))]
     oom = groups[(groups["preset"] == "llama-3.1-8b") & (groups["n_oom"] > 0)]
     if rows.empty:
         note = f"out of memory on {_hardware(oom)}" if len(oom) else "—"

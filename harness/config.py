@@ -147,6 +147,8 @@ class MeasureConfig:
     """Run the FLOP-count pass."""
     gradients: bool = False
     """Record per-layer gradient norms and a finite-difference check of autograd (the gradients suite)."""
+    case_timeout_s: Optional[float] = 1800.0
+    """Seconds a case's process may run before it is ended and recorded as timed out (null: no limit)."""
 
 
 @dataclass
@@ -267,6 +269,9 @@ def validate(cfg: Any) -> None:
     _require(cfg.measure.warmup_steps >= 2, "measure.warmup_steps",
              f"must be >= 2 (optimizer state is created at the first step), got {cfg.measure.warmup_steps}")
     _require(cfg.measure.noisy_cv > 0, "measure.noisy_cv", f"must be > 0, got {cfg.measure.noisy_cv}")
+    timeout = cfg.measure.case_timeout_s
+    _require(timeout is None or timeout > 0, "measure.case_timeout_s",
+             f"must be a number of seconds > 0, or null for no limit, got {timeout!r}")
 
     _require(cfg.device.name in DEVICES, "device", f"unknown device {cfg.device.name!r}; allowed: {', '.join(DEVICES)}")
     _require(cfg.device.index >= 0, "device.index", f"must be >= 0, got {cfg.device.index}")

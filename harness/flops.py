@@ -64,7 +64,9 @@ def recomputation_off(workload: Workload):
 
 
 def measure_flops(workload: Workload) -> dict:
-    fwd = count_flops(workload.fwd_train)
+    losses = []
+    fwd = count_flops(lambda: losses.append(workload.forward_loss()))
+    workload.release_graph(losses.pop())
     fwd_bwd = count_flops(workload.fwd_bwd)
     workload.reset_grads()
     with recomputation_off(workload):
@@ -98,7 +100,11 @@ def peak_tflops(device_name: str, dtype: str) -> tuple[float | None, str | None]
     return PEAK_TFLOPS[key].get(dtype), key
 
 
-def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = 8192, repeats: int = 10) -> float:
+MATMUL_SIZE = 8192  # large enough to reach a card's sustained matmul rate
+
+
+def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE,
+                           repeats: int = 10) -> float:
     """Achieved TFLOP/s of a large square matmul on this GPU: a peak the card demonstrably reaches."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -137,8 +143,15 @@ def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) ->
         out["peak_tflops_datasheet"] = {"value": peak, "dtype": dtype_name, "matched": key}
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
     started = time.perf_counter()
-    measured = measured_matmul_tflops(device, torch_dtype)
-    out["peak_tflops_measured_matmul"] = {"value": measured, "dtype": dtype_name, "size": 8192,
+    try:
+        torch.cuda.empty_cache()
+        measured = measured_matmul_tflops(device, torch_dtype)
+    except torch.OutOfMemoryError as exc:  # three 8192² matrices beside the case's state: no room is a reason
+        torch.cuda.empty_cache()
+        out["peak_tflops_measured_matmul"] = None
+        out["mfu_measured_peak_unavailable_reason"] = f"the {MATMUL_SIZE}² peak matmul ran out of memory: {exc}"[:500]
+        return out
+    out["peak_tflops_measured_matmul"] = {"value": measured, "dtype": dtype_name, "size": MATMUL_SIZE,
                                           "seconds": time.perf_counter() - started}
     out["mfu_measured_peak"] = out["fwd_bwd_model_flop_per_s"] / (measured * 1e12)
     return out

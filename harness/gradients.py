@@ -60,8 +60,13 @@ def finite_difference_check(workload, method: str) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in params)
     model.zero_grad(set_to_none=True)
+    device = x.device
+    # CUDA kernels run asynchronously: without a synchronize on both sides perf_counter times the launches
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     loss().backward()
+    sync()
     backprop_s = time.perf_counter() - start
     gen = torch.Generator().manual_seed(0)
     flat = torch.randperm(total, generator=gen)[:FD_ENTRIES].tolist()

@@ -14,15 +14,15 @@ from __future__ import annotations
 import gc
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
 
+from harness.allocator import allocated_bytes
+from harness.record import PEAK_INFER_HOLDS
 from harness.workload import Workload
-
-MEMORY_PHASES = ("fwd_infer", "fwd_train", "fwd_bwd", "step")
-GIB = 1024 ** 3
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -31,11 +31,12 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 
 def unique_tensor_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind `tensors` (views and shared storages counted once)."""
+    """Bytes the allocator holds for the distinct storages behind `tensors` (views and shared storages
+    counted once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/allocator.py)."""
     seen: dict[tuple, int] = {}
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.device.type != "meta":
-            seen[_storage_key(t)] = t.untyped_storage().nbytes()
+            seen[_storage_key(t)] = allocated_bytes(t.untyped_storage().nbytes(), t.device.type)
     return sum(seen.values())
 
 
@@ -184,33 +185,72 @@ class RssPeak:
         return max(self._sampled, self._read("VmRSS"))
 
 
-def _cuda_stats(device: torch.device) -> dict:
-    stats = torch.cuda.memory_stats(device)
-    return {
-        "torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
-        "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(device)),
-        "torch_reserved_bytes": int(torch.cuda.memory_reserved(device)),
-        "allocator_retries": int(stats.get("num_alloc_retries", 0)),
-        "allocator_ooms": int(stats.get("num_ooms", 0)),
-    }
+ALLOCATOR_COUNTERS = {"allocator_retries": "num_alloc_retries", "allocator_ooms": "num_ooms"}
 
 
-def measure_memory(workload: Workload, nvml=None) -> dict:
-    """Run each phase once under the tracker with every peak counter reset first; return metrics.memory."""
-    device = workload.device
-    model, optimizer = workload.model, workload.optimizer
-    quant_bytes = quantization_state_bytes(model)
-    rss = RssPeak()
-    phases: dict[str, dict] = {}
-    breakdown: dict[str, int] = {}
-    for phase in MEMORY_PHASES:
-        workload.reset_grads()
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
+class DevicePhase:
+    """The device-level figures of one phase: the allocator's cache is released and every peak reset before
+    it (so reserved memory and NVML's reading belong to this phase, not to an earlier one), and the allocator's
+    counters are taken as deltas over it."""
+
+    def __init__(self, device: torch.device, nvml=None):
+        self.device, self.nvml = device, nvml
+
+    def __enter__(self) -> "DevicePhase":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._counters = torch.cuda.memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def figures(self) -> dict:
+        if self.device.type != "cuda":
+            return {}
+        torch.cuda.synchronize(self.device)
+        stats = torch.cuda.memory_stats(self.device)
+        out = {
+            "torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
+            "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
+            "torch_reserved_bytes": int(torch.cuda.memory_reserved(self.device)),
+            **{name: int(stats.get(key, 0)) - int(self._counters.get(key, 0))
+               for name, key in ALLOCATOR_COUNTERS.items()},
+        }
+        if self.nvml is not None:
+            out.update(self.nvml.reading())
+            if out.get("nvml_process_bytes") is not None:
+                # What the allocator never sees: the CUDA context, kernels loaded, library handles
+                out["context_overhead_bytes"] = out["nvml_process_bytes"] - out["torch_reserved_bytes"]
+        return out
+
+
+@dataclass
+class TrackedPhase:
+    """What one tracked run of a phase leaves: the figures for the record, and the tracker's readings by
+    category (the tracker itself is dropped: it keeps references that would hold one phase's tensors alive
+    into the next)."""
+
+    figures: dict
+    at_entry: dict[str, int]
+    at_peak: dict[str, int]
+    category_peaks: dict[str, int]
+    recompute_act_peak: int
+    end_of_forward: dict[str, int]
+
+
+def _tracked_phase(workload: Workload, phase: str, tracked: tuple, nvml, quant_bytes: int,
+                   rss: "RssPeak") -> TrackedPhase:
+    """One run of `phase` under the tracker and the device counters."""
+    workload.reset_grads()
+    gc.collect()
+    end_of_forward: dict[str, int] = {}
+    unreleased = None
+    with DevicePhase(workload.device, nvml) as device_phase:
         tracker = CategoryPeakTracker()
-        tracker.track_external(model, optimizer)
+        tracker.track_external(*tracked)
         at_entry = _snap(tracker, "current")
         rss.start()
         with tracker:
@@ -221,46 +261,75 @@ def measure_memory(workload: Workload, nvml=None) -> dict:
                 workload.backward(loss)
                 del loss
                 workload.optimizer_step()
+            elif phase == "fwd_train":
+                unreleased = workload.forward_loss()
             else:
                 workload.run(phase, instrumented=True)
         at_peak = _snap(tracker, "peak")
-        result = {"tracked_peak_bytes": at_peak.get("Total", 0) + quant_bytes, "rss_peak_bytes": rss.stop()}
-        if device.type == "cuda":
-            result.update(_cuda_stats(device))
-            if nvml is not None:
-                result.update(nvml.reading())
-                if result.get("nvml_process_bytes") is not None:
-                    # What the allocator never sees: the CUDA context, cuBLAS workspaces, NCCL, ...
-                    result["context_overhead_bytes"] = result["nvml_process_bytes"] - result[
-                        "torch_max_reserved_bytes"]
-        phases[phase] = result
-        if phase == "step":
-            peaks = tracker.category_peaks
-            optimizer_bytes = at_entry.get(_MemRefType.OPT.value, 0)
-            persistent = (at_peak.get(_MemRefType.PARAM.value, 0) + at_peak.get(_MemRefType.BUFFER.value, 0)
-                          + at_peak.get(_MemRefType.GRAD.value, 0) + at_peak.get(_MemRefType.ACT.value, 0))
-            breakdown = {
-                "params_bytes": at_entry.get(_MemRefType.PARAM.value, 0) + quant_bytes,
-                "buffers_bytes": at_entry.get(_MemRefType.BUFFER.value, 0),
-                "quantization_state_bytes": quant_bytes,
-                "grads_bytes": peaks.get(_MemRefType.GRAD.value, 0),
-                "optimizer_bytes": optimizer_bytes,
-                "optimizer_bytes_direct": optimizer_state_bytes(optimizer),
-                # What the forward holds for backward (read at its end, so forward temporaries already
-                # freed are out), or more where recomputation under checkpointing brings more back at once.
-                "activations_bytes": max(end_of_forward.get(_MemRefType.ACT.value, 0), tracker.recompute_act_peak),
-                "activations_end_of_forward_bytes": end_of_forward.get(_MemRefType.ACT.value, 0),
-                "activations_recompute_peak_bytes": tracker.recompute_act_peak,
-                # What the step's peak holds beyond state, gradients and activations: backward and
-                # optimizer temporaries (foreach/fused buffers count here, not as optimizer state).
-                "temp_bytes": at_peak.get("Total", 0) - persistent - optimizer_bytes,
-            }
+        figures = {"tracked_peak_bytes": at_peak.get("Total", 0) + quant_bytes, "rss_peak_bytes": rss.stop(),
+                   **device_phase.figures()}
+    if unreleased is not None:
+        workload.release_graph(unreleased)  # after the figures were read
+    result = TrackedPhase(figures, at_entry, at_peak, dict(tracker.category_peaks), tracker.recompute_act_peak,
+                          end_of_forward)
+    del tracker
+    gc.collect()
+    return result
+
+
+def measure_inference_memory(workload: Workload, nvml=None) -> dict:
+    """fwd_infer's figures for the model alone, as serving holds it: measured before the first optimizer step
+    (no optimizer state exists yet, no gradient), after one untimed inference forward that loads the kernels
+    and library handles it needs. Only the model is tracked; the synthetic batch is not counted."""
+    if workload.optimizer.state:
+        raise RuntimeError("the inference memory pass must run before the first optimizer step")
+    workload.run("fwd_infer")
+    return _tracked_phase(workload, "fwd_infer", (workload.model,), nvml, quantization_state_bytes(workload.model),
+                          RssPeak()).figures
+
+
+TRAINING_MEMORY_PHASES = ("fwd_train", "fwd_bwd", "step")
+
+
+def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
+    """Run each training phase once under the tracker with every peak counter reset first; with the
+    inference figures measured earlier (measure_inference_memory), return metrics.memory."""
+    device = workload.device
+    model, optimizer = workload.model, workload.optimizer
+    quant_bytes = quantization_state_bytes(model)
+    rss = RssPeak()
+    phases: dict[str, dict] = {"fwd_infer": inference}
+    for phase in TRAINING_MEMORY_PHASES:
+        tracked = _tracked_phase(workload, phase, (model, optimizer), nvml, quant_bytes, rss)
+        phases[phase] = tracked.figures
+    # the step's readings (the last phase): optimizer state and parameters as it starts, its peaks
+    at_entry, at_peak, peaks = tracked.at_entry, tracked.at_peak, tracked.category_peaks
+    end_of_forward, recompute_act_peak = tracked.end_of_forward, tracked.recompute_act_peak
+    optimizer_bytes = at_entry.get(_MemRefType.OPT.value, 0)
+    persistent = (at_peak.get(_MemRefType.PARAM.value, 0) + at_peak.get(_MemRefType.BUFFER.value, 0)
+                  + at_peak.get(_MemRefType.GRAD.value, 0) + at_peak.get(_MemRefType.ACT.value, 0))
+    memory = {
+        "params_bytes": at_entry.get(_MemRefType.PARAM.value, 0) + quant_bytes,
+        "buffers_bytes": at_entry.get(_MemRefType.BUFFER.value, 0),
+        "quantization_state_bytes": quant_bytes,
+        "grads_bytes": peaks.get(_MemRefType.GRAD.value, 0),
+        "optimizer_bytes": optimizer_bytes,
+        "optimizer_bytes_direct": optimizer_state_bytes(optimizer),
+        # What the forward holds for backward (read at its end, so forward temporaries already freed are
+        # out), or more where recomputation under checkpointing brings more back at once.
+        "activations_bytes": max(end_of_forward.get(_MemRefType.ACT.value, 0), recompute_act_peak),
+        "activations_end_of_forward_bytes": end_of_forward.get(_MemRefType.ACT.value, 0),
+        "activations_recompute_peak_bytes": recompute_act_peak,
+        # What the step's peak holds beyond state, gradients and activations: backward and optimizer
+        # temporaries (foreach/fused buffers count here, not as optimizer state).
+        "temp_bytes": at_peak.get("Total", 0) - persistent - optimizer_bytes,
+    }
     workload.reset_grads()
     step, infer = phases["step"], phases["fwd_infer"]
-    memory = dict(breakdown)
     memory.update({
         "peak_step_bytes": step["tracked_peak_bytes"],
         "peak_infer_bytes": infer["tracked_peak_bytes"],
+        "peak_infer_holds": PEAK_INFER_HOLDS,
         "rss_peak_bytes": step["rss_peak_bytes"],
         "rss_method": rss.method,
         "torch_max_allocated_bytes": step.get("torch_max_allocated_bytes"),
@@ -269,10 +338,12 @@ def measure_memory(workload: Workload, nvml=None) -> dict:
         "nvml_device_bytes": step.get("nvml_device_bytes"),
         "phase": phases,
         "accounting": (
-            "MemTracker (torch.distributed._tools.mem_tracker) over one run of each phase after warm-up; "
-            "params_bytes adds bitsandbytes 4-bit quant_state tensors counted directly"
+            "MemTracker (torch.distributed._tools.mem_tracker): fwd_infer once before the first optimizer step "
+            "tracking the model alone; fwd_train, fwd_bwd and step once each after warm-up; params_bytes adds "
+            "bitsandbytes 4-bit quant_state tensors counted directly"
             + (f" ({quant_bytes} B)" if quant_bytes else "")
-            + "; optimizer_bytes_direct walks optimizer.state as a cross-check"),
+            + "; optimizer_bytes_direct walks optimizer.state as a cross-check; on CUDA every storage is "
+              "counted as the caching allocator holds it (512-byte blocks)"),
     })
     memory["train_to_infer_memory_ratio"] = (
         memory["peak_step_bytes"] / memory["peak_infer_bytes"] if memory["peak_infer_bytes"] else None)
@@ -280,4 +351,3 @@ def measure_memory(workload: Workload, nvml=None) -> dict:
         memory["train_to_infer_allocated_ratio"] = (step["torch_max_allocated_bytes"]
                                                     / infer["torch_max_allocated_bytes"])
     return memory
-

@@ -62,17 +62,23 @@ class Nvml:
 
     def reading(self) -> dict:
         """This process's and the whole device's memory now, and who else holds memory on the device."""
-        out: dict = {"nvml_device_bytes": self.device_used_bytes(), "nvml_process_bytes": None,
-                     "nvml_process_unavailable_reason": None, "other_processes": []}
         procs, reason = self.processes()
-        mine = procs.get(os.getpid())
-        if reason:
-            out["nvml_process_unavailable_reason"] = reason
-        elif mine is None:
-            # Inside a container the driver reports host PIDs, or no usage at all.
-            out["nvml_process_unavailable_reason"] = (
-                "this PID is not in NVML's process list (container PID namespace?) or its usage is not reported")
-        else:
-            out["nvml_process_bytes"] = mine
-        out["other_processes"] = [{"pid": pid, "bytes": b} for pid, b in procs.items() if pid != os.getpid()]
-        return out
+        mine, others, why = attribute_processes(procs, os.getpid()) if not reason else (None, None, reason)
+        return {"nvml_device_bytes": self.device_used_bytes(), "nvml_process_bytes": mine,
+                "nvml_process_unavailable_reason": why, "other_processes": others}
+
+
+def attribute_processes(procs: dict[int, int | None], own_pid: int) -> tuple[int | None, list | None, str | None]:
+    """(this process's bytes, [{pid, bytes}] of the others, why either is unknown) from NVML's process list.
+
+    Only where our own PID is in the list can the rest be called other processes. Inside a container the
+    driver lists host PIDs, which never equal ours: then nothing in the list can be attributed, neither our
+    usage nor anyone else's, and both are unavailable rather than every PID (ours included) reported as
+    another process."""
+    if own_pid not in procs:
+        listed = f"{len(procs)} process(es) listed, none with this PID" if procs else "no process listed"
+        return None, None, (f"NVML's process list cannot be matched to this process ({listed}: a container's "
+                            "PID namespace, or a driver that does not report per-process usage)")
+    mine = procs[own_pid]
+    others = [{"pid": pid, "bytes": b} for pid, b in sorted(procs.items()) if pid != own_pid]
+    return mine, others, None if mine is not None else "the driver reports no usage for this process"

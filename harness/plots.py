@@ -205,7 +205,7 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
 def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     """Rows with checkpointing on matched to the same configuration and method with it off."""
     ok = groups[groups["n"] > 0]
-    key = ["hardware", "torch", "hash_without_checkpointing", "config", "method"]
+    key = ["hardware", "torch", "environment", "hash_without_checkpointing", "config", "method"]
     off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
     on = ok[ok["checkpointing"].astype(bool)].set_index(key)
     joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()

@@ -6,7 +6,9 @@ import datetime as _dt
 import hashlib
 import os
 import platform
+import re
 import subprocess
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -23,26 +25,146 @@ def lock_sha256(root: Path | None = None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def git_state(root: Path | None = None) -> dict:
-    root = root or repo_root()
-
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
+GIT_SHA_ENV = "BENCH_GIT_SHA"
+_SHA = re.compile(r"[0-9a-f]{7,40}")
 
 
-def _version(dist: str) -> str | None:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        return metadata.version(dist)
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _git_owns(root: Path) -> bool:
+    """Git speaks for the checkout only when the checkout is the top of its work tree: a copy of the tree
+    without .git placed inside some other repository must not be stamped with that repository's HEAD."""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    try:
+        return top is not None and Path(top).resolve() == root.resolve()
+    except OSError:
+        return False
+
+
+def sha_from_env(value: str | None) -> tuple[str | None, str | None]:
+    """(sha, why it was refused) for BENCH_GIT_SHA: 7-40 hex digits, else nothing — a sha is never invented
+    or guessed from a malformed value."""
+    if value is None or not value.strip():
+        return None, None
+    sha = value.strip().lower()
+    if _SHA.fullmatch(sha):
+        return sha, None
+    return None, f"{GIT_SHA_ENV}={value[:80]!r} is not 7-40 hex digits; ignored"
+
+
+def git_state(root: Path | None = None, env: dict | None = None) -> dict:
+    """The commit that ran. Git decides when the checkout is a git work tree; otherwise (a copy of the tree
+    without .git on a GPU host, a container image) BENCH_GIT_SHA stands in, and the record says which one
+    spoke (`git_sha_source`). A BENCH_GIT_SHA that was set but not used is kept with the reason
+    (`git_sha_env_ignored`), so a disagreement is visible instead of silently resolved."""
+    root = root or repo_root()
+    env_sha, refused = sha_from_env((os.environ if env is None else env).get(GIT_SHA_ENV))
+    sha = _git(root, "rev-parse", "HEAD") if _git_owns(root) else None
+    if sha:
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        if env_sha and not sha.startswith(env_sha):
+            refused = f"{GIT_SHA_ENV}={env_sha} differs from git's HEAD {sha}; git's is recorded"
+        return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None, "git_sha_source": "git",
+                "git_sha_env_ignored": refused}
+    if env_sha:
+        return {"git_sha": env_sha, "git_dirty": None, "git_sha_source": GIT_SHA_ENV, "git_sha_env_ignored": None}
+    return {"git_sha": None, "git_dirty": None, "git_sha_source": None, "git_sha_env_ignored": refused}
+
+
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)\s*(?:;(.*))?$")
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503: typing_extensions, typing-extensions and Typing.Extensions are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _marker_applies(marker: str | None) -> bool:
+    """`name==1.0 ; sys_platform == "linux"` pins nothing elsewhere; unreadable markers count as applying."""
+    if not marker or not marker.strip():
+        return True
+    try:
+        from packaging.markers import Marker
+
+        return Marker(marker.strip()).evaluate()
+    except Exception:
+        return True
+
+
+def lock_pins(lock_text: str) -> list[tuple[str, str]]:
+    """(name as written, version) for every `name==version` line that applies here; comments, blanks and
+    pip options (`--hash`, `-e`) are not pins, and a name pinned twice counts once (the first)."""
+    pins, seen = [], set()
+    for line in lock_text.splitlines():
+        match = _PIN.match(line.split("#", 1)[0].split("--hash", 1)[0].rstrip(" \\"))
+        if not match or not _marker_applies(match.group(3)):
+            continue
+        if normalize_name(match.group(1)) not in seen:
+            seen.add(normalize_name(match.group(1)))
+            pins.append((match.group(1), match.group(2)))
+    return pins
+
+
+def same_release(installed: str, pinned: str) -> bool:
+    """torch 2.13.0+cpu and 2.13.0+cu130 are the lock's torch==2.13.0: a local build label (after `+`) only
+    counts when the lock pins one itself."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # an environment without packaging: compare the text before any local label
+        return (installed if "+" in pinned else installed.split("+", 1)[0]) == pinned
+    try:
+        inst, pin = Version(installed), Version(pinned)
+    except InvalidVersion:
+        return installed == pinned
+    return inst == pin if pin.local else Version(inst.public) == pin
+
+
+def compare_with_lock(lock_text: str, installed: Mapping[str, str | None] | Callable[[str], str | None]) -> dict:
+    """Every package pinned in the lock whose installed version is another release (or that is not installed),
+    in the lock's order. A pure function of the lock's text and a version lookup (a dict, or a function of a
+    PEP 503 name), so that what counts as a difference can be tested by hand."""
+    if isinstance(installed, Mapping):
+        table = {normalize_name(k): v for k, v in installed.items()}
+        lookup = table.get
+    else:
+        lookup = installed
+    pins = lock_pins(lock_text)
+    differences = []
+    for name, pinned in pins:
+        version = lookup(normalize_name(name))
+        if version is None or not same_release(version, pinned):
+            differences.append({"package": name, "lock": pinned, "installed": version})
+    return {"matches_lock": not differences, "differences": differences, "packages_compared": len(pins)}
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def environment(root: Path | None = None) -> dict:
+    """The software that ran, against requirements.lock: runs from a cluster's PyTorch or a container image
+    say how they differ from the lock, so they are never averaged with lock runs. Reads the metadata of the
+    pinned packages only (tens of milliseconds; it runs in every case's process)."""
+    path = (root or repo_root()) / LOCK_FILE
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        return {"lock_file": None, "matches_lock": None, "differences": None, "packages_compared": 0,
+                "reason": f"no readable {LOCK_FILE} beside the harness package ({exc.strerror or exc})"}
+    compared = compare_with_lock(text, installed_version)
+    if not compared["packages_compared"]:  # nothing pinned: "matches" would be vacuous
+        return {"lock_file": LOCK_FILE, **compared, "matches_lock": None, "differences": None,
+                "reason": f"{LOCK_FILE} pins no package (no `name==version` line)"}
+    return {"lock_file": LOCK_FILE, **compared, "reason": None}
 
 
 def _cpu_model() -> str:
@@ -93,10 +215,11 @@ def collect(device: torch.device) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "bitsandbytes": _version("bitsandbytes"),
-        "peft": _version("peft"),
-        "transformers": _version("transformers"),
-        "hydra_core": _version("hydra-core"),
+        "bitsandbytes": installed_version("bitsandbytes"),
+        "peft": installed_version("peft"),
+        "transformers": installed_version("transformers"),
+        "hydra_core": installed_version("hydra-core"),
+        "environment": environment(),
         "device_type": device.type,
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),

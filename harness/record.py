@@ -5,6 +5,13 @@ Changelog (bump SCHEMA_VERSION when a field's meaning changes):
 - 1.1: `predicted` (the analytic model's figures for the config, and their comparison with the measurement)
   and `flags.predicted_disagrees`. 1.0 records are migrated by computing both from the stored config and
   metrics (harness/validate.py).
+- 1.2: `metrics.memory.peak_infer_bytes` is the model alone (parameters, buffers, quantization state and what
+  the inference forward creates), measured before the first optimizer step; until 1.1 it also held the
+  optimizer state, which serving never holds. `peak_infer_holds` says what the figure holds. Checks and
+  `predicted.memory_allocated` count storages as the device's allocator holds them (512-byte blocks on CUDA).
+  `provenance.environment` (differences from requirements.lock), `provenance.git_sha_source`,
+  `resolved.attention_kernel`, `metrics.memory.cuda_context`, `measure.case_timeout_s`. 1.1 records are
+  migrated: the inference peak less the optimizer state they also carry (constant through that phase).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 # Top-level keys, with what each holds.
 RECORD_KEYS = {
@@ -38,6 +45,10 @@ RECORD_KEYS = {
     "predicted": "the analytic model (harness/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
                  "tolerances, and `comparison` with the measurement",
 }
+
+# What metrics.memory.peak_infer_bytes is, said once: every record carries it beside the figure.
+PEAK_INFER_HOLDS = ("the model alone: parameters + buffers (+ 4-bit quantization state) + the tensors the inference "
+                    "forward creates; no optimizer state, no gradients, not the input batch")
 
 ID_PROVENANCE_KEYS = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "torch", "cuda", "gpu_uuid",
                       "cpu_model", "hostname_sha256", "utc_time")
@@ -78,8 +89,10 @@ def attach_prediction(record: dict) -> dict:
     measurement falls outside their tolerance (a finding about the model or the harness, never hidden)."""
     from harness import analytic
 
+    device_type = (record.get("provenance") or {}).get("device_type") or "cpu"
+    kernel = ((record.get("resolved") or {}).get("attention_kernel") or {}).get("fwd_train")
     try:
-        predicted = analytic.predict(record["config"])
+        predicted = analytic.predict(record["config"], device_type, kernel)
     except (KeyError, TypeError, ValueError) as exc:  # a config the model cannot read: say so
         predicted = {"memory": {}, "flop_ratio": None, "unavailable_reason": f"{type(exc).__name__}: {exc}"}
     predicted["comparison"] = analytic.compare(predicted, record.get("metrics") or {})

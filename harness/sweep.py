@@ -10,10 +10,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.faults import describe_exit
 from harness.record import build_record, write_record
 
 
@@ -25,14 +27,17 @@ def _child(overrides: list[str], conn, log_path: str) -> None:
     try:
         from harness.case import run_case
 
-        conn.send(run_case(overrides))
+        conn.send(run_case(overrides, report=lambda stage: conn.send({STAGE: stage})))
     except BaseException:  # the parent turns this into an error record
-        conn.send({"__crash__": traceback.format_exc()[-8000:]})
+        conn.send({CRASH: traceback.format_exc()[-8000:]})
     finally:
         conn.close()
 
 
-def _parent_error_record(overrides: list[str], message: str, kind: str) -> dict:
+STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that are not its record
+
+
+def _parent_error_record(overrides: list[str], message: str, kind: str, phase: str | None) -> dict:
     import torch
 
     from harness import provenance
@@ -40,36 +45,59 @@ def _parent_error_record(overrides: list[str], message: str, kind: str) -> dict:
 
     config = to_container(compose_case(overrides))
     return build_record(config=config, overrides=overrides, provenance=provenance.collect(torch.device("cpu")),
-                        status="error", error={"type": kind, "message": message})
+                        status="error", error={"type": kind, "message": message, "phase": phase})
 
 
-def run_in_subprocess(overrides: list[str], log_path: Path, timeout_s: float | None = None) -> dict:
+def run_in_subprocess(overrides: list[str], log_path: Path) -> dict:
+    """The record of one case, run in a fresh spawned process. The process reports each stage it enters, so a
+    case that runs past its measure.case_timeout_s (then killed) or dies without a record (a signal, the
+    kernel's OOM killer) still gets an error record saying how it ended and where."""
+    from harness.compose import compose_case
+
+    timeout_s = compose_case(overrides).measure.case_timeout_s
     ctx = mp.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(overrides, send, str(log_path)))
+    started = time.monotonic()
     proc.start()
     send.close()
-    message = None
+    message, stage, timed_out = None, "start", False
     try:
-        if receive.poll(timeout_s):
+        while message is None:
+            left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                timed_out = True
+                break
+            if not receive.poll(left):
+                continue
             try:
-                message = receive.recv()
-            except EOFError:  # the child died before sending anything
-                message = None
+                received = receive.recv()
+            except EOFError:  # the child died before sending its record
+                break
+            if isinstance(received, dict) and STAGE in received:
+                stage = received[STAGE]
+            else:
+                message = received
     except KeyboardInterrupt:  # Ctrl-C: the case's process goes too, and it has written nothing
         proc.kill()
         proc.join()
         raise
+    if timed_out:
+        proc.kill()
     proc.join(timeout=30)
     if proc.is_alive():
         proc.kill()
         proc.join()
+    if timed_out:
+        return _parent_error_record(
+            overrides, f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; "
+                       f"see {log_path}", "CaseTimeout", stage)
     if message is None:
-        why = "timed out" if timeout_s and proc.exitcode is None else f"exited with code {proc.exitcode}"
-        return _parent_error_record(overrides, f"case process {why} without a record; see {log_path}",
-                                    "ProcessDied")
-    if "__crash__" in message:
-        return _parent_error_record(overrides, message["__crash__"], "CaseCrashed")
+        return _parent_error_record(
+            overrides, f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see "
+                       f"{log_path}", "ProcessDied", stage)
+    if CRASH in message:
+        return _parent_error_record(overrides, message[CRASH], "CaseCrashed", stage)
     return message
 
 

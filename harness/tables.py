@@ -1,13 +1,15 @@
 """`bench table`: every submitted record as one pandas row, repeats grouped, written per schema major version.
 
-A group is one configuration (config_hash) on one piece of hardware with one torch build: those are repeats,
-and only repeats are summarised together (median, min, max, n; the mean without the fastest and slowest once
-there are five or more). CSV keeps base units (seconds, bytes) at full precision for machines; Markdown
+A group is one configuration (config_hash) on one piece of hardware with one torch build and one software
+environment (the lock's, or its stated differences from the lock): those are repeats, and only repeats are
+summarised together (median, min, max, n; the mean without the fastest and slowest once there are five or
+more). CSV keeps base units (seconds, bytes) at full precision for machines; Markdown
 converts for articles (ms, MiB or GiB) and says so in every header.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -19,7 +21,7 @@ import pandas as pd
 # about speed on tables of thousands of columns, not correctness.
 warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
-from harness.record import config_hash
+from harness.record import canonical_json, config_hash
 from harness.results_folder import RECORDS, Stored, hardware_key, hardware_label
 
 # (column, where it is in a record, unit) — the unit is also in the column name.
@@ -60,7 +62,7 @@ METRICS: list[tuple[str, str]] = [
     ("backprop_fwd_bwd_float64_s", "metrics.gradients.backprop_fwd_bwd_float64_s"),
 ]
 METRIC_NAMES = [name for name, _ in METRICS]
-GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch"]
+GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
 MIB, GIB = 1024 ** 2, 1024 ** 3
 
 
@@ -94,6 +96,29 @@ def config_label(config: dict) -> str:
     return label + (f" budget {budget:g} GiB" if budget is not None else "")
 
 
+ENV_LISTED = 4  # differences named in an environment label; more are counted and fingerprinted
+
+
+def environment_label(prov: dict) -> str:
+    """The software stack as a grouping key: "lock" when every pinned package matched requirements.lock,
+    else the differences ("differs: torch 2.11.0+cu130, peft not installed"), so runs from a cluster's
+    PyTorch are never averaged with lock runs. Stable: the same differences give the same text."""
+    env = prov.get("environment")
+    if not isinstance(env, dict):
+        return "not recorded"
+    if env.get("matches_lock") is True:
+        return "lock"
+    diffs = env.get("differences")
+    if env.get("matches_lock") is None or not isinstance(diffs, list):
+        return "not compared with a lock"
+    named = [f"{d.get('package')} {d['installed']}" if d.get("installed") else f"{d.get('package')} not installed"
+             for d in diffs]
+    if len(named) > ENV_LISTED:
+        fingerprint = hashlib.sha256(canonical_json(diffs).encode()).hexdigest()[:8]
+        named = [*named[:ENV_LISTED], f"{len(named) - ENV_LISTED} more [{fingerprint}]"]
+    return "differs: " + ", ".join(named)
+
+
 def record_row(stored: Stored, root: Path) -> dict:
     r = stored.record
     cfg, prov = r["config"], r["provenance"]
@@ -104,6 +129,7 @@ def record_row(stored: Stored, root: Path) -> dict:
         "device_type": prov.get("device_type"),
         "config_hash": r["config_hash"],
         "torch": prov.get("torch"),
+        "environment": environment_label(prov),
         "id": r["id"],
         "status": r["status"],
         "oom_phase": (r.get("error") or {}).get("phase") if r["status"] == "oom" else None,
@@ -173,8 +199,9 @@ def memory_unit(values: pd.Series) -> tuple[int, str]:
 
 
 def grouped(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (schema major, hardware, configuration, torch build) with statistics over ok repeats; an
-    empty frame (an empty folder) gives an empty table with every column, so readers need no special case."""
+    """One row per (schema major, hardware, configuration, torch build, environment) with statistics over ok
+    repeats; an empty frame (an empty folder) gives an empty table with every column, so readers need no
+    special case."""
     if frame.empty:
         return pd.DataFrame(columns=GROUPED_COLUMNS)
     out = []
@@ -281,6 +308,8 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
                 notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
             if row["noisy_runs"]:
                 notes.append(f"noisy in {row['noisy_runs']} run(s)")
+            if row["environment"] not in ("lock", "not recorded"):
+                notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
             lines.append("| " + " | ".join([row["config"], row["method"], "on" if row["checkpointing"] else "off",
                                             str(row["n"] + row["n_oom"] if row["status"] == "oom" else row["n"]),
                                             *cells, "; ".join(notes)]) + " |")

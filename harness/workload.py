@@ -29,8 +29,10 @@ class Workload:
         if cfg.model.name == "llama":
             vocab = self.model.config.vocab_size
             ids = torch.randint(0, vocab, (batch, seq), generator=gen)
-            self.inputs = {"input_ids": ids.to(device)}
-            self.train_kwargs = {"input_ids": self.inputs["input_ids"], "labels": self.inputs["input_ids"]}
+            # use_cache=False: a matched forward computes logits (and the loss), not a KV cache for generation
+            # that would keep every layer's keys and values alive in fwd_infer
+            self.inputs = {"input_ids": ids.to(device), "use_cache": False}
+            self.train_kwargs = {**self.inputs, "labels": self.inputs["input_ids"]}
         else:
             width = cfg.model.width
             dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
@@ -79,6 +81,15 @@ class Workload:
     def step(self) -> None:
         self.backward(self.forward_loss())
         self.optimizer_step()
+
+    def release_graph(self, loss: torch.Tensor) -> None:
+        """Free the graph of a training forward whose backward was not run, after a module tracker watched it.
+        torch's module trackers (MemTracker, FlopCounterMode) hook the forward's tensors for backward; with no
+        backward those hooks and autograd's C++ nodes hold each other in a cycle the garbage collector cannot
+        break, so the graph, with every tensor saved for backward, would outlive the phase and sit in the next
+        phases' figures. A backward runs the hooks and frees it; its gradients are dropped."""
+        loss.backward()
+        self.reset_grads()
 
     def reset_grads(self) -> None:
         """Untimed, after fwd_bwd: every fwd_bwd starts with no gradients, as the step does."""

@@ -23,6 +23,16 @@ def build(overrides):
     return cfg, trainable, Workload(cfg, trainable, torch.device("cpu"))
 
 
+def measure_memory_as_case(workload, warmup_steps=2):
+    """The memory passes in the case's order: fwd_infer before the first optimizer step, the training phases
+    after the warm-up steps (harness/case.py)."""
+    from harness.memory import measure_inference_memory, measure_memory
+
+    inference = measure_inference_memory(workload)
+    workload.warm_up(warmup_steps, 0)
+    return measure_memory(workload, inference)
+
+
 def saved_for_backward_bytes(workload, exclude_params=True):
     """Bytes of distinct storages autograd saves for backward during one training forward (saved-tensor hooks)."""
     params = {p.untyped_storage().data_ptr() for p in workload.model.parameters()} if exclude_params else set()

@@ -2,10 +2,9 @@
 
 import pytest
 
-from conftest import build
+from conftest import build, measure_memory_as_case
 from harness import analytic
 from harness.compose import to_container
-from harness.memory import measure_memory
 
 
 def _config(overrides):
@@ -50,8 +49,7 @@ def test_seed_figures_from_published_shapes():
 ])
 def test_prediction_matches_measurement_of_small_cpu_cases(overrides):
     config, workload = _config([*overrides, "measure.flops=false"])
-    workload.warm_up(2, 0)
-    measured = measure_memory(workload)
+    measured = measure_memory_as_case(workload)
     predicted = analytic.predict(config)
     for key in ("params_bytes", "grads_bytes", "optimizer_bytes"):
         assert measured[key] == predicted["memory"][key], key

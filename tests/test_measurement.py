@@ -3,15 +3,13 @@
 import pytest
 import torch
 
-from conftest import build
+from conftest import build, measure_memory_as_case
 from harness.flops import measure_flops
-from harness.memory import measure_memory
 
 
 def _measure(overrides):
     cfg, trainable, workload = build(overrides)
-    workload.warm_up(2, 0)
-    return cfg, trainable, measure_memory(workload), measure_flops(workload)
+    return cfg, trainable, measure_memory_as_case(workload), measure_flops(workload)
 
 
 @pytest.mark.parametrize("depth", [4, 8, 16])
