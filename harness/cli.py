@@ -1,4 +1,4 @@
-"""`bench`: the command line. Thin: parsing and messages here, the work in harness.compose / harness.sweep.
+"""`bench`: the command line. Thin: parsing and messages here, the work in harness.spec.compose / harness.run.sweep.
 
 Exit codes: 0 every case ran or was already recorded (status ok, or oom: not fitting is a result); 1 some
 case recorded error; 2 bad input, nothing ran; 130 interrupted (rerun the same command to resume).
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from harness import __version__
-from harness.config import ConfigError
+from harness.spec.config import ConfigError
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_SUITE = "default"  # resolved to smoke (no GPU) or default-gpu (CUDA visible)
@@ -41,8 +41,8 @@ examples:
 
 
 def field_docs() -> dict[str, dict[str, str]]:
-    """{Dataclass: {field: one-line doc}} read from harness/config.py (the docstring under each field)."""
-    from harness import config as config_module
+    """{Dataclass: {field: one-line doc}} read from harness/spec/config.py (the docstring under each field)."""
+    from harness.spec import config as config_module
 
     tree = ast.parse(Path(config_module.__file__).read_text())
     docs: dict[str, dict[str, str]] = {}
@@ -65,7 +65,7 @@ GROUP_CLASSES = {"model=mlp": "MlpConfig", "model=llama": "LlamaModelConfig", "m
 
 
 def run_help() -> str:
-    from harness.compose import group_options
+    from harness.spec.compose import group_options
 
     docs = field_docs()
     lines = ["usage: bench run [-m|--multirun] [--cfg] [OVERRIDES ...]", "",
@@ -102,7 +102,7 @@ def _default_suite() -> str:
 def _check_device(cases: list[list[str]]) -> None:
     import torch
 
-    from harness.compose import compose_case
+    from harness.spec.compose import compose_case
 
     for case in cases:
         cfg = compose_case(case)
@@ -143,7 +143,7 @@ def cmd_run(argv: list[str]) -> int:
                                        "--help")
     overrides = [f"suite={_default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
 
-    from harness.compose import compose_case, plan_cases
+    from harness.spec.compose import compose_case, plan_cases
 
     suite_name = next((o.split("=", 1)[1] for o in overrides if o.startswith("suite=")), None)
     output_dir, overrides = _output_dir(overrides, suite_name or ("sweep" if multirun else "case"))
@@ -156,8 +156,8 @@ def cmd_run(argv: list[str]) -> int:
         return EXIT_OK
     _check_device(cases)
 
-    from harness.summary import format_table
-    from harness.sweep import run_sweep
+    from harness.report.summary import format_table
+    from harness.run.sweep import run_sweep
 
     print(f"bench: {len(cases)} case(s) -> {output_dir}", file=sys.stderr)
     result = run_sweep(cases, output_dir, force=force)
@@ -193,8 +193,8 @@ def _problems_note(problems) -> None:
 
 
 def cmd_submit(argv: list[str]) -> int:
-    from harness import results_folder
-    from harness.submit import REFUSED, TAKEN, submit
+    from harness.records import folder as results_folder
+    from harness.records.submit import REFUSED, TAKEN, submit
 
     parser = _results_parser("submit", "Validate records and copy them into the results folder. Exit 0 when "
                                        "every record was taken (or was already there), 1 otherwise.")
@@ -214,7 +214,7 @@ def cmd_submit(argv: list[str]) -> int:
 
 def _generate(argv: list[str], name: str, description: str, subdir: str, write) -> int:
     """bench table / bench plot: read the folder (reporting what cannot be read), write what `write` makes."""
-    from harness import results_folder
+    from harness.records import folder as results_folder
 
     parser = _results_parser(name, description)
     parser.add_argument("--out", metavar="DIR", help=f"where the files go (default: <results>/{subdir})")
@@ -231,24 +231,24 @@ def _generate(argv: list[str], name: str, description: str, subdir: str, write) 
 
 
 def cmd_table(argv: list[str]) -> int:
-    from harness.results_folder import TABLES
-    from harness.tables import write_tables
+    from harness.records.folder import TABLES
+    from harness.report.tables import write_tables
 
     return _generate(argv, "table", "Write results.csv and results.md per schema major version.", TABLES,
                      write_tables)
 
 
 def cmd_plot(argv: list[str]) -> int:
-    from harness.plots import write_plots
-    from harness.results_folder import PLOTS
+    from harness.report.plots import write_plots
+    from harness.records.folder import PLOTS
 
     return _generate(argv, "plot", "Regenerate the comparison plots from the results folder alone.", PLOTS,
                      write_plots)
 
 
 def cmd_cite(argv: list[str]) -> int:
-    from harness import results_folder
-    from harness.cite import cite
+    from harness.records import folder as results_folder
+    from harness.report.cite import cite
 
     parser = _results_parser("cite", "Print a Markdown snippet citing one result: numbers, hardware, software, "
                                      "the result ID and the commands that reproduce it.")
@@ -270,8 +270,9 @@ def cmd_cite(argv: list[str]) -> int:
 
 
 def cmd_claims(argv: list[str]) -> int:
-    from harness import claims, results_folder
-    from harness.tables import grouped, records_frame
+    from harness.report import claims
+    from harness.records import folder as results_folder
+    from harness.report.tables import grouped, records_frame
 
     parser = _results_parser("claims", "A verdict for every claim of the seed documents (suites/claims.yaml), "
                                        "from the results folder and the analytic model.")
@@ -292,7 +293,7 @@ def cmd_claims(argv: list[str]) -> int:
                                      "checkpointing_tradeoff", "memory_by_category", "compute_ratio"))
         text = claims.markdown(results, [os.path.relpath(p, base) for p in plots])
     if args.out:
-        from harness.tables import _replace_atomically
+        from harness.report.tables import _replace_atomically
 
         _replace_atomically(Path(args.out), text)
         print(args.out)
@@ -308,9 +309,9 @@ def cmd_fit(argv: list[str]) -> int:
               "then bisecting, each probe a case in its own process. Writes the probes' records and fit.json\n"
               "into output_dir, and prints the answer beside the analytic model's prediction.")
         return EXIT_OK
-    from harness import fit as fit_mod
-    from harness.budget import GIB
-    from harness.compose import compose_case, plan_cases, to_container
+    from harness.run import fit as fit_mod
+    from harness.measure.budget import GIB
+    from harness.spec.compose import compose_case, plan_cases, to_container
 
     unknown = [a for a in argv if a.startswith("-")]
     if unknown:
@@ -335,7 +336,7 @@ def cmd_fit(argv: list[str]) -> int:
     result = fit_mod.search(base, search, limit, output_dir)
     device_bytes = None
     if result.probes:
-        from harness.record import read_record
+        from harness.records.schema import read_record
 
         prov = read_record(output_dir / result.probes[0].file)["provenance"]
         device_bytes = prov.get("gpu_memory_bytes")

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from harness.compose import compose_case
-from harness.methods import build_trainable
-from harness.workload import Workload
+from harness.spec.compose import compose_case
+from harness.measure.methods import build_trainable
+from harness.measure.workload import Workload
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -25,8 +25,8 @@ def build(overrides):
 
 def measure_memory_as_case(workload, warmup_steps=2):
     """The memory passes in the case's order: fwd_infer before the first optimizer step, the training phases
-    after the warm-up steps (harness/case.py)."""
-    from harness.memory import measure_inference_memory, measure_memory
+    after the warm-up steps (harness/measure/case.py)."""
+    from harness.measure.memory import measure_inference_memory, measure_memory
 
     inference = measure_inference_memory(workload)
     workload.warm_up(warmup_steps, 0)
@@ -57,7 +57,7 @@ SMALL_CASE = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "wor
 @pytest.fixture(scope="session")
 def real_records():
     """Records of real measured cases (tiny mlp, full AdamW and LoRA, checkpointing off and on), made once."""
-    from harness.case import run_case
+    from harness.measure.case import run_case
 
     records = []
     for method in ("full_adamw", "lora"):

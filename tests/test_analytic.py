@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import build, measure_memory_as_case
-from harness import analytic
-from harness.compose import to_container
+from harness.spec import analytic
+from harness.spec.compose import to_container
 
 
 def _config(overrides):
@@ -60,7 +60,7 @@ def test_prediction_matches_measurement_of_small_cpu_cases(overrides):
 
 
 def test_a_disagreement_is_flagged_in_the_record():
-    from harness.record import attach_prediction
+    from harness.records.schema import attach_prediction
 
     config, _ = _config(["model=mlp"])
     predicted = analytic.predict(config)["memory"]
@@ -75,10 +75,11 @@ def test_claim_verdicts_follow_the_measurements(real_records, tmp_path):
     """The range judge on real records whose compute ratio is set by hand: holds / conditional / does not hold."""
     import copy
 
-    from harness import claims, results_folder
-    from harness.record import record_id, write_record
-    from harness.submit import submit
-    from harness.tables import grouped, records_frame
+    from harness.report import claims
+    from harness.records import folder as results_folder
+    from harness.records.schema import record_id, write_record
+    from harness.records.submit import submit
+    from harness.report.tables import grouped, records_frame
 
     claim = next(c for c in claims.load_registry() if c["id"] == 1)
     full_off, lora_off = real_records[0], real_records[2]  # full_adamw and lora, checkpointing off
@@ -102,7 +103,7 @@ def test_claim_verdicts_follow_the_measurements(real_records, tmp_path):
 
 
 def test_every_claim_of_references_section_5_has_a_registry_entry_and_a_judge():
-    from harness import claims
+    from harness.report import claims
 
     registry = claims.load_registry()
     assert [c["id"] for c in registry] == list(range(1, 13))
@@ -118,7 +119,7 @@ def test_every_claim_of_references_section_5_has_a_registry_entry_and_a_judge():
 def test_gradient_diagnostics_against_direct_computation():
     import torch
 
-    from harness.gradients import FD_ENTRIES, layer_gradient_norms, measure_gradients
+    from harness.measure.gradients import FD_ENTRIES, layer_gradient_norms, measure_gradients
 
     def diagnostics(extra):
         cfg, trainable, workload = build(["model=mlp", "model.depth=16", "model.width=32", "method=sgd",
@@ -148,7 +149,7 @@ def test_gradient_diagnostics_against_direct_computation():
     (["model=llama"], 3.0),
 ])
 def test_predicted_flop_ratio_is_the_hand_count_and_the_counted_one(overrides, hand):
-    from harness.flops import flop_ratios, measure_flops
+    from harness.measure.flops import flop_ratios, measure_flops
 
     config, workload = _config([*overrides, "measure.memory=false"])
     predicted = analytic.flop_ratio(config)["flop_ratio"]

@@ -7,7 +7,7 @@ The overhead target (< 2%) is read from the benchmark report, never asserted on 
 import torch
 
 from conftest import build
-from harness import timing
+from harness.measure import timing
 
 CASE = ["model=mlp", "model.depth=8", "model.width=256", "workload.batch_size=8"]
 REPS = 20

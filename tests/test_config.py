@@ -3,8 +3,8 @@
 import pytest
 
 from harness.cli import main, run_help
-from harness.compose import compose_case, plan_cases
-from harness.config import ConfigError
+from harness.spec.compose import compose_case, plan_cases
+from harness.spec.config import ConfigError
 
 
 @pytest.mark.parametrize("overrides, key, allowed", [

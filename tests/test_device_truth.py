@@ -9,18 +9,19 @@ import pytest
 import torch
 
 from conftest import build, measure_memory_as_case
-from harness import analytic, faults
-from harness.allocator import allocated_bytes, allocated_total
-from harness.attention import kernels_used
-from harness.budget import GIB
-from harness.case import run_case
-from harness.checks import adamw_expected_bytes, trainable_bytes
-from harness.compose import to_container
-from harness.cuda_context import context_from
-from harness.memory import unique_tensor_bytes
-from harness.nvml import attribute_processes
-from harness.record import read_record
-from harness.sweep import run_sweep
+from harness.spec import analytic
+from harness.measure import faults
+from harness.spec.allocator import allocated_bytes, allocated_total
+from harness.measure.attention import kernels_used
+from harness.measure.budget import GIB
+from harness.measure.case import run_case
+from harness.measure.checks import adamw_expected_bytes, trainable_bytes
+from harness.spec.compose import to_container
+from harness.measure.cuda_context import context_from
+from harness.measure.memory import unique_tensor_bytes
+from harness.measure.nvml import attribute_processes
+from harness.records.schema import read_record
+from harness.run.sweep import run_sweep
 
 TINY_MLP = ["device=cpu", "model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2",
             "workload.seq_len=8", "measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
@@ -79,7 +80,7 @@ def test_inference_peak_is_the_model_alone_by_hand_count(method):
 
 
 def test_inference_pass_refuses_to_run_once_optimizer_state_exists():
-    from harness.memory import measure_inference_memory
+    from harness.measure.memory import measure_inference_memory
 
     _, _, workload = build(TINY_MLP[1:])
     workload.step()
@@ -92,7 +93,7 @@ def test_migrated_records_carry_the_inference_peak_without_optimizer_state():
     figure less optimizer_bytes, which for an mlp is again params + 3 tensors of t x w (hand count)."""
     from pathlib import Path
 
-    from harness.validate import load_bytes
+    from harness.records.validate import load_bytes
 
     checked = 0
     for path in sorted(Path("results/records").glob("*/mlp_full-adamw_ckpt-off_*.json")):
@@ -177,7 +178,7 @@ def test_attention_kernel_that_ran_is_read_from_sdpa_itself():
 @pytest.mark.parametrize("overrides", [["precision=fp32"], ["precision=bf16"], ["method=lora"]])
 def test_math_kernel_activations_match_the_analytic_formula(overrides):
     """SDPA's math fallback saves q, k and v repeated to every head in fp32 and the s x s softmax: derived in
-    harness/analytic.py, exact against the tracker when the math kernel is forced."""
+    harness/spec/analytic.py, exact against the tracker when the math kernel is forced."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):
@@ -249,10 +250,10 @@ def test_a_case_past_its_time_limit_is_ended_recorded_and_the_sweep_goes_on(tmp_
 def test_memory_and_flop_passes_leave_no_tensor_behind_for_the_next_phase():
     """A tracked training forward whose backward never runs would keep its graph (3 x t x w here) alive into the
     next phase, through the module tracker's hooks: counted with the emulated budget's exact live bytes."""
-    from harness import budget as budget_mod
-    from harness import memory as memory_mod
-    from harness.case import Stage
-    from harness.flops import measure_flops
+    from harness.measure import budget as budget_mod
+    from harness.measure import memory as memory_mod
+    from harness.measure.case import Stage
+    from harness.measure.flops import measure_flops
 
     _, _, workload = build(["model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2",
                             "workload.seq_len=8"])

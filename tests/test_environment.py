@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import provenance
+from harness.measure import provenance
 from harness.cli import main
-from harness.compose import repo_root
-from harness.record import record_id, write_record
-from harness.results_folder import read_folder
-from harness.submit import TAKEN, submit
-from harness.tables import grouped, records_frame
+from harness import repo_root
+from harness.records.schema import record_id, write_record
+from harness.records.folder import read_folder
+from harness.records.submit import TAKEN, submit
+from harness.report.tables import grouped, records_frame
 
 REPO = repo_root()
 SHA = "0123456789abcdef0123456789abcdef01234567"  # not a commit of this repository: only BENCH_GIT_SHA can name it
@@ -174,7 +174,7 @@ def test_python_m_harness_from_a_tree_without_git_records_bench_git_sha(tmp_path
 @pytest.fixture(scope="module")
 def record():
     """One real measured case, made in this process."""
-    from harness.case import run_case
+    from harness.measure.case import run_case
 
     made = run_case([*TINY, "method=full_adamw"])
     assert made["status"] == "ok", made.get("error")

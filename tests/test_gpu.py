@@ -6,7 +6,7 @@ Skipped without a GPU (CI has none); run `make test` on a GPU host to check them
 import pytest
 import torch
 
-from harness.case import run_case
+from harness.measure.case import run_case
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import build, measure_memory_as_case
-from harness.flops import measure_flops
+from harness.measure.flops import measure_flops
 
 
 def _measure(overrides):
@@ -85,7 +85,7 @@ def test_training_peak_exceeds_inference_peak():
 
 
 def test_rss_peak_sees_a_known_allocation():
-    from harness.memory import RssPeak
+    from harness.measure.memory import RssPeak
 
     rss = RssPeak()
     size = 256 * 1024 ** 2
@@ -100,7 +100,7 @@ def test_rss_peak_sees_a_known_allocation():
 
 
 def test_qlora_flop_counts_are_marked_partial_and_give_no_ratio():
-    from harness.flops import flop_ratios
+    from harness.measure.flops import flop_ratios
 
     _, _, _, flops = _measure(["model=mlp", "model.depth=2", "model.width=64", "method=qlora", "measure.memory=false"])
     assert flops["complete"] is False and "bitsandbytes" in flops["incomplete_reason"]

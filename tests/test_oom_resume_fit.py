@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from harness import results_folder
-from harness.budget import GIB
+from harness.records import folder as results_folder
+from harness.measure.budget import GIB
 from harness.cli import main
-from harness.record import read_record
-from harness.submit import TAKEN, submit
-from harness.sweep import run_sweep
-from harness.tables import write_tables
+from harness.records.schema import read_record
+from harness.records.submit import TAKEN, submit
+from harness.run.sweep import run_sweep
+from harness.report.tables import write_tables
 
 MLP = ["device=cpu", "model=mlp", "model.depth=4", "model.width=256", "workload.seq_len=64", "measure.repeats=3",
        "measure.warmup=0", "measure.flops=false"]
@@ -69,7 +69,7 @@ def test_a_process_killed_mid_write_leaves_no_partial_record(real_records, tmp_p
     script = f"""
 import json, os, time
 from pathlib import Path
-from harness import record
+from harness.records import schema as record
 os.fsync = lambda fd: (print('written', flush=True), time.sleep(60))
 record.write_record(json.loads(Path({str(tmp_path / 'record.json')!r}).read_text()), Path({str(out)!r}))
 """
@@ -80,7 +80,7 @@ record.write_record(json.loads(Path({str(tmp_path / 'record.json')!r}).read_text
     assert [p.name for p in out.glob("*.json") if not p.name.startswith(".")] == []
     leftovers = list(out.glob(".tmp-*"))
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # the temp file, never a record name
-    from harness.sweep import existing_results
+    from harness.run.sweep import existing_results
 
     assert existing_results(out) == ({}, [])
 
@@ -119,8 +119,8 @@ def test_bad_fit_and_budget_input_is_refused_before_anything_runs(tmp_path, caps
 def test_cpu_budget_counts_live_tensor_bytes_exactly_and_fails_over_it():
     import torch
 
-    from harness.budget import BudgetExceeded, CpuBudget
-    from harness.case import Stage
+    from harness.measure.budget import BudgetExceeded, CpuBudget
+    from harness.measure.case import Stage
 
     root = torch.zeros(1024)  # 4 KiB held before the mode starts
     mode = CpuBudget(64 * 1024, Stage())

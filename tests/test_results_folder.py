@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results_folder
-from harness.cite import cite
+from harness.records import folder as results_folder
+from harness.report.cite import cite
 from harness.cli import main
-from harness.plots import write_plots
-from harness.record import record_bytes, record_id, write_record
-from harness.submit import DUPLICATE, REFUSED, TAKEN, submit
-from harness.tables import write_tables
-from harness.validate import MAX_RECORD_BYTES
+from harness.report.plots import write_plots
+from harness.records.schema import record_bytes, record_id, write_record
+from harness.records.submit import DUPLICATE, REFUSED, TAKEN, submit
+from harness.report.tables import write_tables
+from harness.records.validate import MAX_RECORD_BYTES
 
 
 def restamp(record: dict, utc_time: str) -> dict:
@@ -256,7 +256,7 @@ def test_cite_gives_numbers_hardware_id_and_reproducing_commands(real_records, t
 def test_unwritable_folder_and_full_disk_refuse_and_leave_nothing(real_records, tmp_path, monkeypatch):
     import errno
 
-    from harness import record as record_mod
+    from harness.records import schema as record_mod
 
     good = write_record(real_records[0], tmp_path / "run")
     locked = tmp_path / "readonly"

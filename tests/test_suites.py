@@ -1,6 +1,6 @@
 """Every suite file under suites/suite/ plans into cases that can run, and says truthfully what it needs.
 
-No other test composes the suite files. When one crossed an axis into a combination that harness/config.py
+No other test composes the suite files. When one crossed an axis into a combination that harness/spec/config.py
 refuses (precision=bf16 with method=qlora in default-gpu), `make bench` exited 2 on every CUDA machine before
 running anything. Here every suite is planned the way `bench run suite=NAME` plans it. Its case count is
 checked against a count made from the YAML by hand. Every GPU suite must name the card it is sized for, and the
@@ -18,8 +18,9 @@ import re
 import pytest
 import yaml
 
-from harness import analytic
-from harness.compose import compose_case, plan_cases, repo_root, suites_dir, to_container
+from harness.spec import analytic
+from harness import repo_root
+from harness.spec.compose import compose_case, plan_cases, suites_dir, to_container
 
 SUITE_DIR = suites_dir() / "suite"  # where `bench run suite=NAME` looks (BENCH_SUITES_DIR moves it)
 SUITES = sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
@@ -242,7 +243,7 @@ def _memory(configs):
 
 
 def _readable_by_judge(claim: dict, configs: list[dict]) -> str | None:
-    """None when the suite holds cases the claim's judge (harness/claims.py) reads; else why not."""
+    """None when the suite holds cases the claim's judge (harness/report/claims.py) reads; else why not."""
     j = claim["judge"]
     kind = j["kind"]
     if kind == "range":

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from harness.record import SCHEMA_VERSION, build_record, read_record, write_record
-from harness.sweep import run_sweep
+from harness.records.schema import SCHEMA_VERSION, build_record, read_record, write_record
+from harness.run.sweep import run_sweep
 
 SMALL = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "measure.repeats=3", "measure.warmup=0"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness import models
+from harness.measure import models
 
 PRECISION_WEIGHT_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16,
                           "amp_bf16": torch.float32, "amp_fp16": torch.float32}

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
 
-from harness.allocator import allocated_bytes
-from harness.record import PEAK_INFER_HOLDS
-from harness.workload import Workload
+from harness.spec.allocator import allocated_bytes
+from harness.records.schema import PEAK_INFER_HOLDS
+from harness.measure.workload import Workload
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -32,7 +32,7 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 def unique_tensor_bytes(tensors) -> int:
     """Bytes the allocator holds for the distinct storages behind `tensors` (views and shared storages
-    counted once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/allocator.py)."""
+    counted once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/spec/allocator.py)."""
     seen: dict[tuple, int] = {}
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.device.type != "meta":

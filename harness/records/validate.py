@@ -12,7 +12,7 @@ import math
 from typing import Any, Callable
 
 from harness import __version__
-from harness.record import RECORD_KEYS, SCHEMA_VERSION, config_hash, record_id
+from harness.records.schema import RECORD_KEYS, SCHEMA_VERSION, config_hash, record_id
 
 # A shared folder is no place for logs or model files dropped in by mistake; records are ~10 KB.
 MAX_RECORD_BYTES = 1024 ** 2
@@ -41,7 +41,7 @@ class RecordInvalid(ValueError):
 # the first; a migration is added here whenever SCHEMA_VERSION moves, so old submissions stay readable.
 def _from_1_0(record: dict) -> dict:
     """1.0 -> 1.1: the prediction is a pure function of the stored config, compared with the stored metrics."""
-    from harness.record import attach_prediction
+    from harness.records.schema import attach_prediction
 
     return attach_prediction(record)
 
@@ -50,7 +50,7 @@ def _from_1_1(record: dict) -> dict:
     """1.1 -> 1.2: the inference peak was measured with the optimizer state alive (never with gradients: they
     were reset before each phase). The state did not change during that phase, so the model-alone figure is
     exactly the recorded peak less `optimizer_bytes`; the recorded figure is kept beside it under its meaning."""
-    from harness.record import PEAK_INFER_HOLDS, attach_prediction
+    from harness.records.schema import PEAK_INFER_HOLDS, attach_prediction
 
     memory = (record.get("metrics") or {}).get("memory")
     if isinstance(memory, dict) and isinstance(memory.get("peak_infer_bytes"), int) and isinstance(

@@ -12,15 +12,18 @@ from typing import Any, Callable
 
 import torch
 
-from harness import attention, faults, provenance, timing
-from harness import budget as budget_mod
-from harness import checks as checks_mod
-from harness import flops as flops_mod
-from harness import memory as memory_mod
-from harness.compose import compose_case, to_container
-from harness.methods import build_trainable
-from harness.record import build_record
-from harness.workload import PHASES, Workload
+from harness.measure import attention
+from harness.measure import faults
+from harness.measure import provenance
+from harness.measure import timing
+from harness.measure import budget as budget_mod
+from harness.measure import checks as checks_mod
+from harness.measure import flops as flops_mod
+from harness.measure import memory as memory_mod
+from harness.spec.compose import compose_case, to_container
+from harness.measure.methods import build_trainable
+from harness.records.schema import build_record
+from harness.measure.workload import PHASES, Workload
 
 
 def resolve_device(cfg: Any) -> torch.device:
@@ -144,8 +147,8 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
                     if cfg.device.memory_budget_gib is not None else None)
     nvml, cpu_budget, libraries = None, None, []
     if device.type == "cuda":
-        from harness import cuda_context
-        from harness.nvml import Nvml
+        from harness.measure import cuda_context
+        from harness.measure.nvml import Nvml
 
         stage("context")
         nvml = Nvml(device.index or 0)
@@ -184,7 +187,7 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
             stage("memory pass")
             metrics["memory"] = memory_mod.measure_memory(workload, inference, nvml)
             if device.type == "cuda":
-                from harness import cuda_context
+                from harness.measure import cuda_context
 
                 metrics["memory"]["cuda_context"] = {**cuda_context.measure(device, nvml),
                                                      "libraries_loaded": libraries}
@@ -205,7 +208,7 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
                 metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
 
         if cfg.measure.gradients:
-            from harness.gradients import measure_gradients
+            from harness.measure.gradients import measure_gradients
 
             stage("gradients")
             gradients = _diagnostic(metrics, "gradients", device,

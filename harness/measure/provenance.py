@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from harness import __version__
-from harness.compose import repo_root
+from harness import __version__, repo_root
 
 LOCK_FILE = "requirements.lock"
 

@@ -15,8 +15,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.faults import describe_exit
-from harness.record import build_record, write_record
+from harness.measure.faults import describe_exit
+from harness.records.schema import build_record, write_record
 
 
 def _child(overrides: list[str], conn, log_path: str) -> None:
@@ -25,7 +25,7 @@ def _child(overrides: list[str], conn, log_path: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     try:
-        from harness.case import run_case
+        from harness.measure.case import run_case
 
         conn.send(run_case(overrides, report=lambda stage: conn.send({STAGE: stage})))
     except BaseException:  # the parent turns this into an error record
@@ -40,8 +40,8 @@ STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that a
 def _parent_error_record(overrides: list[str], message: str, kind: str, phase: str | None) -> dict:
     import torch
 
-    from harness import provenance
-    from harness.compose import compose_case, to_container
+    from harness.measure import provenance
+    from harness.spec.compose import compose_case, to_container
 
     config = to_container(compose_case(overrides))
     return build_record(config=config, overrides=overrides, provenance=provenance.collect(torch.device("cpu")),
@@ -52,7 +52,7 @@ def run_in_subprocess(overrides: list[str], log_path: Path) -> dict:
     """The record of one case, run in a fresh spawned process. The process reports each stage it enters, so a
     case that runs past its measure.case_timeout_s (then killed) or dies without a record (a signal, the
     kernel's OOM killer) still gets an error record saying how it ended and where."""
-    from harness.compose import compose_case
+    from harness.spec.compose import compose_case
 
     timeout_s = compose_case(overrides).measure.case_timeout_s
     ctx = mp.get_context("spawn")
@@ -118,7 +118,7 @@ class SweepResult:
 def existing_results(output_dir: Path) -> tuple[dict[str, Path], list[str]]:
     """config_hash -> record file, for every ok or oom record already in output_dir (an error record is not a
     result: its case runs again). Files that do not read as records are reported, never touched."""
-    from harness.validate import RecordInvalid, load_bytes
+    from harness.records.validate import RecordInvalid, load_bytes
 
     found: dict[str, Path] = {}
     unreadable: list[str] = []
@@ -136,12 +136,12 @@ def existing_results(output_dir: Path) -> tuple[dict[str, Path], list[str]]:
 def run_sweep(cases: list[list[str]], output_dir: Path, progress: bool = True, force: bool = False) -> SweepResult:
     """Run every case not already recorded in output_dir (matched by config hash; `force` reruns them all).
 
-    Records are written whole or not at all (harness.record.write_new_file), so a sweep stopped by Ctrl-C or
+    Records are written whole or not at all (harness.records.schema.write_new_file), so a sweep stopped by Ctrl-C or
     a kill leaves only complete records, and rerunning the same command resumes it."""
     from tqdm import tqdm
 
-    from harness.compose import compose_case, to_container
-    from harness.record import config_hash
+    from harness.spec.compose import compose_case, to_container
+    from harness.records.schema import config_hash
 
     output_dir.mkdir(parents=True, exist_ok=True)
     logs = output_dir / "logs"

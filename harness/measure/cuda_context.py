@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from harness.methods import AUTOCAST_DTYPE, PRECISION_WEIGHT_DTYPE
+from harness.measure.methods import AUTOCAST_DTYPE, PRECISION_WEIGHT_DTYPE
 
 BITSANDBYTES_METHODS = ("adamw8bit", "qlora")
 

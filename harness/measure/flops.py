@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.workload import Workload
+from harness.measure.workload import Workload
 
 # Dense (no sparsity) peak tensor throughput, TFLOP/s, from vendor datasheets. Keys are matched as
 # substrings of torch.cuda.get_device_name(); the longest match wins (so "H100 PCIe" beats "H100").

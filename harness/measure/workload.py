@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-from harness.methods import AUTOCAST_DTYPE, Trainable
+from harness.measure.methods import AUTOCAST_DTYPE, Trainable
 
 PHASES = ("fwd_train", "fwd_bwd", "step", "fwd_infer")
 

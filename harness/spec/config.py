@@ -14,7 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from harness.presets import LLAMA_PRESETS
+from harness.spec.presets import LLAMA_PRESETS
 
 METHODS = ("full_adamw", "adamw8bit", "lora", "qlora", "sgd")
 ADAPTER_METHODS = ("lora", "qlora")
@@ -66,7 +66,7 @@ class LlamaModelConfig:
     name: str = "llama"
     """Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights."""
     preset: str = "tiny"
-    """Shape preset (see harness/presets.py); the fields below, when set, override it."""
+    """Shape preset (see harness/spec/presets.py); the fields below, when set, override it."""
     hidden_size: Optional[int] = None
     """Model width d; null takes the preset's."""
     num_layers: Optional[int] = None

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from harness.allocator import allocated_bytes
+from harness.spec.allocator import allocated_bytes
 
 ADAMW_METHODS = ("full_adamw", "lora", "qlora")
 
@@ -21,7 +21,7 @@ def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -
 
 def trainable_bytes(model: torch.nn.Module) -> int:
     """Bytes the allocator holds for one tensor shaped like each trainable parameter, in its dtype and on its
-    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/allocator.py)."""
+    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/spec/allocator.py)."""
     return sum(allocated_bytes(p.numel() * p.element_size(), p.device.type)
                for p in model.parameters() if p.requires_grad)
 

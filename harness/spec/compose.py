@@ -14,13 +14,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import ConfigError, register_configs, validate
+from harness import repo_root
+from harness.spec.config import ConfigError, register_configs, validate
 
 GROUPS = ("model", "method", "precision", "checkpointing", "workload", "measure", "device", "suite")
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
 
 
 def suites_dir() -> Path:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from harness.results_folder import Stored, hardware_label
-from harness.tables import config_label
+from harness.records.folder import Stored, hardware_label
+from harness.report.tables import config_label
 
 MIB, GIB = 1024 ** 2, 1024 ** 3
 

@@ -4,7 +4,7 @@ Changelog (bump SCHEMA_VERSION when a field's meaning changes):
 - 1.0: first version.
 - 1.1: `predicted` (the analytic model's figures for the config, and their comparison with the measurement)
   and `flags.predicted_disagrees`. 1.0 records are migrated by computing both from the stored config and
-  metrics (harness/validate.py).
+  metrics (harness/records/validate.py).
 - 1.2: `metrics.memory.peak_infer_bytes` is the model alone (parameters, buffers, quantization state and what
   the inference forward creates), measured before the first optimizer step; until 1.1 it also held the
   optimizer state, which serving never holds. `peak_infer_holds` says what the figure holds. Checks and
@@ -28,7 +28,7 @@ SCHEMA_VERSION = "1.2"
 
 # Top-level keys, with what each holds.
 RECORD_KEYS = {
-    "schema_version": "version of this layout (harness/record.py changelog)",
+    "schema_version": "version of this layout (harness/records/schema.py changelog)",
     "id": "content hash of the resolved config and provenance essentials (16 hex digits)",
     "config_hash": "hash of the resolved config alone: repeats of one configuration share it",
     "status": "ok | oom | error",
@@ -42,7 +42,7 @@ RECORD_KEYS = {
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
     "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text], "
              "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
-    "predicted": "the analytic model (harness/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
+    "predicted": "the analytic model (harness/spec/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
                  "tolerances, and `comparison` with the measurement",
 }
 
@@ -87,7 +87,7 @@ def _finite(obj: Any) -> Any:
 def attach_prediction(record: dict) -> dict:
     """Predicted beside measured: the analytic model's figures for the record's config and where the
     measurement falls outside their tolerance (a finding about the model or the harness, never hidden)."""
-    from harness import analytic
+    from harness.spec import analytic
 
     device_type = (record.get("provenance") or {}).get("device_type") or "cpu"
     kernel = ((record.get("resolved") or {}).get("attention_kernel") or {}).get("fwd_train")

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness import __version__  # noqa: E402
-from harness.results_folder import RECORDS, Stored  # noqa: E402
-from harness.tables import grouped, memory_unit, records_frame  # noqa: E402
+from harness.records.folder import RECORDS, Stored  # noqa: E402
+from harness.report.tables import grouped, memory_unit, records_frame  # noqa: E402
 
 METHOD_ORDER = ["full_adamw", "adamw8bit", "sgd", "lora", "qlora"]
 CKPT_STYLE = {False: dict(color="#1f77b4", marker="o", label="checkpointing off"),
@@ -319,7 +319,7 @@ PREDICTED_QUANTITIES = [("params_bytes", "parameters", "#4c72b0"), ("grads_bytes
 
 
 def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    from harness.analytic import TOLERANCE
+    from harness.spec.analytic import TOLERANCE
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
     ok = groups[groups["n"] > 0]
@@ -356,7 +356,7 @@ def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -
     ax2.set_ylabel("counted FLOP ratio, FlopCounterMode (×)")
     ax2.set_title("FLOP ratio fwd+bwd / fwd: counted against predicted\n(full-parameter methods; LoRA not modelled)")
     ax2.legend(fontsize=7, loc="upper left")
-    _caption(fig, caption + "\nPredictions: harness/analytic.py from each record's config; medians over repeats.")
+    _caption(fig, caption + "\nPredictions: harness/spec/analytic.py from each record's config; medians over repeats.")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, stem)
 

@@ -2,7 +2,7 @@
 
 CUDA: the caching allocator is capped with torch.cuda.set_per_process_memory_fraction at the budget minus
 what this process's CUDA context takes outside the allocator, measured after the libraries the case uses
-(cuBLAS, cuDNN, bitsandbytes, the SDPA kernels) have been loaded (harness/cuda_context.py). Other processes'
+(cuBLAS, cuDNN, bitsandbytes, the SDPA kernels) have been loaded (harness/measure/cuda_context.py). Other processes'
 memory is not subtracted: it is not part of the card being emulated (it is recorded, and warned about).
 
 CPU: what a device would hold is the bytes of live tensors, not the Python process around them. A
@@ -116,13 +116,13 @@ class CpuBudget(TorchDispatchMode):
     def info(self) -> dict:
         return {"budget_bytes": self.budget_bytes, "emulated": True,
                 "method": "CPU: live tensor bytes counted by a TorchDispatchMode from the start of the case, "
-                          "all but the timed loop (harness/budget.py)",
+                          "all but the timed loop (harness/measure/budget.py)",
                 "peak_live_bytes": self.peak_bytes}
 
 
 def workload_roots(workload) -> Iterator[torch.Tensor]:
     """Every tensor the case holds between phases: model, gradients, optimizer state, inputs."""
-    from harness.memory import _quant_state_tensors
+    from harness.measure.memory import _quant_state_tensors
 
     model = workload.model
     for p in model.parameters():
@@ -157,7 +157,7 @@ def counting(budget: CpuBudget | None, workload=None) -> Iterator[None]:
 
 def cuda_budget(device: torch.device, budget_bytes: int, context: dict) -> dict:
     """Cap the caching allocator so that allocator + this process's CUDA context stay within the budget.
-    `context` is harness.cuda_context.measure's reading, taken after the libraries were loaded."""
+    `context` is harness.measure.cuda_context.measure's reading, taken after the libraries were loaded."""
     context_bytes = context.get("context_bytes")
     if context_bytes is None:
         raise RuntimeError(f"CUDA budget: the context could not be measured ({context.get('method')})")

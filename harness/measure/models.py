@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
-from harness.config import resolve_llama_shape
-from harness.presets import LLAMA_PRESETS
+from harness.spec.config import resolve_llama_shape
+from harness.spec.presets import LLAMA_PRESETS
 
 LLAMA_DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MLP_DEFAULT_TARGETS = ["linear"]

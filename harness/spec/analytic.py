@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.allocator import allocated_bytes
+from harness.spec.allocator import allocated_bytes
 
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # weights: autocast keeps fp32 masters
 COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 2, "amp_fp16": 2}  # activations of matmuls under autocast
@@ -40,7 +40,7 @@ class Tensor:
 
 
 def llama_shape(model: dict) -> dict:
-    from harness.presets import LLAMA_PRESETS
+    from harness.spec.presets import LLAMA_PRESETS
 
     preset = LLAMA_PRESETS[model["preset"]]
     shape = {k: (model.get(k) if model.get(k) is not None else preset[k if k != "num_layers" else "num_layers"])
@@ -129,7 +129,7 @@ class Storage:
 
 
 def fused_adamw(config: dict, device_type: str) -> bool:
-    """The harness's rule (harness/methods.py): method.fused, else fused on CUDA and foreach elsewhere."""
+    """The harness's rule (harness/measure/methods.py): method.fused, else fused on CUDA and foreach elsewhere."""
     fused = config["method"].get("fused")
     return fused if fused is not None else device_type == "cuda"
 
@@ -144,7 +144,7 @@ def trainable_numels(config: dict) -> list[int]:
 
 def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
     """Every storage of parameters, gradients and optimizer state the config implies, one entry each: the
-    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/allocator.py)."""
+    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/spec/allocator.py)."""
     method, precision = config["method"]["name"], config["precision"]["name"]
     tensors = parameter_tensors(config)
     trainable = trainable_numels(config)

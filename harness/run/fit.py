@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import ConfigError
+from harness.spec.config import ConfigError
 
 SEARCHABLE = ("workload.batch_size", "workload.seq_len")
 PROBE_DEFAULTS = ["measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
@@ -65,7 +65,7 @@ def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
 
 def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: int) -> dict:
     """Largest value whose predicted params + grads + optimizer state + activations fit the budget."""
-    from harness import analytic
+    from harness.spec import analytic
 
     if budget_bytes is None:
         return {"value": None, "reason": "no budget or device size known to compare with"}
@@ -102,8 +102,8 @@ class _ProbeFailed(Exception):
 
 
 def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> FitResult:
-    from harness.record import write_record
-    from harness.sweep import run_in_subprocess
+    from harness.records.schema import write_record
+    from harness.run.sweep import run_in_subprocess
 
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
 
 
 def write_fit_json(output_dir: Path, result: FitResult, predicted: dict, device: dict, command: str) -> Path:
-    from harness.record import write_new_file
+    from harness.records.schema import write_new_file
 
     body = {
         "search": result.search,

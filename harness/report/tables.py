@@ -21,8 +21,8 @@ import pandas as pd
 # about speed on tables of thousands of columns, not correctness.
 warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
-from harness.record import canonical_json, config_hash
-from harness.results_folder import RECORDS, Stored, hardware_key, hardware_label
+from harness.records.schema import canonical_json, config_hash
+from harness.records.folder import RECORDS, Stored, hardware_key, hardware_label
 
 # (column, where it is in a record, unit) — the unit is also in the column name.
 METRICS: list[tuple[str, str]] = [

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from harness.validate import RecordInvalid, load_bytes
+from harness.records.validate import RecordInvalid, load_bytes
 
 RECORDS, TABLES, PLOTS = "records", "tables", "plots"
 ENV_VAR = "BENCH_RESULTS_DIR"
@@ -35,7 +35,7 @@ def resolve(cli_value: str | os.PathLike | None = None) -> Path:
         return Path(cli_value).expanduser()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    from harness.compose import repo_root
+    from harness import repo_root
 
     return repo_root() / "results"
 
