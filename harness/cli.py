@@ -310,7 +310,7 @@ def cmd_fit(argv: list[str]) -> int:
               "into output_dir, and prints the answer beside the analytic model's prediction.")
         return EXIT_OK
     from harness.run import fit as fit_mod
-    from harness.measure.budget import GIB
+    from harness.spec.units import GIB
     from harness.spec.compose import compose_case, plan_cases, to_container
 
     unknown = [a for a in argv if a.startswith("-")]

@@ -13,7 +13,7 @@ from harness.spec import analytic
 from harness.measure import faults
 from harness.spec.allocator import allocated_bytes, allocated_total
 from harness.measure.attention import kernels_used
-from harness.measure.budget import GIB
+from harness.spec.units import GIB
 from harness.measure.case import run_case
 from harness.measure.checks import adamw_expected_bytes, trainable_bytes
 from harness.spec.compose import to_container

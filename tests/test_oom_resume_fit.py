@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from harness.records import folder as results_folder
-from harness.measure.budget import GIB
+from harness.spec.units import GIB
 from harness.cli import main
 from harness.records.schema import read_record
 from harness.records.submit import TAKEN, submit

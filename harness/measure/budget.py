@@ -26,7 +26,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-GIB = 1024 ** 3
+from harness.spec.units import GIB
+
 META = torch.device("meta")
 
 

@@ -21,6 +21,7 @@ from harness.measure import checks as checks_mod
 from harness.measure import flops as flops_mod
 from harness.measure import memory as memory_mod
 from harness.spec.compose import compose_case, to_container
+from harness.spec.units import GIB
 from harness.measure.methods import build_trainable
 from harness.records.schema import build_record
 from harness.measure.workload import PHASES, Workload
@@ -143,7 +144,7 @@ def _other_process_warning(phases: dict) -> str | None:
 
 def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, dict, list]:
     metrics: dict = {}
-    budget_bytes = (int(cfg.device.memory_budget_gib * budget_mod.GIB)
+    budget_bytes = (int(cfg.device.memory_budget_gib * GIB)
                     if cfg.device.memory_budget_gib is not None else None)
     nvml, cpu_budget, libraries = None, None, []
     if device.type == "cuda":

@@ -8,16 +8,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from harness.spec.units import GIB, format_bytes
 from harness.records.folder import Stored, hardware_label
 from harness.report.tables import config_label
 
-MIB, GIB = 1024 ** 2, 1024 ** 3
-
-
-def _bytes(value) -> str:
-    if not isinstance(value, (int, float)):
-        return "not measured"
-    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / MIB:.1f} MiB"
 
 
 def _ms(t: dict) -> str:
@@ -123,11 +117,11 @@ def cite(stored: Stored, root: Path) -> str:
         ]
         if mem:
             lines.append(
-                f"- Peak memory: training step {_bytes(mem.get('peak_step_bytes'))}, inference "
-                f"{_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); of the "
-                f"step: parameters {_bytes(mem.get('params_bytes'))}, gradients {_bytes(mem.get('grads_bytes'))}, "
-                f"optimizer state {_bytes(mem.get('optimizer_bytes'))}, activations "
-                f"{_bytes(mem.get('activations_bytes'))}")
+                f"- Peak memory: training step {format_bytes(mem.get('peak_step_bytes'))}, inference "
+                f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); of the "
+                f"step: parameters {format_bytes(mem.get('params_bytes'))}, gradients {format_bytes(mem.get('grads_bytes'))}, "
+                f"optimizer state {format_bytes(mem.get('optimizer_bytes'))}, activations "
+                f"{format_bytes(mem.get('activations_bytes'))}")
     else:
         err = r.get("error") or {}
         lines.append(f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "

@@ -16,10 +16,10 @@ import yaml
 
 from harness.spec import analytic
 from harness import repo_root
+from harness.spec.units import GB, GIB, MIB
 
 HOLDS, CONDITIONAL, FAILS, NOT_MEASURED = ("holds", "holds under stated conditions", "does not hold",
                                           "not measured on this hardware")
-GB, GIB, MIB = 1e9, 1024 ** 3, 1024 ** 2
 
 
 def load_registry(path: Path | None = None) -> list[dict]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MIB = 1024 ** 2
+from harness.spec.units import MIB
 
 
 def _case_label(record: dict) -> str:

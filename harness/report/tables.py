@@ -22,6 +22,7 @@ import pandas as pd
 warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
 
 from harness.records.schema import canonical_json, config_hash
+from harness.spec.units import table_scale
 from harness.records.folder import RECORDS, Stored, hardware_key, hardware_label
 
 # (column, where it is in a record, unit) — the unit is also in the column name.
@@ -63,7 +64,6 @@ METRICS: list[tuple[str, str]] = [
 ]
 METRIC_NAMES = [name for name, _ in METRICS]
 GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
-MIB, GIB = 1024 ** 2, 1024 ** 3
 
 
 def _dig(obj, dotted: str):
@@ -195,7 +195,7 @@ GROUPED_COLUMNS = [*GROUP_KEYS, *GROUP_COPIED, *GROUP_COUNTS,
 def memory_unit(values: pd.Series) -> tuple[int, str]:
     """MiB, or GiB once the largest value reaches 4 GiB: one rule for tables and plots."""
     values = values.dropna()
-    return (GIB, "GiB") if len(values) and values.max() >= 4 * GIB else (MIB, "MiB")
+    return table_scale(values.max() if len(values) else 0)
 
 
 def grouped(frame: pd.DataFrame) -> pd.DataFrame:
