@@ -3,7 +3,7 @@
 import torch
 
 from conftest import build, saved_for_backward_bytes
-from harness.spec.config import resolve_llama_shape
+from harness.spec.shapes import llama_shape as resolve_llama_shape
 
 
 def _adapted_layer_dims_llama(cfg):

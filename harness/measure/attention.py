@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from harness.spec.shapes import FORWARD_PHASES
+
 # SDPBackend names -> the names records use
 KERNEL_NAMES = {"FLASH_ATTENTION": "flash", "EFFICIENT_ATTENTION": "efficient", "CUDNN_ATTENTION": "cudnn",
                 "MATH": "math", "OVERRIDEABLE": "overrideable"}
-PHASES = ("fwd_train", "fwd_infer")
 
 
 class _SdpaChoices(TorchFunctionMode):
@@ -43,9 +44,9 @@ def kernels_used(workload) -> dict | None:
     if implementation is None:
         return None
     if implementation != "sdpa":
-        return {phase: implementation for phase in PHASES}
+        return {phase: implementation for phase in FORWARD_PHASES}
     out = {}
-    for phase in PHASES:
+    for phase in FORWARD_PHASES:
         mode = _SdpaChoices()
         with mode:
             workload.run(phase)

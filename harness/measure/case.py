@@ -24,7 +24,8 @@ from harness.spec.compose import compose_case, to_container
 from harness.spec.units import GIB
 from harness.measure.methods import build_trainable
 from harness.records.schema import build_record
-from harness.measure.workload import PHASES, Workload
+from harness.measure.workload import Workload
+from harness.spec.shapes import PHASES
 
 
 def resolve_device(cfg: Any) -> torch.device:

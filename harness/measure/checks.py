@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from harness.spec.allocator import allocated_bytes
+from harness.spec.shapes import ADAMW_METHODS
 
-ADAMW_METHODS = ("full_adamw", "lora", "qlora")
 
 
 def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -> dict:

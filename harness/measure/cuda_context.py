@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from harness.measure.methods import AUTOCAST_DTYPE, PRECISION_WEIGHT_DTYPE
-
-BITSANDBYTES_METHODS = ("adamw8bit", "qlora")
+from harness.spec.shapes import BITSANDBYTES_METHODS
 
 
 def load_libraries(device: torch.device, cfg: Any) -> list[str]:

@@ -23,6 +23,7 @@ from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
 from harness.spec.allocator import allocated_bytes
 from harness.records.schema import PEAK_INFER_HOLDS
 from harness.measure.workload import Workload
+from harness.spec.shapes import TRAINING_PHASES
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -288,9 +289,6 @@ def measure_inference_memory(workload: Workload, nvml=None) -> dict:
                           RssPeak()).figures
 
 
-TRAINING_MEMORY_PHASES = ("fwd_train", "fwd_bwd", "step")
-
-
 def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
     """Run each training phase once under the tracker with every peak counter reset first; with the
     inference figures measured earlier (measure_inference_memory), return metrics.memory."""
@@ -299,7 +297,7 @@ def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
     quant_bytes = quantization_state_bytes(model)
     rss = RssPeak()
     phases: dict[str, dict] = {"fwd_infer": inference}
-    for phase in TRAINING_MEMORY_PHASES:
+    for phase in TRAINING_PHASES:
         tracked = _tracked_phase(workload, phase, (model, optimizer), nvml, quant_bytes, rss)
         phases[phase] = tracked.figures
     # the step's readings (the last phase): optimizer state and parameters as it starts, its peaks

@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from harness.measure import models
+from harness.spec.shapes import (ADAPTER_METHODS, AUTOCAST_PRECISIONS, adapters_in_model_dtype, default_targets,
+                                 mlp_checkpoint_segments)
 
 PRECISION_WEIGHT_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16,
                           "amp_bf16": torch.float32, "amp_fp16": torch.float32}
-AUTOCAST_DTYPE = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
+AUTOCAST_DTYPE = {name: getattr(torch, dtype) for name, dtype in AUTOCAST_PRECISIONS.items()}
 
 
 @dataclass
@@ -30,7 +32,7 @@ def _enable_checkpointing(model: nn.Module, cfg: Any, resolved: dict) -> None:
     if not cfg.checkpointing.enabled:
         return
     if cfg.model.name == "mlp":
-        segments = cfg.checkpointing.segments or models.default_mlp_segments(cfg.model.depth)
+        segments = mlp_checkpoint_segments(cfg.model.depth, cfg.checkpointing.segments)
         model.checkpoint_segments = segments
         resolved["checkpoint_segments"] = segments
         resolved["checkpointing"] = "torch.utils.checkpoint.checkpoint_sequential(use_reentrant=False)"
@@ -59,8 +61,7 @@ def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     method = cfg.method
-    targets = list(method.target_modules) if method.target_modules is not None else models.default_targets(
-        cfg.model.name)
+    targets = list(method.target_modules if method.target_modules is not None else default_targets(cfg.model.name))
     resolved["target_modules"] = targets
     if method.name == "qlora" and cfg.model.name == "llama":
         model = prepare_model_for_kbit_training(
@@ -72,7 +73,7 @@ def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
     lora = LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout, target_modules=targets,
                       bias="none", task_type="CAUSAL_LM" if cfg.model.name == "llama" else None)
     # Pure bf16 keeps the adapters in bf16 too; peft would otherwise upcast them to fp32.
-    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=cfg.precision.name != "bf16")
+    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=not adapters_in_model_dtype(cfg.precision.name))
     if cfg.method.name == "qlora" and cfg.model.name == "llama" and cfg.checkpointing.enabled:
         resolved["checkpointing"] = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
     adapter = next(p for n, p in peft_model.named_parameters() if "lora_" in n)
@@ -120,7 +121,7 @@ def build_trainable(cfg: Any, device: torch.device) -> Trainable:
     model = _base_model(cfg, device, resolved)
     if device.type == "cpu" and cfg.method.name == "qlora":
         _keep_cpu_4bit_layout(model, resolved)
-    if cfg.method.name in ("lora", "qlora"):
+    if cfg.method.name in ADAPTER_METHODS:
         model = _apply_lora(model, cfg, resolved)
     else:
         _enable_checkpointing(model, cfg, resolved)

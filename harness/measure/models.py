@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -20,11 +19,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
-from harness.spec.config import resolve_llama_shape
-from harness.spec.presets import LLAMA_PRESETS
+from harness.spec.shapes import llama_shape
 
-LLAMA_DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-MLP_DEFAULT_TARGETS = ["linear"]
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
@@ -59,15 +55,10 @@ class DeepMlp(nn.Module):
         return nn.functional.mse_loss(y.float(), target)
 
 
-def default_mlp_segments(depth: int) -> int:
-    return max(1, round(math.sqrt(depth)))
-
-
 def llama_config(model_cfg: Any):
     from transformers import LlamaConfig
 
-    shape = resolve_llama_shape(model_cfg)
-    preset = LLAMA_PRESETS[model_cfg.preset]
+    shape = llama_shape(model_cfg)
     return LlamaConfig(
         hidden_size=shape["hidden_size"],
         num_hidden_layers=shape["num_layers"],
@@ -75,9 +66,9 @@ def llama_config(model_cfg: Any):
         num_key_value_heads=shape["num_kv_heads"],
         intermediate_size=shape["intermediate_size"],
         vocab_size=shape["vocab_size"],
-        rope_theta=preset["rope_theta"],
-        tie_word_embeddings=preset["tie_word_embeddings"],
-        max_position_embeddings=preset["max_position_embeddings"],
+        rope_theta=shape["rope_theta"],
+        tie_word_embeddings=shape["tie_word_embeddings"],
+        max_position_embeddings=shape["max_position_embeddings"],
         attn_implementation=model_cfg.attn_implementation,
     )
 
@@ -170,7 +161,3 @@ def quantize_mlp_nf4(model: DeepMlp, device: torch.device) -> DeepMlp:
             q.bias = nn.Parameter(lin.bias.data.to("cpu", torch.float32), requires_grad=False)
         block.linear = q.to(device)  # Params4bit quantizes when moved to a device
     return model
-
-
-def default_targets(model_name: str) -> list[str]:
-    return list(LLAMA_DEFAULT_TARGETS if model_name == "llama" else MLP_DEFAULT_TARGETS)

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import torch
 
 from harness.measure.methods import AUTOCAST_DTYPE, Trainable
+from harness.spec.shapes import PHASES
 
-PHASES = ("fwd_train", "fwd_bwd", "step", "fwd_infer")
 
 
 class Workload:

@@ -12,11 +12,9 @@ import math
 from dataclasses import dataclass
 
 from harness.spec.allocator import allocated_bytes
+from harness.spec.shapes import (ADAPTER_METHODS, COMPUTE_BYTES, LLAMA_DEFAULT_TARGETS, WEIGHT_BYTES, adapter_bytes,
+                                 default_targets, llama_shape, mlp_checkpoint_segments)
 
-ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # weights: autocast keeps fp32 masters
-COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 2, "amp_fp16": 2}  # activations of matmuls under autocast
-LLAMA_DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-MLP_DEFAULT_TARGETS = ("linear",)
 
 # bitsandbytes 8-bit optimizers: block-wise quantization in blocks of 256, one fp32 absmax per block and state,
 # and two 256-entry fp32 quantization maps per tensor (Dettmers et al. 2021; bitsandbytes Optimizer8bit).
@@ -37,16 +35,6 @@ class Tensor:
     numel: int
     linear_in: int = 0  # for weights of linear layers: (in, out), which LoRA adapts
     linear_out: int = 0
-
-
-def llama_shape(model: dict) -> dict:
-    from harness.spec.presets import LLAMA_PRESETS
-
-    preset = LLAMA_PRESETS[model["preset"]]
-    shape = {k: (model.get(k) if model.get(k) is not None else preset[k if k != "num_layers" else "num_layers"])
-             for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size")}
-    shape["tie_word_embeddings"] = preset["tie_word_embeddings"]
-    return shape
 
 
 def parameter_tensors(config: dict) -> list[Tensor]:
@@ -79,7 +67,7 @@ def lora_targets(config: dict) -> tuple[str, ...]:
     method = config["method"]
     if method.get("target_modules") is not None:
         return tuple(method["target_modules"])
-    return LLAMA_DEFAULT_TARGETS if config["model"]["name"] == "llama" else MLP_DEFAULT_TARGETS
+    return default_targets(config["model"]["name"])
 
 
 def adapter_numels(config: dict) -> list[int]:
@@ -137,7 +125,7 @@ def fused_adamw(config: dict, device_type: str) -> bool:
 def trainable_numels(config: dict) -> list[int]:
     """Element count of each trainable tensor: every parameter, or LoRA's A (r x d_in) and B (d_out x r) per
     adapted linear."""
-    if config["method"]["name"] in ("lora", "qlora"):
+    if config["method"]["name"] in ADAPTER_METHODS:
         return adapter_numels(config)
     return [t.numel for t in parameter_tensors(config)]
 
@@ -148,7 +136,7 @@ def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
     method, precision = config["method"]["name"], config["precision"]["name"]
     tensors = parameter_tensors(config)
     trainable = trainable_numels(config)
-    e = ELEMENT_BYTES[precision]
+    e = WEIGHT_BYTES[precision]
     out: list[Storage] = []
     if method == "qlora":
         # bitsandbytes quantizes every linear but lm_head; prepare_model_for_kbit_training upcasts the rest to fp32
@@ -159,8 +147,8 @@ def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
         adapter_e = 4
     else:
         out += [Storage("params_bytes", e * t.numel) for t in tensors]
-        adapter_e = 2 if precision == "bf16" else 4  # peft keeps adapters fp32 unless the whole model is bf16
-    if method in ("lora", "qlora"):
+        adapter_e = adapter_bytes(precision)
+    if method in ADAPTER_METHODS:
         out += [Storage("params_bytes", adapter_e * n) for n in trainable]
         te = adapter_e
     else:
@@ -196,9 +184,7 @@ def memory(config: dict, device_type: str = "cpu") -> dict:
 
 
 def checkpoint_segments(config: dict) -> int:
-    """Segments checkpoint_sequential uses for the mlp: checkpointing.segments, else round(sqrt(depth))."""
-    depth = config["model"]["depth"]
-    return config["checkpointing"].get("segments") or max(1, round(math.sqrt(depth)))
+    return mlp_checkpoint_segments(config["model"]["depth"], config["checkpointing"].get("segments"))
 
 
 def mlp_activation_bytes(config: dict) -> dict:
@@ -219,14 +205,14 @@ def mlp_activation_bytes(config: dict) -> dict:
     e = COMPUTE_BYTES[config["precision"]["name"]]
     unit = tokens * w * e
     per_layer = unit
-    if method in ("lora", "qlora"):
-        adapter_e = 2 if config["precision"]["name"] == "bf16" and method == "lora" else 4
+    if method in ADAPTER_METHODS:
+        adapter_e = adapter_bytes(config["precision"]["name"])
         per_layer += tokens * config["method"]["r"] * adapter_e
     # MSE on y.float(): the fp32 difference, plus the fp32 copy of y when the model is not fp32 (in fp32 the
     # copy is the last ReLU output itself)
     loss = tokens * w * 4 + (tokens * w * 4 if e != 4 else 0)
     if config["precision"]["name"].startswith("amp"):
-        if method in ("lora", "qlora") or config["checkpointing"]["enabled"]:
+        if method in ADAPTER_METHODS or config["checkpointing"]["enabled"]:
             return {"activations_bytes": None, "formula": "not modelled: autocast with adapters or checkpointing"}
         # autocast keeps fp32 weights and saves the 16-bit copies it makes for backward: every layer's
         # weight copy except the first layer's (its input needs no gradient), and the input's cast
@@ -318,7 +304,7 @@ def llama_lora_activation_bytes(config: dict, attention_kernel: str | None = Non
     t = config["workload"]["batch_size"] * config["workload"]["seq_len"]
     e = COMPUTE_BYTES[config["precision"]["name"]]
     h, layers, r = s["hidden_size"], s["num_layers"], config["method"]["r"]
-    adapter_e = 2 if config["precision"]["name"] == "bf16" else 4
+    adapter_e = adapter_bytes(config["precision"]["name"])
     adapted = sum(1 for t_ in parameter_tensors(config) if t_.name in lora_targets(config) and t_.linear_in)
     frozen = (2 * layers + 1) * t * h * e + t * h * e + t * h * 4 + t * 4
     return {"activations_bytes": full["activations_bytes"] - frozen + adapted * t * r * adapter_e,
@@ -337,7 +323,7 @@ def activations(config: dict, attention_kernel: str | None = None) -> dict:
     if method["name"] == "lora" and not config["checkpointing"]["enabled"] and (
             method.get("target_modules") is None or set(method["target_modules"]) == set(LLAMA_DEFAULT_TARGETS)):
         out = llama_lora_activation_bytes(config, attention_kernel)
-    elif method["name"] in ("lora", "qlora"):
+    elif method["name"] in ADAPTER_METHODS:
         # With checkpointing peft makes the embedding output require grad; other target sets change which
         # frozen linears save their inputs; QLoRA's preparation upcasts to fp32: not derived yet.
         return {"activations_bytes": None, "formula": "not modelled: llama with a frozen base, beyond LoRA on "
@@ -366,7 +352,7 @@ def flop_ratio(config: dict) -> dict:
     Checkpointing adds the recomputed forwards: +1 forward of every checkpointed layer (Narayanan et al.).
     """
     method = config["method"]["name"]
-    if method in ("lora", "qlora"):
+    if method in ADAPTER_METHODS:
         return {"flop_ratio": None, "formula": "not modelled: adapter terms (frozen base: about 2 x forward)"}
     model = config["model"]
     if model["name"] == "mlp":

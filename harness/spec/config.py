@@ -15,10 +15,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from harness.spec.presets import LLAMA_PRESETS
+from harness.spec.shapes import ADAPTER_METHODS, LLAMA_SHAPE_KEYS, METHODS, PRECISIONS, QLORA_PRECISIONS, llama_shape
 
-METHODS = ("full_adamw", "adamw8bit", "lora", "qlora", "sgd")
-ADAPTER_METHODS = ("lora", "qlora")
-PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp_fp16")
 DEVICES = ("auto", "cpu", "cuda")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 MLP_ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid")
@@ -219,11 +217,11 @@ def validate(cfg: Any) -> None:
     else:
         _require(model.preset in LLAMA_PRESETS, "model.preset",
                  f"unknown preset {model.preset!r}; allowed: {', '.join(LLAMA_PRESETS)}")
-        for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"):
+        for key in LLAMA_SHAPE_KEYS:
             value = getattr(model, key)
             if value is not None:
                 _positive_int(value, f"model.{key}")
-        shape = resolve_llama_shape(model)
+        shape = llama_shape(model)
         _require(shape["hidden_size"] % shape["num_heads"] == 0, "model.num_heads",
                  f"hidden_size {shape['hidden_size']} is not divisible by num_heads {shape['num_heads']}")
         _require(shape["num_heads"] % shape["num_kv_heads"] == 0, "model.num_kv_heads",
@@ -246,9 +244,9 @@ def validate(cfg: Any) -> None:
     if method.name == "qlora":
         # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 and the NF4 matmuls
         # compute in bf16: a "pure bf16" or fp16 QLoRA would be a label the run does not honour.
-        _require(cfg.precision.name in ("fp32", "amp_bf16"), "precision",
+        _require(cfg.precision.name in QLORA_PRECISIONS, "precision",
                  f"qlora runs NF4 weights with bf16 compute and fp32 adapters; {cfg.precision.name!r} is not "
-                 "allowed with it; allowed: fp32, amp_bf16")
+                 f"allowed with it; allowed: {', '.join(QLORA_PRECISIONS)}")
 
     _require(cfg.precision.name in PRECISIONS, "precision",
              f"unknown precision {cfg.precision.name!r}; allowed: {', '.join(PRECISIONS)}")
@@ -278,13 +276,3 @@ def validate(cfg: Any) -> None:
     budget = cfg.device.memory_budget_gib
     _require(budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
              "device.memory_budget_gib", f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}")
-
-
-def resolve_llama_shape(model: Any) -> dict[str, int]:
-    """The preset's shape with the explicitly set fields on top."""
-    shape = dict(LLAMA_PRESETS[model.preset])
-    for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"):
-        value = getattr(model, key)
-        if value is not None:
-            shape[key] = value
-    return shape
