@@ -7,91 +7,16 @@ case recorded error; 2 bad input, nothing ran; 130 interrupted (rerun the same c
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as _dt
 import os
 import sys
 from pathlib import Path
 
 from harness import __version__
+from harness.help import DEFAULT_SUITE, MAIN_HELP, run_help
 from harness.spec.config import ConfigError
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-DEFAULT_SUITE = "default"  # resolved to smoke (no GPU) or default-gpu (CUDA visible)
-
-MAIN_HELP = """\
-backprop-bench: what backpropagation costs, measured.
-
-usage: bench run [-m] [OVERRIDES ...]     run one case, a suite (suite=NAME) or a sweep (-m a=1,2)
-       bench run --help                   every config group, option and field
-       bench submit FILE|DIR ... [--to DIR]   validate records and copy them into the results folder
-       bench table [--results DIR] [--out DIR]   CSV + Markdown tables per schema version
-       bench plot [--results DIR] [--out DIR]    the comparison plots (SVG + PNG), byte-identical per folder
-       bench cite ID [--results DIR]             a Markdown snippet for an article, with reproducing commands
-       bench claims [--results DIR] [--format md|json] [--out FILE]   a verdict for every seed claim
-       bench fit [OVERRIDES] fit.search=workload.batch_size   the largest batch (or seq_len) that fits
-
-The results folder is --results DIR (--to for submit), else $BENCH_RESULTS_DIR, else results/.
-
-examples:
-  bench run model=llama model.preset=tiny method=lora
-  bench run suite=smoke
-  bench run -m method=lora,qlora workload.batch_size=1,4
-"""
-
-
-def field_docs() -> dict[str, dict[str, str]]:
-    """{Dataclass: {field: one-line doc}} read from harness/spec/config.py (the docstring under each field)."""
-    from harness.spec import config as config_module
-
-    tree = ast.parse(Path(config_module.__file__).read_text())
-    docs: dict[str, dict[str, str]] = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            fields: dict[str, str] = {}
-            body = node.body
-            for i, stmt in enumerate(body):
-                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                    nxt = body[i + 1] if i + 1 < len(body) else None
-                    if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                        fields[stmt.target.id] = str(nxt.value.value)
-            docs[node.name] = fields
-    return docs
-
-
-GROUP_CLASSES = {"model=mlp": "MlpConfig", "model=llama": "LlamaModelConfig", "method": "MethodConfig",
-                 "precision": "PrecisionConfig", "checkpointing": "CheckpointingConfig",
-                 "workload": "WorkloadConfig", "measure": "MeasureConfig", "device": "DeviceConfig"}
-
-
-def run_help() -> str:
-    from harness.spec.compose import group_options
-
-    docs = field_docs()
-    lines = ["usage: bench run [-m|--multirun] [--cfg] [OVERRIDES ...]", "",
-             "Runs one case, or every case of `suite=NAME`, each in its own process; writes one JSON record",
-             "per case into output_dir (default: results/runs/<UTC time>-<name>/). `-m` crosses comma lists",
-             "(Hydra sweep syntax): bench run -m method=lora,qlora workload.batch_size=1,4",
-             "`--cfg` prints the composed config of each case and runs nothing.",
-             "Rerunning with the same output_dir skips cases already recorded there (by config hash);",
-             "`--force` reruns them.", "",
-             "groups (GROUP=OPTION):"]
-    for group in ("model", "method", "precision", "checkpointing", "device", "suite"):
-        options = group_options(group)
-        if group == "suite":
-            options = [DEFAULT_SUITE + " (smoke without a GPU, default-gpu with one)"] + options
-        lines.append(f"  {group:<14} {' | '.join(options)}")
-    lines += ["", "fields (KEY=VALUE):"]
-    for prefix, cls in GROUP_CLASSES.items():
-        group = prefix.split("=")[0]
-        lines.append(f"  [{prefix}]")
-        for name, doc in docs.get(cls, {}).items():
-            if name == "name":
-                continue
-            lines.append(f"    {group}.{name:<20} {doc}")
-    lines.append(f"  {'output_dir':<26} {docs['BenchConfig'].get('output_dir', '')}")
-    return "\n".join(lines)
-
 
 def _default_suite() -> str:
     import torch
@@ -99,25 +24,29 @@ def _default_suite() -> str:
     return "default-gpu" if torch.cuda.is_available() else "smoke"
 
 
-def _check_device(cases: list[list[str]]) -> None:
+def _check_device(cases) -> None:
     import torch
 
-    from harness.spec.compose import compose_case
-
     for case in cases:
-        cfg = compose_case(case)
-        if cfg.device.name == "cuda" and not torch.cuda.is_available():
+        device = case.config["device"]
+        if device["name"] == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device", "cuda was asked for but torch sees no CUDA device; allowed here: auto, cpu")
-        if cfg.device.name == "cuda" and cfg.device.index >= torch.cuda.device_count():
-            raise ConfigError("device.index", f"{cfg.device.index} is out of range; this machine has "
+        if device["name"] == "cuda" and device["index"] >= torch.cuda.device_count():
+            raise ConfigError("device.index", f"{device['index']} is out of range; this machine has "
                                               f"{torch.cuda.device_count()} CUDA device(s)")
 
 
-def _output_dir(overrides: list[str], label: str) -> tuple[Path, list[str]]:
-    chosen = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "output_dir"]
-    rest = [o for o in overrides if o.split("=", 1)[0] != "output_dir"]
+def _split_output_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """output_dir=... is where records go, not part of the case: taken out before the cases are planned."""
+    from harness.spec.compose import override_key
+
+    chosen = [o.split("=", 1)[1] for o in overrides if override_key(o) == "output_dir"]
+    return (chosen[-1] if chosen else None), [o for o in overrides if override_key(o) != "output_dir"]
+
+
+def _output_path(chosen: str | None, label: str) -> Path:
     if chosen:
-        path = Path(chosen[-1]).expanduser()
+        path = Path(chosen).expanduser()
     else:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = Path("results") / "runs" / f"{stamp}-{label}"
@@ -126,7 +55,7 @@ def _output_dir(overrides: list[str], label: str) -> tuple[Path, list[str]]:
         raise ConfigError("output_dir", f"{path} is not writable (checked {probe})")
     if path.exists() and not path.is_dir():
         raise ConfigError("output_dir", f"{path} exists and is not a directory")
-    return path, rest
+    return path
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -143,16 +72,16 @@ def cmd_run(argv: list[str]) -> int:
                                        "--help")
     overrides = [f"suite={_default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
 
-    from harness.spec.compose import compose_case, plan_cases
+    from harness.spec.compose import plan_cases
 
-    suite_name = next((o.split("=", 1)[1] for o in overrides if o.startswith("suite=")), None)
-    output_dir, overrides = _output_dir(overrides, suite_name or ("sweep" if multirun else "case"))
-    cases, _ = plan_cases(overrides, multirun)
+    chosen, overrides = _split_output_dir(overrides)
+    cases = plan_cases(overrides, multirun)
+    output_dir = _output_path(chosen, cases[0].suite or ("sweep" if multirun else "case"))
     if show_cfg:
         from omegaconf import OmegaConf
 
         for case in cases:
-            print(f"# bench run {' '.join(case)}\n{OmegaConf.to_yaml(compose_case(case))}")
+            print(f"# bench run {' '.join(case.overrides)}\n{OmegaConf.to_yaml(case.cfg)}")
         return EXIT_OK
     _check_device(cases)
 
@@ -272,7 +201,7 @@ def cmd_cite(argv: list[str]) -> int:
 def cmd_claims(argv: list[str]) -> int:
     from harness.report import claims
     from harness.records import folder as results_folder
-    from harness.report.tables import grouped, records_frame
+    from harness.report.frame import grouped, records_frame
 
     parser = _results_parser("claims", "A verdict for every claim of the seed documents (suites/claims.yaml), "
                                        "from the results folder and the analytic model.")
@@ -293,9 +222,9 @@ def cmd_claims(argv: list[str]) -> int:
                                      "checkpointing_tradeoff", "memory_by_category", "compute_ratio"))
         text = claims.markdown(results, [os.path.relpath(p, base) for p in plots])
     if args.out:
-        from harness.report.tables import _replace_atomically
+        from harness.records.io import replace_file
 
-        _replace_atomically(Path(args.out), text)
+        replace_file(Path(args.out), text)
         print(args.out)
     else:
         print(text, end="")
@@ -309,49 +238,23 @@ def cmd_fit(argv: list[str]) -> int:
               "then bisecting, each probe a case in its own process. Writes the probes' records and fit.json\n"
               "into output_dir, and prints the answer beside the analytic model's prediction.")
         return EXIT_OK
+    import shlex
+
     from harness.run import fit as fit_mod
-    from harness.spec.units import GIB
-    from harness.spec.compose import compose_case, plan_cases, to_container
+    from harness.spec.compose import make_case
 
     unknown = [a for a in argv if a.startswith("-")]
     if unknown:
         raise ConfigError("arguments", f"unknown option {unknown[0]!r}; bench fit takes overrides only")
     search, limit, base = fit_mod.split_fit_args(argv)
-    if any(o.split("=", 1)[0] == "suite" for o in base):
-        raise ConfigError("suite", "bench fit searches one configuration; give overrides, not a suite")
-    output_dir, base = _output_dir(base, "fit")
-    if (output_dir / "fit.json").exists():
-        raise ConfigError("output_dir", f"{output_dir}/fit.json already exists; choose another output_dir")
-    [case], _ = plan_cases([*base, f"{search}=1"], False)
-    _check_device([case])
-    cfg = compose_case(case)
-    import torch
-
-    on_cuda = cfg.device.name == "cuda" or (cfg.device.name == "auto" and torch.cuda.is_available())
-    budget = cfg.device.memory_budget_gib
-    if budget is None and not on_cuda:
-        raise ConfigError("device.memory_budget_gib", "bench fit on a CPU needs a budget (a CPU has no device memory "
-                                                      "to fill): e.g. device.memory_budget_gib=0.5")
-    print(f"bench: fitting {search} -> {output_dir}", file=sys.stderr)
-    result = fit_mod.search(base, search, limit, output_dir)
-    device_bytes = None
-    if result.probes:
-        from harness.records.schema import read_record
-
-        prov = read_record(output_dir / result.probes[0].file)["provenance"]
-        device_bytes = prov.get("gpu_memory_bytes")
-        device = {"type": prov.get("device_type"), "name": prov.get("gpu_name") or prov.get("cpu_model"),
-                  "memory_bytes": device_bytes}
-    else:
-        device = {"type": "cuda" if on_cuda else "cpu"}
-    budget_bytes = int(budget * GIB) if budget is not None else device_bytes
-    device.update({"memory_budget_gib": budget, "budget_emulated": budget is not None})
-    predicted = fit_mod.predicted_max(to_container(cfg), search, budget_bytes, limit)
-    import shlex
-
+    chosen, base = _split_output_dir(base)
+    output_dir = _output_path(chosen, "fit")
+    first = make_case([*base, f"{search}=1"])
+    _check_device([first])
     command = "bench fit " + " ".join(shlex.quote(a) for a in argv if not a.startswith("output_dir="))
-    path = fit_mod.write_fit_json(output_dir, result, predicted, device, command)
-    where = f"{budget} GiB (emulated budget)" if budget is not None else f"{device.get('name')}"
+    print(f"bench: fitting {search} -> {output_dir}", file=sys.stderr)
+    outcome = fit_mod.run_fit(first, base, search, limit, output_dir, command)
+    result, predicted, path, where = outcome.result, outcome.predicted, outcome.path, outcome.where
     pred = predicted.get("value")
     pred_text = (f"predicted by the analytic model: {pred} ({predicted.get('formula', '')})"
                  if pred is not None else f"no prediction: {predicted.get('reason')}")

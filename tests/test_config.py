@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness.cli import main, run_help
+from harness.cli import main
+from harness.help import run_help
 from harness.spec.compose import compose_case, plan_cases
 from harness.spec.config import ConfigError
 
@@ -55,19 +56,19 @@ def test_values_are_not_rewritten():
 
 
 def test_smoke_suite_is_every_method_by_checkpointing_on_two_models():
-    cases, name = plan_cases(["suite=smoke"], multirun=False)
-    assert name == "smoke"
+    cases = plan_cases(["suite=smoke"], multirun=False)
+    assert {c.suite for c in cases} == {"smoke"}
     assert len(cases) == 2 * 4 * 2
-    as_dicts = [dict(o.split("=", 1) for o in c) for c in cases]
+    as_dicts = [dict(o.split("=", 1) for o in c.overrides) for c in cases]
     combos = {(d["model"], d["method"], d["checkpointing"]) for d in as_dicts}
     assert len(combos) == 16
 
 
 def test_multirun_crosses_lists_and_user_overrides_win():
-    cases, _ = plan_cases(["method=lora,qlora", "workload.batch_size=1,4"], multirun=True)
+    cases = [list(c.overrides) for c in plan_cases(["method=lora,qlora", "workload.batch_size=1,4"], multirun=True)]
     assert sorted(cases) == sorted([["method=lora", "workload.batch_size=1"], ["method=lora", "workload.batch_size=4"],
                                     ["method=qlora", "workload.batch_size=1"], ["method=qlora", "workload.batch_size=4"]])
-    cases, _ = plan_cases(["suite=smoke", "workload.batch_size=3"], multirun=False)
+    cases = [c.overrides for c in plan_cases(["suite=smoke", "workload.batch_size=3"], multirun=False)]
     assert all("workload.batch_size=3" in c and "workload.batch_size=2" not in c for c in cases)
 
 

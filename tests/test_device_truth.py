@@ -11,6 +11,7 @@ import torch
 from conftest import build, measure_memory_as_case
 from harness.spec import analytic
 from harness.measure import faults
+from harness.run import exits
 from harness.spec.allocator import allocated_bytes, allocated_total
 from harness.measure.attention import kernels_used
 from harness.spec.units import GIB
@@ -19,8 +20,9 @@ from harness.measure.checks import adamw_expected_bytes, trainable_bytes
 from harness.spec.compose import to_container
 from harness.measure.cuda_context import context_from
 from harness.measure.memory import unique_tensor_bytes
+from harness.measure.trackers import RssPeak
 from harness.measure.nvml import attribute_processes
-from harness.records.schema import read_record
+from harness.records.io import read_record
 from harness.run.sweep import run_sweep
 
 TINY_MLP = ["device=cpu", "model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2",
@@ -126,12 +128,12 @@ def test_out_of_memory_is_recognised_in_library_allocation_failures():
 
 
 def test_a_killed_case_says_which_signal_and_what_it_usually_means():
-    assert faults.describe_exit(-signal.SIGKILL) == (
-        "was killed by signal SIGKILL (9): " + faults.SIGNAL_MEANINGS[signal.SIGKILL])
-    assert "out-of-memory killer" in faults.describe_exit(-9)
-    assert "(/dev/shm)" in faults.describe_exit(-signal.SIGBUS)
-    assert faults.describe_exit(1) == "exited with code 1"
-    assert faults.describe_exit(-200) == "was killed by signal 200"  # no such signal: the number alone
+    assert exits.describe_exit(-signal.SIGKILL) == (
+        "was killed by signal SIGKILL (9): " + exits.SIGNAL_MEANINGS[signal.SIGKILL])
+    assert "out-of-memory killer" in exits.describe_exit(-9)
+    assert "(/dev/shm)" in exits.describe_exit(-signal.SIGBUS)
+    assert exits.describe_exit(1) == "exited with code 1"
+    assert exits.describe_exit(-200) == "was killed by signal 200"  # no such signal: the number alone
 
 
 def test_nvml_attributes_processes_only_when_it_can_find_this_one():
@@ -263,7 +265,7 @@ def test_memory_and_flop_passes_leave_no_tensor_behind_for_the_next_phase():
         baseline = mode.live_bytes  # model, gradients reset, AdamW state, inputs
         for phase in ("fwd_train", "fwd_bwd", "step"):
             memory_mod._tracked_phase(workload, phase, (workload.model, workload.optimizer), None, 0,
-                                      memory_mod.RssPeak())
+                                      RssPeak())
             assert mode.live_bytes == baseline, phase
         measure_flops(workload)
         assert mode.live_bytes == baseline

@@ -15,10 +15,11 @@ import pytest
 from harness.measure import provenance
 from harness.cli import main
 from harness import repo_root
-from harness.records.schema import record_id, write_record
+from harness.records.io import write_record
+from harness.records.schema import record_id
 from harness.records.folder import read_folder
 from harness.records.submit import TAKEN, submit
-from harness.report.tables import grouped, records_frame
+from harness.report.frame import grouped, records_frame
 
 REPO = repo_root()
 SHA = "0123456789abcdef0123456789abcdef01234567"  # not a commit of this repository: only BENCH_GIT_SHA can name it

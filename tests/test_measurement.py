@@ -85,7 +85,7 @@ def test_training_peak_exceeds_inference_peak():
 
 
 def test_rss_peak_sees_a_known_allocation():
-    from harness.measure.memory import RssPeak
+    from harness.measure.trackers import RssPeak
 
     rss = RssPeak()
     size = 256 * 1024 ** 2

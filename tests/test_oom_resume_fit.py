@@ -10,7 +10,7 @@ import pytest
 from harness.records import folder as results_folder
 from harness.spec.units import GIB
 from harness.cli import main
-from harness.records.schema import read_record
+from harness.records.io import read_record
 from harness.records.submit import TAKEN, submit
 from harness.run.sweep import run_sweep
 from harness.report.tables import write_tables
@@ -69,7 +69,7 @@ def test_a_process_killed_mid_write_leaves_no_partial_record(real_records, tmp_p
     script = f"""
 import json, os, time
 from pathlib import Path
-from harness.records import schema as record
+from harness.records import io as record
 os.fsync = lambda fd: (print('written', flush=True), time.sleep(60))
 record.write_record(json.loads(Path({str(tmp_path / 'record.json')!r}).read_text()), Path({str(out)!r}))
 """

@@ -16,7 +16,8 @@ from harness.records import folder as results_folder
 from harness.report.cite import cite
 from harness.cli import main
 from harness.report.plots import write_plots
-from harness.records.schema import record_bytes, record_id, write_record
+from harness.records.io import record_bytes, write_record
+from harness.records.schema import record_id
 from harness.records.submit import DUPLICATE, REFUSED, TAKEN, submit
 from harness.report.tables import write_tables
 from harness.records.validate import MAX_RECORD_BYTES

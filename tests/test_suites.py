@@ -69,10 +69,11 @@ def hand_count(data: dict) -> int:
 @functools.lru_cache(maxsize=None)
 def planned(name: str) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
     """(cases, resolved configs as JSON): planned as `bench run suite=NAME` plans them, each case composed."""
-    cases, suite_name = plan_cases([f"suite={name}"], False)
-    assert suite_name == name
-    configs = tuple(json.dumps(to_container(compose_case(case)), sort_keys=True) for case in cases)
-    return tuple(tuple(case) for case in cases), configs
+    cases = plan_cases([f"suite={name}"], False)
+    assert {case.suite for case in cases} == {name}
+    configs = tuple(json.dumps(case.config, sort_keys=True) for case in cases)
+    assert all(case.config == to_container(compose_case(list(case.overrides))) for case in cases)
+    return tuple(case.overrides for case in cases), configs
 
 
 def configs_of(name: str) -> list[dict]:

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from harness.records.schema import SCHEMA_VERSION, build_record, read_record, write_record
+from harness.records.io import read_record, write_record
+from harness.records.predicted import prediction
+from harness.records.schema import SCHEMA_VERSION, build_record
 from harness.run.sweep import run_sweep
 
 SMALL = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "measure.repeats=3", "measure.warmup=0"]
@@ -54,8 +56,9 @@ def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
 def _record(**config_changes):
     config = {"model": {"name": "mlp"}, "method": {"name": "sgd"}, "checkpointing": {"enabled": False}}
     config.update(config_changes)
+    metrics = {"x_s": math.nan, "time": {}}
     return build_record(config=config, overrides=["model=mlp"], provenance={"utc_time": "t"}, status="ok",
-                        metrics={"x_s": math.nan, "time": {}})
+                        metrics=metrics, predicted=prediction(config, {"utc_time": "t"}, metrics=metrics))
 
 
 def test_record_id_follows_content_and_nan_becomes_null():

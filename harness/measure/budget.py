@@ -123,7 +123,7 @@ class CpuBudget(TorchDispatchMode):
 
 def workload_roots(workload) -> Iterator[torch.Tensor]:
     """Every tensor the case holds between phases: model, gradients, optimizer state, inputs."""
-    from harness.measure.memory import _quant_state_tensors
+    from harness.measure.memory import quant_state_tensors
 
     model = workload.model
     for p in model.parameters():
@@ -132,7 +132,7 @@ def workload_roots(workload) -> Iterator[torch.Tensor]:
             yield p.grad
         qs = getattr(p, "quant_state", None)
         if qs is not None:
-            yield from _quant_state_tensors(qs)
+            yield from quant_state_tensors(qs)
     yield from model.buffers()
     for state in workload.optimizer.state.values():
         for value in state.values():

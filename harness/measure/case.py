@@ -20,9 +20,10 @@ from harness.measure import budget as budget_mod
 from harness.measure import checks as checks_mod
 from harness.measure import flops as flops_mod
 from harness.measure import memory as memory_mod
-from harness.spec.compose import compose_case, to_container
+from harness.spec.case import Case
 from harness.spec.units import GIB
 from harness.measure.methods import build_trainable
+from harness.records.predicted import prediction
 from harness.records.schema import build_record
 from harness.measure.workload import Workload
 from harness.spec.shapes import PHASES
@@ -224,13 +225,20 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
     return metrics, trainable.resolved, checks
 
 
-def run_case(overrides: list[str], report: Callable[[str], None] | None = None) -> dict:
-    """Compose, measure and return the record of one case; failures become error/oom records. `report` is told
-    each stage the case enters (the sweep's parent listens)."""
-    cfg = compose_case(overrides)
-    config = to_container(cfg)
+def run_case(case: Case | list[str], report: Callable[[str], None] | None = None) -> dict:
+    """Measure and return the record of one case; failures become error/oom records. `case` comes planned from
+    the parent (a list of overrides is composed here: for tests and one-off calls). `report` is told each stage
+    the case enters (the parent listens)."""
+    if not isinstance(case, Case):
+        from harness.spec.compose import make_case
+
+        case = make_case(case)
+    cfg, config, overrides = case.cfg, case.config, list(case.overrides)
     device = resolve_device(cfg)
     if device.type == "cuda":
+        if torch.cuda._is_in_bad_fork():
+            raise RuntimeError("CUDA was initialised in the process this case was forked from; run with "
+                               "BENCH_START_METHOD=spawn (and report it: harness/run/preload.py must not do that)")
         # CUDA events, streams and the allocator's figures are per device: every later call means this one
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.workload.seed)
@@ -241,6 +249,7 @@ def run_case(overrides: list[str], report: Callable[[str], None] | None = None) 
     except Exception as exc:  # any failure is a result to record, not a dead sweep
         if not faults.is_out_of_memory(exc):
             return build_record(config=config, overrides=overrides, provenance=prov, status="error",
+                                predicted=prediction(config, prov),
                                 error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name,
                                        "traceback": traceback.format_exc()[-8000:]})
         # Not fitting is a result: the phase it failed in and the memory figures up to that point.
@@ -249,8 +258,9 @@ def run_case(overrides: list[str], report: Callable[[str], None] | None = None) 
             figures.setdefault("torch_max_allocated_bytes", torch.cuda.max_memory_allocated(device))
             figures.setdefault("torch_max_reserved_bytes", torch.cuda.max_memory_reserved(device))
         budget = cfg.device.memory_budget_gib
-        return build_record(config=config, overrides=overrides, provenance=prov, status="oom",
-                            metrics={"oom": {**figures, "budget_emulated": budget is not None}},
+        oom_metrics = {"oom": {**figures, "budget_emulated": budget is not None}}
+        return build_record(config=config, overrides=overrides, provenance=prov, status="oom", metrics=oom_metrics,
+                            predicted=prediction(config, prov, metrics=oom_metrics),
                             error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name})
     return build_record(config=config, overrides=overrides, provenance=prov, status="ok", metrics=metrics,
-                        resolved=resolved, checks=checks)
+                        resolved=resolved, checks=checks, predicted=prediction(config, prov, resolved, metrics))

@@ -12,18 +12,17 @@ cannot see are counted exactly here instead:
 from __future__ import annotations
 
 import gc
-import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
+from torch.distributed._tools.mem_tracker import _MemRefType
 
 from harness.spec.allocator import allocated_bytes
 from harness.records.schema import PEAK_INFER_HOLDS
 from harness.measure.workload import Workload
 from harness.spec.shapes import TRAINING_PHASES
+from harness.measure.trackers import CategoryPeakTracker, DevicePhase, RssPeak, snapshot
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -41,14 +40,14 @@ def unique_tensor_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-def _quant_state_tensors(qs: Any):
+def quant_state_tensors(qs: Any):
     for name in ("absmax", "code", "offset"):
         t = getattr(qs, name, None)
         if isinstance(t, torch.Tensor):
             yield t
     nested = getattr(qs, "state2", None)
     if nested is not None:
-        yield from _quant_state_tensors(nested)
+        yield from quant_state_tensors(nested)
 
 
 def quantization_state_bytes(model: torch.nn.Module) -> int:
@@ -57,7 +56,7 @@ def quantization_state_bytes(model: torch.nn.Module) -> int:
     for p in model.parameters():
         qs = getattr(p, "quant_state", None)
         if qs is not None:
-            tensors.extend(_quant_state_tensors(qs))
+            tensors.extend(quant_state_tensors(qs))
     return unique_tensor_bytes(tensors)
 
 
@@ -74,158 +73,6 @@ def optimizer_state_dtypes(optimizer: torch.optim.Optimizer) -> dict[str, int]:
                 dtype = str(v.dtype).removeprefix("torch.")
                 counts[dtype] = counts.get(dtype, 0) + v.numel()
     return counts
-
-
-class CategoryPeakTracker(MemTracker):
-    """MemTracker that also keeps the peak of each category, and the activation peak during recomputation.
-
-    The activation peak (end of the forward) and the gradient peak (end of the backward) happen at other
-    moments than the step's total peak; one snapshot cannot give all three. MemTracker marks a module
-    forward that runs inside backward (recomputation under checkpointing) with `_in_ac`; activations
-    recreated there count while they live.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.category_peaks: dict[str, int] = {}
-        self.recompute_act_peak = 0
-
-    def track_external(self, *external) -> None:
-        # MemTracker hooks every parameter for its gradient, and register_hook raises on a frozen one (the
-        # LoRA/QLoRA base). Frozen parameters never get a gradient: mark them hooked with a no-op handle.
-        for obj in external:
-            if isinstance(obj, torch.nn.Module):
-                for param in obj.parameters():
-                    if not param.requires_grad:
-                        self._param_to_grad_hook_handles.setdefault(param, (_NoHook(), _NoHook()))
-        super().track_external(*external)
-
-    def _update_peak_stats(self, peak_state) -> None:
-        super()._update_peak_stats(peak_state)
-        recomputing = self._mod_tracker.is_bw and self._in_ac
-        for dev_snap in self._curr_mem_snap.values():
-            for ref, value in dev_snap.items():
-                key = _key(ref)
-                if value > self.category_peaks.get(key, 0):
-                    self.category_peaks[key] = value
-                if recomputing and key == _MemRefType.ACT.value:
-                    self.recompute_act_peak = max(self.recompute_act_peak, value)
-
-
-class _NoHook:
-    def remove(self) -> None:
-        pass
-
-
-def _key(ref) -> str:
-    return ref.value if hasattr(ref, "value") else str(ref)
-
-
-def _snap(tracker: MemTracker, kind: str) -> dict[str, int]:
-    """Sum a tracker snapshot over devices, keyed by category name."""
-    out: dict[str, int] = {}
-    for dev_snap in tracker.get_tracker_snapshot(kind).values():
-        for ref, value in dev_snap.items():
-            key = _key(ref)
-            out[key] = out.get(key, 0) + value
-    return out
-
-
-class RssPeak:
-    """Peak resident set size of this process within a phase.
-
-    Linux keeps the high-water mark in /proc/self/status (VmHWM); writing 5 to /proc/self/clear_refs
-    resets it. Where that is not allowed, a sampling thread reads VmRSS every millisecond instead, which
-    can miss short spikes; `method` says which was used.
-    """
-
-    def __init__(self) -> None:
-        self.method = "VmHWM (reset via /proc/self/clear_refs)"
-        try:
-            self._clear()
-            self._read("VmHWM")
-        except OSError:
-            self.method = "VmRSS sampled every 1 ms (clear_refs not allowed)"
-        self._sampled = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def _clear() -> None:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-
-    @staticmethod
-    def _read(field: str) -> int:
-        with open("/proc/self/status") as f:
-            match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
-        if not match:
-            raise OSError(f"{field} not in /proc/self/status")
-        return int(match.group(1)) * 1024
-
-    def start(self) -> None:
-        if self.method.startswith("VmHWM"):
-            self._clear()
-            return
-        self._sampled = self._read("VmRSS")
-        self._stop.clear()
-
-        def sample() -> None:
-            while not self._stop.wait(0.001):
-                self._sampled = max(self._sampled, self._read("VmRSS"))
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> int:
-        if self.method.startswith("VmHWM"):
-            return self._read("VmHWM")
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-        return max(self._sampled, self._read("VmRSS"))
-
-
-ALLOCATOR_COUNTERS = {"allocator_retries": "num_alloc_retries", "allocator_ooms": "num_ooms"}
-
-
-class DevicePhase:
-    """The device-level figures of one phase: the allocator's cache is released and every peak reset before
-    it (so reserved memory and NVML's reading belong to this phase, not to an earlier one), and the allocator's
-    counters are taken as deltas over it."""
-
-    def __init__(self, device: torch.device, nvml=None):
-        self.device, self.nvml = device, nvml
-
-    def __enter__(self) -> "DevicePhase":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._counters = torch.cuda.memory_stats(self.device)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def figures(self) -> dict:
-        if self.device.type != "cuda":
-            return {}
-        torch.cuda.synchronize(self.device)
-        stats = torch.cuda.memory_stats(self.device)
-        out = {
-            "torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
-            "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
-            "torch_reserved_bytes": int(torch.cuda.memory_reserved(self.device)),
-            **{name: int(stats.get(key, 0)) - int(self._counters.get(key, 0))
-               for name, key in ALLOCATOR_COUNTERS.items()},
-        }
-        if self.nvml is not None:
-            out.update(self.nvml.reading())
-            if out.get("nvml_process_bytes") is not None:
-                # What the allocator never sees: the CUDA context, kernels loaded, library handles
-                out["context_overhead_bytes"] = out["nvml_process_bytes"] - out["torch_reserved_bytes"]
-        return out
 
 
 @dataclass
@@ -252,13 +99,13 @@ def _tracked_phase(workload: Workload, phase: str, tracked: tuple, nvml, quant_b
     with DevicePhase(workload.device, nvml) as device_phase:
         tracker = CategoryPeakTracker()
         tracker.track_external(*tracked)
-        at_entry = _snap(tracker, "current")
+        at_entry = snapshot(tracker, "current")
         rss.start()
         with tracker:
             if phase == "step":
                 # The same work as Workload.step, opened up to read what the forward leaves for backward.
                 loss = workload.forward_loss()
-                end_of_forward = _snap(tracker, "current")
+                end_of_forward = snapshot(tracker, "current")
                 workload.backward(loss)
                 del loss
                 workload.optimizer_step()
@@ -266,7 +113,7 @@ def _tracked_phase(workload: Workload, phase: str, tracked: tuple, nvml, quant_b
                 unreleased = workload.forward_loss()
             else:
                 workload.run(phase, instrumented=True)
-        at_peak = _snap(tracker, "peak")
+        at_peak = snapshot(tracker, "peak")
         figures = {"tracked_peak_bytes": at_peak.get("Total", 0) + quant_bytes, "rss_peak_bytes": rss.stop(),
                    **device_phase.figures()}
     if unreleased is not None:

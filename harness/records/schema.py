@@ -1,4 +1,7 @@
-"""The record each case writes: its schema, its id, and the atomic, no-clobber write.
+"""The record each case writes, declared once: its top-level keys, the fields validation requires, the metrics
+the tables read (column, path, unit), its id and hashes. harness/records/validate.py, harness/report/frame.py and
+the metrics documentation (results/README.md, held to this file by tests/test_records.py) read from here; the
+atomic write is harness/records/io.py, the analytic prediction harness/records/predicted.py.
 
 Changelog (bump SCHEMA_VERSION when a field's meaning changes):
 - 1.0: first version.
@@ -19,10 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from harness.spec.shapes import PHASES
 
 SCHEMA_VERSION = "1.2"
 
@@ -50,64 +52,191 @@ RECORD_KEYS = {
 PEAK_INFER_HOLDS = ("the model alone: parameters + buffers (+ 4-bit quantization state) + the tensors the inference "
                     "forward creates; no optimizer state, no gradients, not the input batch")
 
+# The provenance that makes one run distinct from a repeat: with the config, what the record id hashes.
 ID_PROVENANCE_KEYS = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "torch", "cuda", "gpu_uuid",
                       "cpu_model", "hostname_sha256", "utc_time")
 
 
+# The record's `status`, with what it means for a results folder.
+STATUSES = {
+    "ok": "measured: every phase ran and its figures are in metrics",
+    "oom": "did not fit: error.phase says where it ran out of memory, metrics.oom the figures up to that point",
+    "error": "failed (or timed out, or its process died): a log to read, not a result; submit refuses it",
+}
+
+# What a record must say about where it was measured: enough to group it by hardware and to reproduce it.
+REQUIRED_PROVENANCE = {
+    "harness_version": "backprop-bench version that measured it",
+    "git_sha": "commit of the harness (null where neither git nor BENCH_GIT_SHA named it)",
+    "git_dirty": "whether the working tree was modified (null: not known)",
+    "lock_sha256": "sha256 of requirements.lock: the software stack it was meant to run",
+    "python": "Python version",
+    "torch": "torch version, with its build label (+cu130)",
+    "device_type": "cuda or cpu: which hardware fields follow",
+    "cpu_model": "CPU model name (the host CPU on a GPU machine)",
+    "cpu_cores": "CPU cores: CPU results are grouped by model and core count",
+    "utc_time": "when it was measured (ISO 8601, UTC)",
+}
+# ... and on a GPU, which one.
+REQUIRED_GPU_PROVENANCE = {
+    "gpu_name": "GPU model: the hardware a result is grouped under",
+    "gpu_uuid": "the physical card (part of the id)",
+    "gpu_memory_bytes": "the card's memory",
+}
+# The config fields the tables group and label by (dotted under `config`).
+REQUIRED_CONFIG = {
+    "model.name": "mlp or llama",
+    "method.name": "full_adamw, adamw8bit, lora, qlora or sgd",
+    "precision.name": "fp32, bf16, amp_bf16 or amp_fp16",
+    "checkpointing.enabled": "gradient checkpointing on or off",
+    "workload.batch_size": "samples per step (at least 1)",
+    "workload.seq_len": "tokens per sample (at least 1)",
+    "measure.repeats": "timed repetitions per phase (at least 1)",
+    "measure.memory": "whether the memory passes ran (then the memory metrics are required)",
+    "measure.flops": "whether the FLOP passes ran",
+    "device.name": "the device asked for (auto, cpu, cuda)",
+}
+# What an `ok` record carries, whatever else was switched off (dotted from the record's top).
+REQUIRED_OK_METRICS = {
+    **{f"metrics.time.{phase}.median_s": f"median time of {phase} over the timed repetitions" for phase in PHASES},
+    "metrics.compute_ratio": "median paired t(fwd_bwd) / t(fwd_train): positive",
+    "metrics.compute_ratio_ci95": "[lo, hi] distribution-free interval of that median",
+    "metrics.throughput.step_samples_per_s": "batch size / median step time",
+}
+# ... and with measure.memory on: the memory categories, whole bytes.
+REQUIRED_MEMORY_METRICS = {f"metrics.memory.{key}": meaning for key, meaning in {
+    "params_bytes": "parameter storage (+ 4-bit quantization state)",
+    "grads_bytes": "peak gradient storage in the step",
+    "optimizer_bytes": "optimizer state after warm-up",
+    "activations_bytes": "what the forward holds for backward",
+    "peak_step_bytes": "peak of live tensor bytes in the step",
+    "peak_infer_bytes": "peak of live tensor bytes in fwd_infer, the model alone",
+}.items()}
+
+
+class Metric(NamedTuple):
+    """A figure the tables read from every record: its column (the unit in the name), where it is, its unit."""
+    column: str
+    path: str  # dotted from the record's top; a number indexes a list
+    unit: str  # s | bytes | samples/s | tokens/s | ratio | count
+    doc: str
+
+
+# Every metric the tables and plots read, in column order (bench table's CSV keeps this order).
+METRICS = [
+    Metric("fwd_infer_s", "metrics.time.fwd_infer.median_s", "s", "median eval-mode forward (serving)"),
+    Metric("fwd_train_s", "metrics.time.fwd_train.median_s", "s", "median train-mode forward, loss included"),
+    Metric("fwd_bwd_s", "metrics.time.fwd_bwd.median_s", "s", "median forward + backward"),
+    Metric("step_s", "metrics.time.step.median_s", "s", "median forward + backward + optimizer step"),
+    Metric("compute_ratio", "metrics.compute_ratio", "ratio", "median paired t(fwd_bwd) / t(fwd_train)"),
+    Metric("compute_ratio_ci95_lo", "metrics.compute_ratio_ci95.0", "ratio", "lower end of its 95% CI"),
+    Metric("compute_ratio_ci95_hi", "metrics.compute_ratio_ci95.1", "ratio", "upper end of its 95% CI"),
+    Metric("backward_to_forward_ratio", "metrics.backward_to_forward_ratio", "ratio",
+           "median (t(fwd_bwd) - t(fwd_train)) / t(fwd_train)"),
+    Metric("step_to_infer_ratio", "metrics.step_to_infer_ratio", "ratio", "median paired t(step) / t(fwd_infer)"),
+    Metric("flop_ratio", "metrics.flop_ratio", "ratio", "counted FLOPs of fwd_bwd / fwd_train"),
+    Metric("step_samples_per_s", "metrics.throughput.step_samples_per_s", "samples/s", "batch / median step"),
+    Metric("step_tokens_per_s", "metrics.throughput.step_tokens_per_s", "tokens/s", "batch × seq_len / median step"),
+    Metric("infer_tokens_per_s", "metrics.throughput.infer_tokens_per_s", "tokens/s",
+           "batch × seq_len / median fwd_infer"),
+    Metric("params_bytes", "metrics.memory.params_bytes", "bytes", "parameters (+ 4-bit quantization state)"),
+    Metric("buffers_bytes", "metrics.memory.buffers_bytes", "bytes", "module buffers"),
+    Metric("grads_bytes", "metrics.memory.grads_bytes", "bytes", "peak gradient storage in the step"),
+    Metric("optimizer_bytes", "metrics.memory.optimizer_bytes", "bytes", "optimizer state"),
+    Metric("activations_bytes", "metrics.memory.activations_bytes", "bytes", "held by the forward for backward"),
+    Metric("temp_bytes", "metrics.memory.temp_bytes", "bytes", "temporaries at the step's peak"),
+    Metric("peak_step_bytes", "metrics.memory.peak_step_bytes", "bytes", "peak live tensor bytes in the step"),
+    Metric("peak_infer_bytes", "metrics.memory.peak_infer_bytes", "bytes", "peak in fwd_infer, the model alone"),
+    Metric("train_to_infer_memory_ratio", "metrics.memory.train_to_infer_memory_ratio", "ratio",
+           "peak_step_bytes / peak_infer_bytes"),
+    Metric("torch_max_allocated_bytes", "metrics.memory.torch_max_allocated_bytes", "bytes",
+           "CUDA max_memory_allocated over the step"),
+    Metric("nvml_process_bytes", "metrics.memory.nvml_process_bytes", "bytes", "NVML memory of the process (CUDA)"),
+    Metric("predicted_params_bytes", "predicted.memory.params_bytes", "bytes", "analytic: parameters"),
+    Metric("predicted_grads_bytes", "predicted.memory.grads_bytes", "bytes", "analytic: gradients"),
+    Metric("predicted_optimizer_bytes", "predicted.memory.optimizer_bytes", "bytes", "analytic: optimizer state"),
+    Metric("predicted_activations_bytes", "predicted.memory.activations_bytes", "bytes", "analytic: activations"),
+    Metric("predicted_flop_ratio", "predicted.flop_ratio", "ratio", "analytic: FLOP ratio fwd_bwd / fwd_train"),
+    Metric("first_to_last_layer_grad_norm_ratio", "metrics.gradients.first_to_last_layer_grad_norm_ratio", "ratio",
+           "L2 gradient norm of the first numbered layer / the last"),
+    Metric("fd_max_rel_error", "metrics.gradients.fd_max_rel_error", "ratio",
+           "finite differences against autograd: largest error / largest checked gradient"),
+    Metric("fd_full_gradient_forward_passes", "metrics.gradients.fd_full_gradient_forward_passes", "count",
+           "forward passes a full finite-difference gradient takes (2 × parameters)"),
+    Metric("fd_full_gradient_projected_s", "metrics.gradients.fd_full_gradient_projected_s", "s",
+           "time per forward × those passes: projected, not timed"),
+    Metric("backprop_fwd_bwd_float64_s", "metrics.gradients.backprop_fwd_bwd_float64_s", "s",
+           "forward + backward of the float64 copy"),
+]
+
+
 def canonical_json(obj: Any) -> str:
+    """The one text a hash is taken of: sorted keys, no spaces, no NaN."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
 
 
 def config_hash(config: dict) -> str:
+    """16 hex digits of the resolved config alone: repeats of one configuration share it."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
 def record_id(config: dict, provenance: dict) -> str:
+    """16 hex digits of the config and the provenance essentials: one per run."""
     essentials = {k: provenance.get(k) for k in ID_PROVENANCE_KEYS}
     return hashlib.sha256(canonical_json({"config": config, "provenance": essentials}).encode()).hexdigest()[:16]
 
 
 def command_line(overrides: list[str]) -> str:
+    """`bench run` with the case's overrides, quoted for a POSIX shell."""
     import shlex
 
     return " ".join(["bench", "run", *(shlex.quote(o) for o in overrides)])
 
 
-def _finite(obj: Any) -> Any:
+def finite(obj: Any) -> Any:
     """NaN/inf are not JSON: a value that could not be measured is written as null."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 
-def attach_prediction(record: dict) -> dict:
-    """Predicted beside measured: the analytic model's figures for the record's config and where the
-    measurement falls outside their tolerance (a finding about the model or the harness, never hidden)."""
-    from harness.spec import analytic
-
-    device_type = (record.get("provenance") or {}).get("device_type") or "cpu"
-    kernel = ((record.get("resolved") or {}).get("attention_kernel") or {}).get("fwd_train")
-    try:
-        predicted = analytic.predict(record["config"], device_type, kernel)
-    except (KeyError, TypeError, ValueError) as exc:  # a config the model cannot read: say so
-        predicted = {"memory": {}, "flop_ratio": None, "unavailable_reason": f"{type(exc).__name__}: {exc}"}
-    predicted["comparison"] = analytic.compare(predicted, record.get("metrics") or {})
-    record["predicted"] = _finite(predicted)
-    record.setdefault("flags", {})["predicted_disagrees"] = [c["name"] for c in predicted["comparison"]
-                                                             if not c["agrees"]]
-    return record
+_MISSING = object()
 
 
-def build_record(*, config: dict, overrides: list[str], provenance: dict, status: str, metrics: dict | None = None,
-                 resolved: dict | None = None, checks: list | None = None, error: dict | None = None) -> dict:
+def lookup(obj: Any, dotted: str, default: Any = _MISSING) -> Any:
+    """The value at a dotted path ("metrics.time.step.median_s"; a number indexes a list: "compute_ratio_ci95.0").
+    A path that is not there raises KeyError naming it, or gives `default` where one is passed. A value that is
+    there and null is None, not missing."""
+    for part in dotted.split("."):
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        elif default is _MISSING:
+            raise KeyError(dotted)
+        else:
+            return default
+    return obj
+
+
+def disagreements(predicted: dict) -> list[str]:
+    """flags.predicted_disagrees: the quantities measured outside the prediction's tolerance."""
+    return [c["name"] for c in predicted.get("comparison") or [] if not c["agrees"]]
+
+
+def build_record(*, config: dict, overrides: list[str], provenance: dict, status: str, predicted: dict,
+                 metrics: dict | None = None, resolved: dict | None = None, checks: list | None = None,
+                 error: dict | None = None) -> dict:
+    """The record of one case. `predicted` is harness.records.predicted.prediction(...) for the same config,
+    provenance, resolved values and metrics: the writer calls the predictor, the schema only places it."""
     checks = checks or []
     metrics = metrics or {}
     noisy = sorted(p for p, t in metrics.get("time", {}).items() if t.get("noisy"))
-    return attach_prediction(_finite({
+    return finite({
         "schema_version": SCHEMA_VERSION,
         "id": record_id(config, provenance),
         "config_hash": config_hash(config),
@@ -121,43 +250,6 @@ def build_record(*, config: dict, overrides: list[str], provenance: dict, status
         "metrics": metrics,
         "checks": checks,
         "flags": {"noisy": noisy, "checks_failed": [c["name"] for c in checks if not c["passed"]],
-                  "warnings": list(metrics.get("warnings", []))},
-    }))
-
-
-def record_filename(record: dict) -> str:
-    cfg = record["config"]
-    ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
-    return f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
-
-
-def write_new_file(final: Path, data: bytes) -> Path:
-    """Write atomically and never over an existing file: temp file in the same directory, fsync, then a hard
-    link into place, which fails with FileExistsError rather than replace what is there. A crash at any point
-    leaves either no file or the whole file under `final`, never a partial one."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=final.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o444)  # records are immutable data, readable by everyone sharing the folder
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, final)
-    finally:
-        os.unlink(tmp)
-    return final
-
-
-def record_bytes(record: dict) -> bytes:
-    """The one serialisation of a record on disk: sorted keys, 2-space indent, trailing newline."""
-    return (json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-
-
-def write_record(record: dict, directory: Path) -> Path:
-    return write_new_file(directory / record_filename(record), record_bytes(record))
-
-
-def read_record(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+                  "warnings": list(metrics.get("warnings", [])), "predicted_disagrees": disagreements(predicted)},
+        "predicted": predicted,
+    })

@@ -1,8 +1,8 @@
 """`bench submit`: validate records and copy them into a results folder, never losing or replacing anything.
 
 Validation happens before the lock is taken (it only reads); every write happens under the folder's lock, as
-a temp file linked into place (harness.records.schema.write_new_file), so several people submitting into one folder
-at once all land and nobody sees half a file.
+a temp file linked into place (harness.records.io.write_new_file), so several people submitting into one folder at
+once all land and nobody sees half a file.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.records import folder as results_folder
-from harness.records.schema import record_bytes, write_new_file
+from harness.records.io import record_bytes, write_new_file
 from harness.records.validate import RecordInvalid, load_bytes
 
 TAKEN, DUPLICATE, REFUSED = "taken", "duplicate", "refused"

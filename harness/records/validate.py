@@ -12,20 +12,15 @@ import math
 from typing import Any, Callable
 
 from harness import __version__
-from harness.records.schema import RECORD_KEYS, SCHEMA_VERSION, config_hash, record_id
+from harness.records.schema import (RECORD_KEYS, REQUIRED_CONFIG, REQUIRED_GPU_PROVENANCE, REQUIRED_MEMORY_METRICS,
+                                    REQUIRED_OK_METRICS, REQUIRED_PROVENANCE, SCHEMA_VERSION, STATUSES, config_hash,
+                                    lookup, record_id)
 
 # A shared folder is no place for logs or model files dropped in by mistake; records are ~10 KB.
 MAX_RECORD_BYTES = 1024 ** 2
 
-STATUSES = ("ok", "oom", "error")
-PHASES = ("fwd_infer", "fwd_train", "fwd_bwd", "step")
-
-# What a record must say about where it was measured: enough to group it by hardware and to reproduce it.
-REQUIRED_PROVENANCE = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "python", "torch",
-                       "device_type", "cpu_model", "cpu_cores", "utc_time")
-REQUIRED_GPU_PROVENANCE = ("gpu_name", "gpu_uuid", "gpu_memory_bytes")
-REQUIRED_CONFIG = ("model.name", "method.name", "precision.name", "checkpointing.enabled", "workload.batch_size",
-                   "workload.seq_len", "measure.repeats", "measure.memory", "measure.flops", "device.name")
+# Config fields that count something and so must be at least 1.
+AT_LEAST_ONE_CONFIG = ("workload.batch_size", "workload.seq_len", "measure.repeats")
 
 
 class RecordInvalid(ValueError):
@@ -41,7 +36,7 @@ class RecordInvalid(ValueError):
 # the first; a migration is added here whenever SCHEMA_VERSION moves, so old submissions stay readable.
 def _from_1_0(record: dict) -> dict:
     """1.0 -> 1.1: the prediction is a pure function of the stored config, compared with the stored metrics."""
-    from harness.records.schema import attach_prediction
+    from harness.records.predicted import attach_prediction
 
     return attach_prediction(record)
 
@@ -50,7 +45,8 @@ def _from_1_1(record: dict) -> dict:
     """1.1 -> 1.2: the inference peak was measured with the optimizer state alive (never with gradients: they
     were reset before each phase). The state did not change during that phase, so the model-alone figure is
     exactly the recorded peak less `optimizer_bytes`; the recorded figure is kept beside it under its meaning."""
-    from harness.records.schema import PEAK_INFER_HOLDS, attach_prediction
+    from harness.records.predicted import attach_prediction
+    from harness.records.schema import PEAK_INFER_HOLDS
 
     memory = (record.get("metrics") or {}).get("memory")
     if isinstance(memory, dict) and isinstance(memory.get("peak_infer_bytes"), int) and isinstance(
@@ -125,14 +121,6 @@ def parse(data: bytes) -> dict:
     return obj
 
 
-def _get(obj: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            raise KeyError(dotted)
-        obj = obj[part]
-    return obj
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -168,7 +156,7 @@ def _walk_numbers(obj: Any, path: str, key: str = "") -> None:
 
 def _require(record: dict, dotted: str, kind: type | tuple[type, ...] | None = None) -> Any:
     try:
-        value = _get(record, dotted)
+        value = lookup(record, dotted)
     except KeyError:
         raise RecordInvalid(dotted, "missing") from None
     if kind is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
@@ -202,7 +190,7 @@ def check(record: dict) -> dict:
         raise RecordInvalid("config", "must be an object")
     for key in REQUIRED_CONFIG:
         _require(record, f"config.{key}")
-    for key in ("workload.batch_size", "workload.seq_len", "measure.repeats"):
+    for key in AT_LEAST_ONE_CONFIG:
         value = _require(record, f"config.{key}", int)
         if value < 1:
             raise RecordInvalid(f"config.{key}", f"{value} must be at least 1")
@@ -220,19 +208,18 @@ def check(record: dict) -> dict:
     if status == "oom":
         _require(record, "error.message", str)
         return record
-    for phase in PHASES:
-        _require(record, f"metrics.time.{phase}.median_s", (int, float))
-    ratio = _require(record, "metrics.compute_ratio", (int, float))
-    if ratio <= 0:
-        raise RecordInvalid("metrics.compute_ratio", f"{ratio} must be positive")
-    ci = _require(record, "metrics.compute_ratio_ci95", list)
-    if len(ci) != 2:
-        raise RecordInvalid("metrics.compute_ratio_ci95", f"must be [lo, hi], got {ci!r}")
-    _require(record, "metrics.throughput.step_samples_per_s", (int, float))
+    for path in REQUIRED_OK_METRICS:
+        if path == "metrics.compute_ratio_ci95":
+            ci = _require(record, path, list)
+            if len(ci) != 2:
+                raise RecordInvalid(path, f"must be [lo, hi], got {ci!r}")
+            continue
+        value = _require(record, path, (int, float))
+        if path == "metrics.compute_ratio" and value <= 0:
+            raise RecordInvalid(path, f"{value} must be positive")
     if record["config"]["measure"]["memory"]:
-        for key in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "peak_step_bytes",
-                    "peak_infer_bytes"):
-            _require(record, f"metrics.memory.{key}", int)
+        for path in REQUIRED_MEMORY_METRICS:
+            _require(record, path, int)
     if not isinstance(record["checks"], list):
         raise RecordInvalid("checks", "must be a list")
     for i, c in enumerate(record["checks"]):

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.spec.case import Case
+from harness.spec.compose import override_key
 from harness.spec.config import ConfigError
 
 SEARCHABLE = ("workload.batch_size", "workload.seq_len")
@@ -37,15 +39,12 @@ class FitResult:
     max_fitting: int | None = None
     first_not_fitting: int | None = None
     stopped_by_error: str | None = None
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+    provenance: dict | None = None  # of the first probe: the device the search measured
 
 
 def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
-    fit = {_key(o): o.split("=", 1)[1] for o in overrides if _key(o).startswith("fit.")}
-    rest = [o for o in overrides if not _key(o).startswith("fit.")]
+    fit = {override_key(o): o.split("=", 1)[1] for o in overrides if override_key(o).startswith("fit.")}
+    rest = [o for o in overrides if not override_key(o).startswith("fit.")]
     unknown = sorted(set(fit) - {"fit.search", "fit.max"})
     if unknown:
         raise ConfigError(unknown[0], "unknown; bench fit takes fit.search=KEY and fit.max=N")
@@ -58,7 +57,9 @@ def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
         raise ConfigError("fit.max", f"{fit['fit.max']!r} is not an integer") from None
     if limit < 1:
         raise ConfigError("fit.max", f"must be >= 1, got {limit}")
-    if any(_key(o) == search for o in rest):
+    if any(override_key(o) == "suite" for o in rest):
+        raise ConfigError("suite", "bench fit searches one configuration; give overrides, not a suite")
+    if any(override_key(o) == search for o in rest):
         raise ConfigError(search, "is what bench fit searches; leave it out of the overrides")
     return search, limit, rest
 
@@ -102,8 +103,9 @@ class _ProbeFailed(Exception):
 
 
 def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> FitResult:
-    from harness.records.schema import write_record
-    from harness.run.sweep import run_in_subprocess
+    from harness.records.io import write_record
+    from harness.run.process import run_in_subprocess
+    from harness.spec.compose import make_case
 
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -111,9 +113,10 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
     tried: dict[int, bool] = {}
 
     def probe(value: int) -> bool:
-        overrides = [*PROBE_DEFAULTS, *base, f"{search_key}={value}"]
-        record = run_in_subprocess(overrides, logs / f"probe-{search_key.split('.')[1]}-{value}.log")
+        case = make_case([*PROBE_DEFAULTS, *base, f"{search_key}={value}"])
+        record = run_in_subprocess(case, logs / f"probe-{search_key.split('.')[1]}-{value}.log")
         path = write_record(record, output_dir)
+        result.provenance = result.provenance or record["provenance"]
         peak = ((record.get("metrics") or {}).get("memory") or {}).get("peak_step_bytes")
         result.probes.append(Probe(value, record["status"], (record.get("error") or {}).get("phase"), path.name, peak))
         if record["status"] == "error":
@@ -148,7 +151,7 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
 
 
 def write_fit_json(output_dir: Path, result: FitResult, predicted: dict, device: dict, command: str) -> Path:
-    from harness.records.schema import write_new_file
+    from harness.records.io import write_new_file
 
     body = {
         "search": result.search,
@@ -163,3 +166,41 @@ def write_fit_json(output_dir: Path, result: FitResult, predicted: dict, device:
         "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return write_new_file(output_dir / "fit.json", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+
+
+@dataclass
+class FitOutcome:
+    result: FitResult
+    predicted: dict
+    device: dict
+    path: Path  # fit.json
+    where: str  # the device or budget, in words
+
+
+def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_dir: Path,
+            command: str) -> FitOutcome:
+    """The whole of `bench fit` after parsing: the measured search (`first` is the planned case at 1), the
+    analytic prediction against the same budget (the emulated one, else the device the probes ran on), and
+    fit.json."""
+    import torch
+
+    from harness.spec.units import GIB
+
+    if (output_dir / "fit.json").exists():
+        raise ConfigError("output_dir", f"{output_dir}/fit.json already exists; choose another output_dir")
+    cfg = first.cfg
+    on_cuda = cfg.device.name == "cuda" or (cfg.device.name == "auto" and torch.cuda.is_available())
+    budget = cfg.device.memory_budget_gib
+    if budget is None and not on_cuda:
+        raise ConfigError("device.memory_budget_gib", "bench fit on a CPU needs a budget (a CPU has no device memory "
+                                                      "to fill): e.g. device.memory_budget_gib=0.5")
+    result = search(base, search_key, limit, output_dir)
+    prov = result.provenance or {}
+    device = ({"type": prov.get("device_type"), "name": prov.get("gpu_name") or prov.get("cpu_model"),
+               "memory_bytes": prov.get("gpu_memory_bytes")} if prov else {"type": "cuda" if on_cuda else "cpu"})
+    budget_bytes = int(budget * GIB) if budget is not None else prov.get("gpu_memory_bytes")
+    device.update({"memory_budget_gib": budget, "budget_emulated": budget is not None})
+    predicted = predicted_max(first.config, search_key, budget_bytes, limit)
+    path = write_fit_json(output_dir, result, predicted, device, command)
+    where = f"{budget} GiB (emulated budget)" if budget is not None else f"{device.get('name')}"
+    return FitOutcome(result, predicted, device, path, where)

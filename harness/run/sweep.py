@@ -1,104 +1,18 @@
-"""Sweeps: one spawned process per case, one record per case, a progress bar and a summary at the end.
+"""Sweeps: one process per case (harness/run/process.py), one record per case, a progress bar, resumable.
 
-A fresh process per case keeps allocator state, the CUDA context and libraries that patch torch
-(bitsandbytes, peft) from carrying over from one case to the next. A case that raises, crashes or is
-killed still yields a record (status error), and the sweep goes on.
+A case that raises, crashes or is killed still yields a record (status error), and the sweep goes on.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import sys
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.measure.faults import describe_exit
-from harness.records.schema import build_record, write_record
-
-
-def _child(overrides: list[str], conn, log_path: str) -> None:
-    # Library chatter (bitsandbytes, transformers) goes to the case's log, not over the progress bar.
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    try:
-        from harness.measure.case import run_case
-
-        conn.send(run_case(overrides, report=lambda stage: conn.send({STAGE: stage})))
-    except BaseException:  # the parent turns this into an error record
-        conn.send({CRASH: traceback.format_exc()[-8000:]})
-    finally:
-        conn.close()
-
-
-STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that are not its record
-
-
-def _parent_error_record(overrides: list[str], message: str, kind: str, phase: str | None) -> dict:
-    import torch
-
-    from harness.measure import provenance
-    from harness.spec.compose import compose_case, to_container
-
-    config = to_container(compose_case(overrides))
-    return build_record(config=config, overrides=overrides, provenance=provenance.collect(torch.device("cpu")),
-                        status="error", error={"type": kind, "message": message, "phase": phase})
-
-
-def run_in_subprocess(overrides: list[str], log_path: Path) -> dict:
-    """The record of one case, run in a fresh spawned process. The process reports each stage it enters, so a
-    case that runs past its measure.case_timeout_s (then killed) or dies without a record (a signal, the
-    kernel's OOM killer) still gets an error record saying how it ended and where."""
-    from harness.spec.compose import compose_case
-
-    timeout_s = compose_case(overrides).measure.case_timeout_s
-    ctx = mp.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(overrides, send, str(log_path)))
-    started = time.monotonic()
-    proc.start()
-    send.close()
-    message, stage, timed_out = None, "start", False
-    try:
-        while message is None:
-            left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
-            if left is not None and left <= 0:
-                timed_out = True
-                break
-            if not receive.poll(left):
-                continue
-            try:
-                received = receive.recv()
-            except EOFError:  # the child died before sending its record
-                break
-            if isinstance(received, dict) and STAGE in received:
-                stage = received[STAGE]
-            else:
-                message = received
-    except KeyboardInterrupt:  # Ctrl-C: the case's process goes too, and it has written nothing
-        proc.kill()
-        proc.join()
-        raise
-    if timed_out:
-        proc.kill()
-    proc.join(timeout=30)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    if timed_out:
-        return _parent_error_record(
-            overrides, f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; "
-                       f"see {log_path}", "CaseTimeout", stage)
-    if message is None:
-        return _parent_error_record(
-            overrides, f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see "
-                       f"{log_path}", "ProcessDied", stage)
-    if CRASH in message:
-        return _parent_error_record(overrides, message[CRASH], "CaseCrashed", stage)
-    return message
+from harness.records.io import write_record
+from harness.run.process import run_in_subprocess
+from harness.spec.case import Case
+from harness.spec.compose import override_key
 
 
 @dataclass
@@ -133,16 +47,17 @@ def existing_results(output_dir: Path) -> tuple[dict[str, Path], list[str]]:
     return found, unreadable
 
 
-def run_sweep(cases: list[list[str]], output_dir: Path, progress: bool = True, force: bool = False) -> SweepResult:
+def run_sweep(cases: list[Case | list[str]], output_dir: Path, progress: bool = True,
+              force: bool = False) -> SweepResult:
     """Run every case not already recorded in output_dir (matched by config hash; `force` reruns them all).
 
-    Records are written whole or not at all (harness.records.schema.write_new_file), so a sweep stopped by Ctrl-C or
+    Records are written whole or not at all (harness.records.io.write_new_file), so a sweep stopped by Ctrl-C or
     a kill leaves only complete records, and rerunning the same command resumes it."""
     from tqdm import tqdm
 
-    from harness.spec.compose import compose_case, to_container
-    from harness.records.schema import config_hash
+    from harness.spec.compose import make_case
 
+    cases = [c if isinstance(c, Case) else make_case(c) for c in cases]  # override lists: tests, one-off calls
     output_dir.mkdir(parents=True, exist_ok=True)
     logs = output_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -150,15 +65,15 @@ def run_sweep(cases: list[list[str]], output_dir: Path, progress: bool = True, f
     done, result.unreadable = ({}, []) if force else existing_results(output_dir)
     bar = tqdm(total=len(cases), unit="case", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        for index, overrides in enumerate(cases):
-            previous = done.get(config_hash(to_container(compose_case(overrides))))
+        for index, case in enumerate(cases):
+            previous = done.get(case.config_hash)
             if previous is not None:
                 result.skipped.append(previous)
                 bar.update(1)
                 continue
-            bar.set_description(" ".join(o for o in overrides
-                                         if o.split("=")[0] in ("model", "method", "checkpointing")))
-            record = run_in_subprocess(overrides, logs / f"case-{index:03d}.log")
+            bar.set_description(" ".join(o for o in case.overrides
+                                         if override_key(o) in ("model", "method", "checkpointing")))
+            record = run_in_subprocess(case, logs / f"case-{index:03d}.log")
             result.paths.append(write_record(record, output_dir))
             result.records.append(record)
             bar.update(1)

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness import repo_root
-from harness.spec.config import ConfigError, register_configs, validate
+from harness.spec.case import Case
+from harness.spec.config import ConfigError, validate
 
 GROUPS = ("model", "method", "precision", "checkpointing", "workload", "measure", "device", "suite")
 
@@ -28,7 +29,8 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (suites_dir() / group).glob("*.yaml"))
 
 
-def _override_key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The dotted key of a command-line override (`+a.b=1`, `~a.b`, `a.b=1` -> `a.b`): the one parser."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -37,7 +39,7 @@ def merge_overrides(*lists: list[str]) -> list[str]:
     merged: dict[str, str] = {}
     for overrides in lists:
         for override in overrides:
-            merged[_override_key(override)] = override
+            merged[override_key(override)] = override
     return list(merged.values())
 
 
@@ -74,9 +76,23 @@ def _explain(exc: Exception, overrides: list[str]) -> ConfigError:
     text = str(exc)
     for group in GROUPS:
         if f"'{group}/" in text or f"group '{group}'" in text or f"in group: {group}" in text:
-            chosen = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == group), "?")
+            chosen = next((o.split("=", 1)[1] for o in overrides if override_key(o) == group), "?")
             return ConfigError(group, f"unknown option {chosen!r}; allowed: {', '.join(group_options(group))}")
     return ConfigError("overrides", text.splitlines()[0])
+
+
+def register_configs() -> None:
+    """Hydra's ConfigStore learns every schema: the YAML files under suites/ only set values."""
+    from hydra.core.config_store import ConfigStore
+
+    from harness.spec.config import SCHEMAS, BenchConfig, SuiteConfig
+
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=BenchConfig)
+    for option, schema in {**SCHEMAS, "suite": SuiteConfig}.items():
+        group = option.split("=")[0]
+        name = option.split("=")[1] if "=" in option else group
+        cs.store(group=group, name=f"{name}_schema", node=schema)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -126,23 +142,25 @@ def expand_suite(suite: Any) -> list[list[str]]:
             for variant in suite.variants for combo in crossed]
 
 
-def plan_cases(user_overrides: list[str], multirun: bool) -> tuple[list[list[str]], str | None]:
-    """Every case to run as its own override list (suite=... removed), validated before anything runs.
+def make_case(overrides: list[str], suite: str | None = None) -> Case:
+    """Compose and validate `overrides` (ConfigError for anything invalid) into a Case."""
+    return Case(tuple(overrides), to_container(compose_case(list(overrides))), suite)
+
+
+def plan_cases(user_overrides: list[str], multirun: bool) -> list[Case]:
+    """Every case to run (suite=... removed from its overrides), composed and validated before anything runs.
 
     User overrides win over a suite's; with `-m` their comma lists are crossed with the suite's cases.
     """
-    suite_name = next((o.split("=", 1)[1] for o in user_overrides if _override_key(o) == "suite"), None)
-    user = [o for o in user_overrides if _override_key(o) != "suite"]
+    suite_name = next((o.split("=", 1)[1] for o in user_overrides if override_key(o) == "suite"), None)
+    user = [o for o in user_overrides if override_key(o) != "suite"]
     user_variants = expand_sweep(user) if multirun else [user]
     if suite_name is not None:
         suite = compose_config([f"suite={suite_name}"]).suite
         suite_cases = expand_suite(suite)
     else:
         suite_cases = [[]]
-    cases = [merge_overrides(sc, uv) for sc in suite_cases for uv in user_variants]
-    for case in cases:
-        compose_case(case)  # fail before any model is built
-    return cases, suite_name
+    return [make_case(merge_overrides(sc, uv), suite_name) for sc in suite_cases for uv in user_variants]
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -8,10 +8,9 @@ segments) are resolved into a separate `resolved` section of the record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from harness.spec.presets import LLAMA_PRESETS
@@ -31,6 +30,13 @@ class ConfigError(ValueError):
         self.key = key
 
 
+def doc(text: str, default: Any = None, *, factory: Any = None) -> Any:
+    """A config field with its one-line documentation, which `bench run --help` reads from the dataclass."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ConfigError(key, message)
@@ -43,165 +49,112 @@ def _positive_int(value: Any, key: str) -> None:
 
 @dataclass
 class MlpConfig:
-    name: str = "mlp"
-    """Model family: `mlp` is depth x (Linear + activation), the deep-network case."""
-    depth: int = 8
-    """Number of Linear + activation blocks (1..4096)."""
-    width: int = 256
-    """Features in and out of every Linear (square layers)."""
-    activation: str = "relu"
-    """Activation after each Linear: relu | gelu | tanh | sigmoid."""
-    residual: bool = False
-    """Add the block input to its output (x + act(linear(x)))."""
-    norm: bool = False
-    """LayerNorm before each Linear."""
-    bias: bool = True
-    """Linear layers carry a bias."""
+    name: str = doc("Model family: `mlp` is depth x (Linear + activation), the deep-network case.", "mlp")
+    depth: int = doc("Number of Linear + activation blocks (1..4096).", 8)
+    width: int = doc("Features in and out of every Linear (square layers).", 256)
+    activation: str = doc("Activation after each Linear: relu | gelu | tanh | sigmoid.", "relu")
+    residual: bool = doc("Add the block input to its output (x + act(linear(x))).", False)
+    norm: bool = doc("LayerNorm before each Linear.", False)
+    bias: bool = doc("Linear layers carry a bias.", True)
 
 
 @dataclass
 class LlamaModelConfig:
-    name: str = "llama"
-    """Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights."""
-    preset: str = "tiny"
-    """Shape preset (see harness/spec/presets.py); the fields below, when set, override it."""
-    hidden_size: Optional[int] = None
-    """Model width d; null takes the preset's."""
-    num_layers: Optional[int] = None
-    """Decoder layers; null takes the preset's."""
-    num_heads: Optional[int] = None
-    """Attention (query) heads; null takes the preset's."""
-    num_kv_heads: Optional[int] = None
-    """Key/value heads (grouped-query attention); null takes the preset's."""
-    intermediate_size: Optional[int] = None
-    """SwiGLU hidden width; null takes the preset's."""
-    vocab_size: Optional[int] = None
-    """Vocabulary size; null takes the preset's."""
-    attn_implementation: str = "sdpa"
-    """Attention kernel: eager (materializes seq x seq scores) | sdpa (PyTorch scaled_dot_product_attention)."""
-    weights_path: Optional[str] = None
-    """Local directory with real weights (save_pretrained layout); null builds random weights from the config."""
+    name: str = doc(
+        "Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights.", "llama")
+    preset: str = doc("Shape preset (see harness/spec/presets.py); the fields below, when set, override it.", "tiny")
+    hidden_size: Optional[int] = doc("Model width d; null takes the preset's.", None)
+    num_layers: Optional[int] = doc("Decoder layers; null takes the preset's.", None)
+    num_heads: Optional[int] = doc("Attention (query) heads; null takes the preset's.", None)
+    num_kv_heads: Optional[int] = doc("Key/value heads (grouped-query attention); null takes the preset's.", None)
+    intermediate_size: Optional[int] = doc("SwiGLU hidden width; null takes the preset's.", None)
+    vocab_size: Optional[int] = doc("Vocabulary size; null takes the preset's.", None)
+    attn_implementation: str = doc(
+        "Attention kernel: eager (materializes seq x seq scores) | sdpa (PyTorch scaled_dot_product_attention).",
+        "sdpa")
+    weights_path: Optional[str] = doc(
+        "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None)
 
 
 @dataclass
 class MethodConfig:
-    name: str = MISSING
-    """Training method: full_adamw | adamw8bit | lora | qlora | sgd."""
-    lr: float = 1e-4
-    """Learning rate of the optimizer."""
-    weight_decay: float = 0.0
-    """Decoupled weight decay (AdamW family)."""
-    fused: Optional[bool] = None
-    """torch AdamW fused kernel; null = fused on CUDA, foreach on CPU."""
-    min_8bit_size: int = 4096
-    """adamw8bit: tensors with fewer elements keep 32-bit state (bitsandbytes' default)."""
-    r: int = 16
-    """LoRA rank (lora, qlora)."""
-    alpha: int = 32
-    """LoRA scaling numerator: the update is scaled by alpha / r."""
-    dropout: float = 0.0
-    """LoRA dropout on the adapter input."""
-    target_modules: Optional[list[str]] = None
-    """Module names to adapt; null = every linear layer of attention and MLP."""
+    name: str = doc("Training method: full_adamw | adamw8bit | lora | qlora | sgd.", MISSING)
+    lr: float = doc("Learning rate of the optimizer.", 1e-4)
+    weight_decay: float = doc("Decoupled weight decay (AdamW family).", 0.0)
+    fused: Optional[bool] = doc("torch AdamW fused kernel; null = fused on CUDA, foreach on CPU.", None)
+    min_8bit_size: int = doc(
+        "adamw8bit: tensors with fewer elements keep 32-bit state (bitsandbytes' default).", 4096)
+    r: int = doc("LoRA rank (lora, qlora).", 16)
+    alpha: int = doc("LoRA scaling numerator: the update is scaled by alpha / r.", 32)
+    dropout: float = doc("LoRA dropout on the adapter input.", 0.0)
+    target_modules: Optional[list[str]] = doc(
+        "Module names to adapt; null = every linear layer of attention and MLP.", None)
 
 
 @dataclass
 class PrecisionConfig:
-    name: str = "fp32"
-    """fp32 | bf16 (weights and compute in bf16) | amp_bf16 | amp_fp16 (autocast, fp16 with a grad scaler)."""
+    name: str = doc(
+        "fp32 | bf16 (weights and compute in bf16) | amp_bf16 | amp_fp16 (autocast, fp16 with a grad scaler).", "fp32")
 
 
 @dataclass
 class CheckpointingConfig:
-    enabled: bool = False
-    """Recompute activations in backward (non-reentrant torch.utils.checkpoint)."""
-    segments: Optional[int] = None
-    """mlp only: checkpoint_sequential segments; null = round(sqrt(depth))."""
+    enabled: bool = doc("Recompute activations in backward (non-reentrant torch.utils.checkpoint).", False)
+    segments: Optional[int] = doc("mlp only: checkpoint_sequential segments; null = round(sqrt(depth)).", None)
 
 
 @dataclass
 class WorkloadConfig:
-    batch_size: int = 2
-    """Sequences per batch."""
-    seq_len: int = 64
-    """Tokens per sequence (mlp: rows per sample, each a width-sized vector)."""
-    seed: int = 0
-    """Seed for weights and the synthetic batch: every phase sees the same tensors."""
+    batch_size: int = doc("Sequences per batch.", 2)
+    seq_len: int = doc("Tokens per sequence (mlp: rows per sample, each a width-sized vector).", 64)
+    seed: int = doc("Seed for weights and the synthetic batch: every phase sees the same tensors.", 0)
 
 
 @dataclass
 class MeasureConfig:
-    warmup: int = 2
-    """Untimed repetitions of each phase after the warm-up steps."""
-    repeats: int = 10
-    """Timed repetitions of each phase, interleaved."""
-    warmup_steps: int = 2
-    """Full optimizer steps before anything is measured (optimizers create state at the first step); >= 2."""
-    noisy_cv: float = 0.10
-    """A phase whose coefficient of variation exceeds this is flagged noisy."""
-    memory: bool = True
-    """Run the memory pass (tracker breakdown, per-phase peaks)."""
-    flops: bool = True
-    """Run the FLOP-count pass."""
-    gradients: bool = False
-    """Record per-layer gradient norms and a finite-difference check of autograd (the gradients suite)."""
-    case_timeout_s: Optional[float] = 1800.0
-    """Seconds a case's process may run before it is ended and recorded as timed out (null: no limit)."""
+    warmup: int = doc("Untimed repetitions of each phase after the warm-up steps.", 2)
+    repeats: int = doc("Timed repetitions of each phase, interleaved.", 10)
+    warmup_steps: int = doc(
+        "Full optimizer steps before anything is measured (optimizers create state at the first step); >= 2.", 2)
+    noisy_cv: float = doc("A phase whose coefficient of variation exceeds this is flagged noisy.", 0.10)
+    memory: bool = doc("Run the memory pass (tracker breakdown, per-phase peaks).", True)
+    flops: bool = doc("Run the FLOP-count pass.", True)
+    gradients: bool = doc(
+        "Record per-layer gradient norms and a finite-difference check of autograd (the gradients suite).", False)
+    case_timeout_s: Optional[float] = doc(
+        "Seconds a case's process may run before it is ended and recorded as timed out (null: no limit).", 1800.0)
 
 
 @dataclass
 class DeviceConfig:
-    name: str = "auto"
-    """auto (cuda when visible, else cpu) | cpu | cuda."""
-    index: int = 0
-    """CUDA device index."""
-    memory_budget_gib: Optional[float] = None
-    """Behave as if the device had this many GiB (fractional allowed): CUDA caps the allocator, CPU counts live tensors."""
+    name: str = doc("auto (cuda when visible, else cpu) | cpu | cuda.", "auto")
+    index: int = doc("CUDA device index.", 0)
+    memory_budget_gib: Optional[float] = doc(
+        "Behave as if the device had this many GiB (fractional allowed): CUDA caps the allocator, CPU counts live "
+        "tensors.", None)
 
 
 @dataclass
 class SuiteConfig:
-    name: str = MISSING
-    """Suite name (the file name under suites/suite/)."""
-    description: str = ""
-    """What the suite measures, one line."""
-    base: list[str] = field(default_factory=list)
-    """Overrides applied to every case."""
-    variants: list[list[str]] = field(default_factory=lambda: [[]])
-    """Alternatives run in turn, each a list of overrides (e.g. one per model)."""
-    axes: dict[str, str] = field(default_factory=dict)
-    """Key -> comma-separated values, crossed (Hydra sweep syntax)."""
+    name: str = doc("Suite name (the file name under suites/suite/).", MISSING)
+    description: str = doc("What the suite measures, one line.", "")
+    base: list[str] = doc("Overrides applied to every case.", factory=list)
+    variants: list[list[str]] = doc(
+        "Alternatives run in turn, each a list of overrides (e.g. one per model).", factory=lambda: [[]])
+    axes: dict[str, str] = doc("Key -> comma-separated values, crossed (Hydra sweep syntax).", factory=dict)
 
 
 @dataclass
 class BenchConfig:
-    model: Any = MISSING
-    """Model group: mlp | llama."""
-    method: MethodConfig = MISSING
-    """Method group."""
+    model: Any = doc("Model group: mlp | llama.", MISSING)
+    method: MethodConfig = doc("Method group.", MISSING)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
-    suite: Optional[SuiteConfig] = None
-    """A sweep: `suite=NAME` runs every case of suites/suite/NAME.yaml."""
-    output_dir: Optional[str] = None
-    """Where records go; null = a new timestamped folder under results/runs/."""
-
-
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="bench_schema", node=BenchConfig)
-    cs.store(group="model", name="mlp_schema", node=MlpConfig)
-    cs.store(group="model", name="llama_schema", node=LlamaModelConfig)
-    cs.store(group="method", name="method_schema", node=MethodConfig)
-    cs.store(group="precision", name="precision_schema", node=PrecisionConfig)
-    cs.store(group="checkpointing", name="checkpointing_schema", node=CheckpointingConfig)
-    cs.store(group="workload", name="workload_schema", node=WorkloadConfig)
-    cs.store(group="measure", name="measure_schema", node=MeasureConfig)
-    cs.store(group="device", name="device_schema", node=DeviceConfig)
-    cs.store(group="suite", name="suite_schema", node=SuiteConfig)
+    suite: Optional[SuiteConfig] = doc("A sweep: `suite=NAME` runs every case of suites/suite/NAME.yaml.", None)
+    output_dir: Optional[str] = doc("Where records go; null = a new timestamped folder under results/runs/.", None)
 
 
 def validate(cfg: Any) -> None:
@@ -276,3 +229,16 @@ def validate(cfg: Any) -> None:
     budget = cfg.device.memory_budget_gib
     _require(budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
              "device.memory_budget_gib", f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}")
+
+
+# Every schema, with the config-group option it stands for: Hydra's ConfigStore registers them
+# (harness/spec/compose.py) and `bench run --help` lists their fields from them.
+SCHEMAS: dict[str, type] = {"model=mlp": MlpConfig, "model=llama": LlamaModelConfig, "method": MethodConfig,
+                            "precision": PrecisionConfig, "checkpointing": CheckpointingConfig,
+                            "workload": WorkloadConfig, "measure": MeasureConfig, "device": DeviceConfig}
+
+
+def field_docs(schema: type) -> dict[str, str]:
+    """{field: its one-line doc} of a schema dataclass."""
+    return {f.name: f.metadata["doc"] for f in fields(schema) if "doc" in f.metadata}
+

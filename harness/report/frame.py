@@ -1,0 +1,195 @@
+"""The data frame every report shares: each submitted record as one pandas row, and repeats grouped.
+
+A group is one configuration (config_hash) on one piece of hardware with one torch build and one software
+environment (the lock's, or its stated differences from the lock): those are repeats, and only repeats are
+summarised together (median, min, max, n; the mean without the fastest and slowest once there are five or
+more). Tables, plots, claims and citations read these frames; the metric columns come from the record schema
+(harness/records/schema.py METRICS), so a metric added there is in every report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from harness.records.folder import Stored, hardware_key, hardware_label
+from harness.records.schema import METRICS, canonical_json, config_hash, lookup
+from harness.spec.units import table_scale
+
+METRIC_NAMES = [metric.column for metric in METRICS]
+# What makes rows repeats of each other.
+GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
+
+
+def config_label(config: dict) -> str:
+    """Short, stable name of a configuration for tables and plot axes."""
+    model = config["model"]
+    if model["name"] == "llama":
+        name = f"llama:{model.get('preset')}" + (f":{model['attn_implementation']}"
+                                                 if model.get("attn_implementation") != "sdpa" else "")
+    else:
+        name = f"mlp:{model.get('depth')}x{model.get('width')}"
+        if model.get("activation", "relu") != "relu":
+            name += f":{model['activation']}"
+        if model.get("residual"):
+            name += "+res"
+        if model.get("norm"):
+            name += "+ln"
+    label = f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
+    budget = (config.get("device") or {}).get("memory_budget_gib")
+    return label + (f" budget {budget:g} GiB" if budget is not None else "")
+
+
+ENV_LISTED = 4  # differences named in an environment label; more are counted and fingerprinted
+
+
+def environment_label(prov: dict) -> str:
+    """The software stack as a grouping key: "lock" when every pinned package matched requirements.lock,
+    else the differences ("differs: torch 2.11.0+cu130, peft not installed"), so runs from a cluster's
+    PyTorch are never averaged with lock runs. Stable: the same differences give the same text."""
+    env = prov.get("environment")
+    if not isinstance(env, dict):
+        return "not recorded"
+    if env.get("matches_lock") is True:
+        return "lock"
+    diffs = env.get("differences")
+    if env.get("matches_lock") is None or not isinstance(diffs, list):
+        return "not compared with a lock"
+    named = [f"{d.get('package')} {d['installed']}" if d.get("installed") else f"{d.get('package')} not installed"
+             for d in diffs]
+    if len(named) > ENV_LISTED:
+        fingerprint = hashlib.sha256(canonical_json(diffs).encode()).hexdigest()[:8]
+        named = [*named[:ENV_LISTED], f"{len(named) - ENV_LISTED} more [{fingerprint}]"]
+    return "differs: " + ", ".join(named)
+
+
+def record_row(stored: Stored, root: Path) -> dict:
+    """One record as one row: what it is (keys, labels, flags) and every metric of the schema, in base units."""
+    r = stored.record
+    cfg, prov = r["config"], r["provenance"]
+    row = {
+        "schema_major": int(str(r["schema_version"]).split(".")[0]),
+        "hardware": hardware_key(prov),
+        "hardware_label": hardware_label(prov),
+        "device_type": prov.get("device_type"),
+        "config_hash": r["config_hash"],
+        "torch": prov.get("torch"),
+        "environment": environment_label(prov),
+        "id": r["id"],
+        "status": r["status"],
+        "oom_phase": (r.get("error") or {}).get("phase") if r["status"] == "oom" else None,
+        "config": config_label(cfg),
+        "model": cfg["model"]["name"],
+        "preset": cfg["model"].get("preset"),
+        "depth": cfg["model"].get("depth"),
+        "attn": cfg["model"].get("attn_implementation"),
+        "activation": cfg["model"].get("activation"),
+        "residual": bool(cfg["model"].get("residual")),
+        "norm": bool(cfg["model"].get("norm")),
+        "method": cfg["method"]["name"],
+        "precision": cfg["precision"]["name"],
+        "checkpointing": bool(cfg["checkpointing"]["enabled"]),
+        "batch_size": cfg["workload"]["batch_size"],
+        "seq_len": cfg["workload"]["seq_len"],
+        "repeats_per_run": cfg["measure"]["repeats"],
+        "harness_version": prov.get("harness_version"),
+        "git_sha": prov.get("git_sha"),
+        "git_dirty": bool(prov.get("git_dirty")),
+        "checks_failed": len(r["flags"].get("checks_failed", [])),
+        "predicted_disagrees": " ".join(r["flags"].get("predicted_disagrees", [])),
+        "noisy": bool(r["flags"].get("noisy")),
+        "utc_time": prov.get("utc_time"),
+        # the same configuration but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit) are matched
+        "hash_without_checkpointing": config_hash({**cfg, "checkpointing": None}),
+        "hash_without_method": config_hash({**cfg, "method": None}),
+        "source": stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path),
+    }
+    for metric in METRICS:
+        value = lookup(r, metric.path, None) if r["status"] == "ok" else None
+        row[metric.column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return row
+
+
+def records_frame(stored: list[Stored], root: Path) -> pd.DataFrame:
+    """Every record as a row, in one order on every machine (generated files must not depend on the folder's)."""
+    frame = pd.DataFrame([record_row(s, root) for s in stored])
+    if frame.empty:
+        return frame
+    return frame.sort_values(["schema_major", "hardware", "config", "method", "checkpointing", "utc_time", "id"],
+                             kind="mergesort").reset_index(drop=True)
+
+
+def trimmed_mean(values: pd.Series) -> float | None:
+    """Mean without the single fastest and slowest value; only defined from five values up."""
+    values = values.dropna().sort_values()
+    if len(values) < 5:
+        return None
+    return float(values.iloc[1:-1].mean())
+
+
+# Carried from a group's first record (the same for every repeat of one configuration).
+GROUP_COPIED = ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
+                "residual", "norm", "method", "hash_without_checkpointing", "hash_without_method", "precision",
+                "checkpointing", "batch_size", "seq_len", "repeats_per_run")
+GROUP_COUNTS = ("n", "n_oom", "oom_phases", "status", "git_dirty_runs", "checks_failed_runs", "noisy_runs",
+                "predicted_disagrees", "git_shas", "ids")
+STATISTICS = ("median", "min", "max", "trimmed_mean")
+GROUPED_COLUMNS = [*GROUP_KEYS, *GROUP_COPIED, *GROUP_COUNTS,
+                   *(f"{name}_{stat}" for name in METRIC_NAMES for stat in STATISTICS)]
+
+
+def memory_unit(values: pd.Series) -> tuple[int, str]:
+    """MiB, or GiB once the largest value reaches 4 GiB: one rule for tables and plots."""
+    values = values.dropna()
+    return table_scale(values.max() if len(values) else 0)
+
+
+def grouped(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (schema major, hardware, configuration, torch build, environment) with statistics over ok
+    repeats; an empty frame (an empty folder) gives an empty table with every column, so readers need no
+    special case."""
+    if frame.empty:
+        return pd.DataFrame(columns=GROUPED_COLUMNS)
+    out = []
+    for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
+        ok = group[group["status"] == "ok"]
+        first = group.iloc[0]
+        row = dict(zip(GROUP_KEYS, key))
+        for col in GROUP_COPIED:
+            row[col] = first[col]
+        row["n"] = len(ok)
+        row["n_oom"] = int((group["status"] == "oom").sum())
+        row["oom_phases"] = " ".join(sorted({p for p in group["oom_phase"].dropna()}))
+        row["status"] = "ok" if row["n_oom"] == 0 else ("oom" if len(ok) == 0 else "ok+oom")
+        row["git_dirty_runs"] = int(group["git_dirty"].sum())
+        row["checks_failed_runs"] = int((group["checks_failed"] > 0).sum())
+        row["noisy_runs"] = int(group["noisy"].sum())
+        row["predicted_disagrees"] = " ".join(sorted({q for v in ok["predicted_disagrees"] for q in v.split()}))
+        row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
+        row["ids"] = " ".join(group["id"])
+        for name in METRIC_NAMES:
+            values = ok[name].dropna()
+            row[f"{name}_median"] = float(values.median()) if len(values) else None
+            row[f"{name}_min"] = float(values.min()) if len(values) else None
+            row[f"{name}_max"] = float(values.max()) if len(values) else None
+            row[f"{name}_trimmed_mean"] = trimmed_mean(values)
+        out.append(row)
+    result = pd.DataFrame(out, columns=GROUPED_COLUMNS)
+    return result.sort_values(["schema_major", "hardware", "config", "method", "checkpointing"],
+                              kind="mergesort").reset_index(drop=True)
+
+
+@contextlib.contextmanager
+def quiet_fragmentation() -> Iterator[None]:
+    """Around joins and index changes of the grouped frame: it is wide (four statistics per metric), and pandas
+    then warns that the frame is "highly fragmented" — a hint about speed on frames of thousands of columns,
+    not about correctness, and noise on a hundred rows. Scoped to the operation, so other pandas code in the
+    process still gets the warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
+        yield

@@ -1,0 +1,84 @@
+"""Reading the grouped frame (harness/report/frame.py) for the judges: selecting rows by structured columns,
+and pairing rows that are the same configuration but for one axis. pandas only."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.report.frame import quiet_fragmentation
+
+# --- reading the grouped frame -------------------------------------------------------------------------------
+
+# The columns that say which configuration a row is (what harness.report.frame.config_label writes as text),
+# so that "the same configuration but for the depth / the precision" is a key of columns, not of label text.
+CONFIGURATION = ("model", "preset", "attn", "depth", "width", "activation", "residual", "norm", "precision",
+                 "batch_size", "seq_len", "memory_budget_gib")
+
+
+def with_configuration_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with every column of CONFIGURATION. The grouped frame does not carry `width` (model.width) nor
+    `memory_budget_gib` (device.memory_budget_gib) yet: until harness.report.frame.record_row does, they are
+    taken here from the configuration label, the one place in this module that reads one. Where the frame
+    has the columns, they are used as they are."""
+    out = rows
+    if "width" not in out.columns:
+        out = out.assign(width=out["config"].astype(object).str.extract(r"^mlp:\d+x(\d+)", expand=False))
+    if "memory_budget_gib" not in out.columns:
+        out = out.assign(memory_budget_gib=out["config"].astype(object).str.extract(r" budget (\S+) GiB$",
+                                                                                     expand=False))
+    return out
+
+
+def same_configuration_but(rows: pd.DataFrame, *varying: str) -> list[pd.DataFrame]:
+    """The rows split by hardware and configuration, the columns in `varying` left free (in frame order)."""
+    if rows.empty:
+        return []
+    cols = ["hardware", *(c for c in CONFIGURATION if c not in varying)]
+    values = with_configuration_columns(rows)[cols].astype(object)
+    values = values.where(values.notna(), None)  # NaN != NaN: a missing value is one key, not many
+    index: dict[tuple, list] = {}
+    for position, key in zip(rows.index, values.itertuples(index=False, name=None)):
+        index.setdefault(key, []).append(position)
+    return [rows.loc[positions] for positions in index.values()]
+
+
+def select(groups: pd.DataFrame, where: dict | None) -> pd.DataFrame:
+    out = groups
+    for col, allowed in (where or {}).items():
+        out = out[out[col].isin(allowed)]
+    return out
+
+
+def measured_rows(groups: pd.DataFrame) -> pd.DataFrame:
+    """Groups with at least one ok repeat."""
+    return groups[groups["n"] > 0]
+
+
+def hardware_of(rows: pd.DataFrame) -> str:
+    return ", ".join(sorted(set(rows["hardware_label"]))) if len(rows) else "—"
+
+
+def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
+    """Rows with checkpointing on matched to the same configuration and method with it off (also drawn by
+    harness.report.plots)."""
+    ok = measured_rows(groups)
+    key = ["hardware", "torch", "environment", "hash_without_checkpointing", "config", "method"]
+    with quiet_fragmentation():
+        off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
+        on = ok[ok["checkpointing"].astype(bool)].set_index(key)
+        joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
+    if joined.empty:
+        return joined
+    joined = joined.assign(
+        time_added_pct=(joined["step_s_median_on"] / joined["step_s_median_off"] - 1) * 100,
+        peak_saved_pct=(1 - joined["peak_step_bytes_median_on"] / joined["peak_step_bytes_median_off"]) * 100,
+        activations_saved_pct=(1 - joined["activations_bytes_median_on"] / joined["activations_bytes_median_off"]) * 100)
+    return joined.sort_values(key).reset_index(drop=True)
+
+
+def within(value: float, bounds: list[float]) -> bool:
+    lo, hi = bounds
+    return bool(lo <= value <= hi)
+
+
+# --- the judges ----------------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""One fresh process per case: isolation (allocator state, the CUDA context, libraries that patch torch), a time
+limit, and a record whatever happens — a case that raises, runs past measure.case_timeout_s, or dies (a signal,
+the kernel's OOM killer) still yields an error record saying how it ended and in which stage.
+
+Processes start from a forkserver that has already imported torch and transformers (harness/run/preload.py):
+each case is still a fresh process, without the seconds of imports. BENCH_START_METHOD=spawn starts each from
+scratch instead (the fallback if a platform's forkserver misbehaves)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from pathlib import Path
+
+from harness.records.predicted import prediction
+from harness.records.schema import build_record
+from harness.run.exits import describe_exit
+from harness.spec.case import Case
+from harness.spec.config import ConfigError
+
+START_METHOD_ENV = "BENCH_START_METHOD"
+START_METHODS = ("forkserver", "spawn")
+STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that are not its record
+
+
+def _context():
+    method = os.environ.get(START_METHOD_ENV, "forkserver")
+    if method not in START_METHODS:
+        raise ConfigError(START_METHOD_ENV, f"{method!r} is not a start method here; allowed: {', '.join(START_METHODS)}")
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["harness.run.preload"])
+    return ctx
+
+
+def _child(case: Case, conn, log_path: str) -> None:
+    # Library chatter (bitsandbytes, transformers) goes to the case's log, not over the progress bar.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        from harness.measure.case import run_case
+
+        conn.send(run_case(case, report=lambda stage: conn.send({STAGE: stage})))
+    except BaseException:  # the parent turns this into an error record
+        conn.send({CRASH: traceback.format_exc()[-8000:]})
+    finally:
+        conn.close()
+
+
+def _parent_error_record(case: Case, message: str, kind: str, phase: str | None) -> dict:
+    import torch
+
+    from harness.measure import provenance
+
+    prov = provenance.collect(torch.device("cpu"))
+    return build_record(config=case.config, overrides=list(case.overrides), provenance=prov,
+                        predicted=prediction(case.config, prov),
+                        status="error", error={"type": kind, "message": message, "phase": phase})
+
+
+def run_in_subprocess(case: Case, log_path: Path) -> dict:
+    """The record of `case`, measured in a fresh process. The process reports each stage it enters, so a case
+    that runs past its measure.case_timeout_s (then killed) or dies without a record still gets a record
+    saying how it ended and where."""
+    timeout_s = case.config["measure"]["case_timeout_s"]
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(case, send, str(log_path)))
+    started = time.monotonic()
+    proc.start()
+    send.close()
+    message, stage, timed_out = None, "start", False
+    try:
+        while message is None:
+            left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                timed_out = True
+                break
+            if not receive.poll(left):
+                continue
+            try:
+                received = receive.recv()
+            except EOFError:  # the child died before sending its record
+                break
+            if isinstance(received, dict) and STAGE in received:
+                stage = received[STAGE]
+            else:
+                message = received
+    except KeyboardInterrupt:  # Ctrl-C: the case's process goes too, and it has written nothing
+        proc.kill()
+        proc.join()
+        raise
+    if timed_out:
+        proc.kill()
+    proc.join(timeout=30)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    if timed_out:
+        return _parent_error_record(
+            case, f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; "
+                  f"see {log_path}", "CaseTimeout", stage)
+    if message is None:
+        return _parent_error_record(
+            case, f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see "
+                  f"{log_path}", "ProcessDied", stage)
+    if CRASH in message:
+        return _parent_error_record(case, message[CRASH], "CaseCrashed", stage)
+    return message

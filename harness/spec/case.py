@@ -1,0 +1,29 @@
+"""What a case is once planned: its overrides, its resolved config as plain data, the suite it came from.
+Built once by harness/spec/compose.py (the only module that runs Hydra) and passed on as it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case, composed and validated once when it is planned, then passed on as it is: to the process that
+    measures it (which needs no Hydra), to its record, to the resume check."""
+
+    overrides: tuple[str, ...]  # what reproduces it: `bench run` + these
+    config: dict  # the resolved config as plain data, as the record stores it
+    suite: str | None = None
+
+    @property
+    def cfg(self) -> DictConfig:
+        """Attribute access for the measuring code (cfg.model.depth), from the plain data."""
+        return OmegaConf.create(self.config)
+
+    @property
+    def config_hash(self) -> str:
+        from harness.records.schema import config_hash
+
+        return config_hash(self.config)
