@@ -183,8 +183,8 @@ def test_linear_in_depth_claim_7(tmp_path):
 
 
 def test_same_configuration_keys_on_columns_not_labels(tmp_path):
-    """The depth-free family of mlp:4xW keeps the widths apart (width is read off the label until the grouped
-    frame carries it) and puts the three methods of one configuration together."""
+    """The depth-free family of mlp:4xW keeps the widths apart (the frame's width column) and puts the three
+    methods of one configuration together."""
     groups = folder_groups(tmp_path, MLP_4x32_FULL, MLP_4x256_FULL, MLP_4x1024_FULL, MLP_4x256_SGD, MLP_4x256_8BIT)
     families = selection.same_configuration_but(groups, "depth")
     assert sorted(sorted(f["method"]) for f in families) == [["adamw8bit", "full_adamw", "sgd"], ["full_adamw"],
@@ -262,7 +262,7 @@ def _gpu_row(**values) -> pd.DataFrame:
     row = {col: None for col in claims.empty_groups().columns}
     row.update({"hardware": "nvidia-h100-80gb-hbm3", "hardware_label": "NVIDIA H100 80GB HBM3", "model": "llama",
                 "preset": "llama-3.1-8b", "method": "lora", "precision": "bf16", "batch_size": 1, "seq_len": 512,
-                "checkpointing": False, "n": 1, "n_oom": 0})
+                "checkpointing": False, "lora_r": 16, "n": 1, "n_oom": 0})
     row.update(values)
     return pd.DataFrame([row], columns=claims.empty_groups().columns)
 
@@ -293,6 +293,8 @@ def test_llama8b_lora_claim_3_not_measured_then_judged_on_a_gpu_row(tmp_path):
     ckpt = _gpu_row(checkpointing=True, peak_infer_bytes_median=16.2 * gb, peak_step_bytes_median=21.9 * gb)
     assert claims.judge_llama8b_lora(REGISTRY[3], ckpt).verdict == NOT_MEASURED
     assert claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(batch_size=2, peak_infer_bytes_median=16.2 * gb,
+                                                           peak_step_bytes_median=21.9 * gb)).verdict == NOT_MEASURED
+    assert claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(lora_r=64, peak_infer_bytes_median=16.2 * gb,
                                                            peak_step_bytes_median=21.9 * gb)).verdict == NOT_MEASURED
     oom = claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(n=0, n_oom=1, hardware_label="NVIDIA L4"))
     assert (oom.verdict, oom.measured, oom.hardware) == (NOT_MEASURED, "out of memory on NVIDIA L4", "NVIDIA L4")

@@ -18,6 +18,7 @@ from typing import Iterator
 import pandas as pd
 
 from harness.records.folder import Stored, hardware_key, hardware_label
+from harness.spec.shapes import ADAPTER_METHODS
 from harness.records.schema import METRICS, canonical_json, config_hash, lookup
 from harness.spec.units import table_scale
 
@@ -87,6 +88,7 @@ def record_row(stored: Stored, root: Path) -> dict:
         "model": cfg["model"]["name"],
         "preset": cfg["model"].get("preset"),
         "depth": cfg["model"].get("depth"),
+        "width": cfg["model"].get("width"),
         "attn": cfg["model"].get("attn_implementation"),
         "activation": cfg["model"].get("activation"),
         "residual": bool(cfg["model"].get("residual")),
@@ -96,6 +98,8 @@ def record_row(stored: Stored, root: Path) -> dict:
         "checkpointing": bool(cfg["checkpointing"]["enabled"]),
         "batch_size": cfg["workload"]["batch_size"],
         "seq_len": cfg["workload"]["seq_len"],
+        "lora_r": cfg["method"].get("r") if cfg["method"]["name"] in ADAPTER_METHODS else None,
+        "memory_budget_gib": (cfg.get("device") or {}).get("memory_budget_gib"),
         "repeats_per_run": cfg["measure"]["repeats"],
         "harness_version": prov.get("harness_version"),
         "git_sha": prov.get("git_sha"),
@@ -135,7 +139,7 @@ def trimmed_mean(values: pd.Series) -> float | None:
 # Carried from a group's first record (the same for every repeat of one configuration).
 GROUP_COPIED = ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
                 "residual", "norm", "method", "hash_without_checkpointing", "hash_without_method", "precision",
-                "checkpointing", "batch_size", "seq_len", "repeats_per_run")
+                "checkpointing", "batch_size", "seq_len", "repeats_per_run", "width", "lora_r", "memory_budget_gib")
 GROUP_COUNTS = ("n", "n_oom", "oom_phases", "status", "git_dirty_runs", "checks_failed_runs", "noisy_runs",
                 "predicted_disagrees", "git_shas", "ids")
 STATISTICS = ("median", "min", "max", "trimmed_mean")

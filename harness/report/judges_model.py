@@ -62,11 +62,11 @@ def judge_llama8b_lora(claim: dict, groups: pd.DataFrame) -> Verdict:
     predicted = (f"bf16 weights {pred['params_bytes'] / GB:.1f} GB, LoRA grads + AdamW state "
                  f"{(pred['grads_bytes'] + pred['optimizer_bytes']) / GB:.2f} GB; activations at seq {j['seq_len']} "
                  f"are not modelled for frozen bases (full training would hold {act / GB:.1f} GB)")
-    # the seed's setup: bf16 weights, plain LoRA, batch 1 — a checkpointing-on run answers another question.
-    # (The frame has no LoRA rank column: a run of another rank would be read too.)
+    # the seed's setup: bf16 weights, LoRA of rank r, batch 1 — a checkpointing-on run answers another question
     rows = measured_rows(groups)
     rows = rows[(rows["preset"] == j["preset"]) & (rows["method"] == "lora") & (rows["batch_size"] == j["batch_size"])
-                & (rows["precision"] == j["precision"]) & ~rows["checkpointing"].astype(bool)]
+                & (rows["precision"] == j["precision"]) & (rows["lora_r"] == j["r"])
+                & ~rows["checkpointing"].astype(bool)]
     oom = groups[(groups["preset"] == j["preset"]) & (groups["n_oom"] > 0)]
     if rows.empty:
         return Verdict.not_measured(f"out of memory on {hardware_of(oom)}" if len(oom) else "—", predicted,

@@ -15,26 +15,12 @@ CONFIGURATION = ("model", "preset", "attn", "depth", "width", "activation", "res
                  "batch_size", "seq_len", "memory_budget_gib")
 
 
-def with_configuration_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` with every column of CONFIGURATION. The grouped frame does not carry `width` (model.width) nor
-    `memory_budget_gib` (device.memory_budget_gib) yet: until harness.report.frame.record_row does, they are
-    taken here from the configuration label, the one place in this module that reads one. Where the frame
-    has the columns, they are used as they are."""
-    out = rows
-    if "width" not in out.columns:
-        out = out.assign(width=out["config"].astype(object).str.extract(r"^mlp:\d+x(\d+)", expand=False))
-    if "memory_budget_gib" not in out.columns:
-        out = out.assign(memory_budget_gib=out["config"].astype(object).str.extract(r" budget (\S+) GiB$",
-                                                                                     expand=False))
-    return out
-
-
 def same_configuration_but(rows: pd.DataFrame, *varying: str) -> list[pd.DataFrame]:
     """The rows split by hardware and configuration, the columns in `varying` left free (in frame order)."""
     if rows.empty:
         return []
     cols = ["hardware", *(c for c in CONFIGURATION if c not in varying)]
-    values = with_configuration_columns(rows)[cols].astype(object)
+    values = rows[cols].astype(object)
     values = values.where(values.notna(), None)  # NaN != NaN: a missing value is one key, not many
     index: dict[tuple, list] = {}
     for position, key in zip(rows.index, values.itertuples(index=False, name=None)):
