@@ -10,7 +10,7 @@ RUN ?=
 RESULTS ?=
 RESULTS_ARG := $(if $(RESULTS),--results $(RESULTS))
 
-.PHONY: bench test benchmark venv clean-venv submit tables plots report
+.PHONY: bench test lint benchmark venv clean-venv submit tables plots report
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ report: plots
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+# ruff (configured in pyproject.toml): the formatting and the lint rules the code keeps.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check harness tests
+	$(VENV)/bin/ruff check harness tests
 
 # pytest-benchmark: the harness's timed loop against a bare hand-written loop (figures, not assertions).
 benchmark: $(STAMP)

@@ -7,55 +7,16 @@ case recorded error; 2 bad input, nothing ran; 130 interrupted (rerun the same c
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 from pathlib import Path
 
 from harness import __version__
 from harness.help import DEFAULT_SUITE, MAIN_HELP, run_help
+from harness.run.plan import check_device, default_suite, output_path, split_output_dir
 from harness.spec.config import ConfigError
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-def _default_suite() -> str:
-    import torch
-
-    return "default-gpu" if torch.cuda.is_available() else "smoke"
-
-
-def _check_device(cases) -> None:
-    import torch
-
-    for case in cases:
-        device = case.config["device"]
-        if device["name"] == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device", "cuda was asked for but torch sees no CUDA device; allowed here: auto, cpu")
-        if device["name"] == "cuda" and device["index"] >= torch.cuda.device_count():
-            raise ConfigError("device.index", f"{device['index']} is out of range; this machine has "
-                                              f"{torch.cuda.device_count()} CUDA device(s)")
-
-
-def _split_output_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
-    """output_dir=... is where records go, not part of the case: taken out before the cases are planned."""
-    from harness.spec.compose import override_key
-
-    chosen = [o.split("=", 1)[1] for o in overrides if override_key(o) == "output_dir"]
-    return (chosen[-1] if chosen else None), [o for o in overrides if override_key(o) != "output_dir"]
-
-
-def _output_path(chosen: str | None, label: str) -> Path:
-    if chosen:
-        path = Path(chosen).expanduser()
-    else:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = Path("results") / "runs" / f"{stamp}-{label}"
-    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK):
-        raise ConfigError("output_dir", f"{path} is not writable (checked {probe})")
-    if path.exists() and not path.is_dir():
-        raise ConfigError("output_dir", f"{path} exists and is not a directory")
-    return path
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -68,22 +29,21 @@ def cmd_run(argv: list[str]) -> int:
     overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg", "--force")]
     unknown = [a for a in overrides if a.startswith("-")]
     if unknown:
-        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --force, "
-                                       "--help")
-    overrides = [f"suite={_default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
+        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --force, --help")
+    overrides = [f"suite={default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
 
     from harness.spec.compose import plan_cases
 
-    chosen, overrides = _split_output_dir(overrides)
+    chosen, overrides = split_output_dir(overrides)
     cases = plan_cases(overrides, multirun)
-    output_dir = _output_path(chosen, cases[0].suite or ("sweep" if multirun else "case"))
+    output_dir = output_path(chosen, cases[0].suite or ("sweep" if multirun else "case"))
     if show_cfg:
         from omegaconf import OmegaConf
 
         for case in cases:
             print(f"# bench run {' '.join(case.overrides)}\n{OmegaConf.to_yaml(case.cfg)}")
         return EXIT_OK
-    _check_device(cases)
+    check_device(cases)
 
     from harness.report.summary import format_table
     from harness.run.sweep import run_sweep
@@ -95,24 +55,33 @@ def cmd_run(argv: list[str]) -> int:
     if result.records:
         print(format_table(result.records))
     failed = result.count("error")
-    print(f"\n{len(result.records)} ran ({result.count('ok')} ok, {result.count('oom')} out of memory, "
-          f"{result.count('error')} error), {len(result.skipped)} skipped (already recorded in {output_dir}/; "
-          f"--force reruns them)" + (f", {result.not_run} not run (interrupted)" if result.interrupted else "")
-          + f"; logs in {output_dir}/logs/")
+    print(
+        f"\n{len(result.records)} ran ({result.count('ok')} ok, {result.count('oom')} out of memory, "
+        f"{result.count('error')} error), {len(result.skipped)} skipped (already recorded in {output_dir}/; "
+        f"--force reruns them)"
+        + (f", {result.not_run} not run (interrupted)" if result.interrupted else "")
+        + f"; logs in {output_dir}/logs/"
+    )
     if result.interrupted:
-        print(f"bench: interrupted; every record written is complete. Resume with the same command and "
-              f"output_dir={output_dir}", file=sys.stderr)
+        print(
+            f"bench: interrupted; every record written is complete. Resume with the same command and "
+            f"output_dir={output_dir}",
+            file=sys.stderr,
+        )
         return 130
     if result.count("ok") + result.count("oom"):
-        print(f"submit them to the shared results folder: make submit RUN={output_dir}\n"
-              f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots")
+        print(
+            f"submit them to the shared results folder: make submit RUN={output_dir}\n"
+            f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots"
+        )
     return EXIT_CASE_FAILED if failed else EXIT_OK
 
 
 def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"bench {prog}", description=description)
-    parser.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS_DIR, else "
-                                                         "results/ in the repository)")
+    parser.add_argument(
+        "--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS_DIR, else results/ in the repository)"
+    )
     return parser
 
 
@@ -125,10 +94,14 @@ def cmd_submit(argv: list[str]) -> int:
     from harness.records import folder as results_folder
     from harness.records.submit import REFUSED, TAKEN, submit
 
-    parser = _results_parser("submit", "Validate records and copy them into the results folder. Exit 0 when "
-                                       "every record was taken (or was already there), 1 otherwise.")
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR",
-                        help="record files, or run directories (their *.json)")
+    parser = _results_parser(
+        "submit",
+        "Validate records and copy them into the results folder. Exit 0 when "
+        "every record was taken (or was already there), 1 otherwise.",
+    )
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE|DIR", help="record files, or run directories (their *.json)"
+    )
     parser.add_argument("--to", metavar="DIR", help="results folder (same as --results)")
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.to or args.results)
@@ -163,24 +136,25 @@ def cmd_table(argv: list[str]) -> int:
     from harness.records.folder import TABLES
     from harness.report.tables import write_tables
 
-    return _generate(argv, "table", "Write results.csv and results.md per schema major version.", TABLES,
-                     write_tables)
+    return _generate(argv, "table", "Write results.csv and results.md per schema major version.", TABLES, write_tables)
 
 
 def cmd_plot(argv: list[str]) -> int:
-    from harness.report.plots import write_plots
     from harness.records.folder import PLOTS
+    from harness.report.plots import write_plots
 
-    return _generate(argv, "plot", "Regenerate the comparison plots from the results folder alone.", PLOTS,
-                     write_plots)
+    return _generate(argv, "plot", "Regenerate the comparison plots from the results folder alone.", PLOTS, write_plots)
 
 
 def cmd_cite(argv: list[str]) -> int:
     from harness.records import folder as results_folder
     from harness.report.cite import cite
 
-    parser = _results_parser("cite", "Print a Markdown snippet citing one result: numbers, hardware, software, "
-                                     "the result ID and the commands that reproduce it.")
+    parser = _results_parser(
+        "cite",
+        "Print a Markdown snippet citing one result: numbers, hardware, software, "
+        "the result ID and the commands that reproduce it.",
+    )
     parser.add_argument("id", help="a result id, or a unique prefix of one (at least 6 hex digits)")
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
@@ -199,12 +173,15 @@ def cmd_cite(argv: list[str]) -> int:
 
 
 def cmd_claims(argv: list[str]) -> int:
-    from harness.report import claims
     from harness.records import folder as results_folder
+    from harness.report import claims
     from harness.report.frame import grouped, records_frame
 
-    parser = _results_parser("claims", "A verdict for every claim of the seed documents (suites/claims.yaml), "
-                                       "from the results folder and the analytic model.")
+    parser = _results_parser(
+        "claims",
+        "A verdict for every claim of the seed documents (suites/claims.yaml), "
+        "from the results folder and the analytic model.",
+    )
     parser.add_argument("--format", choices=["md", "json"], default="md")
     parser.add_argument("--out", metavar="FILE", help="write there instead of standard output")
     args = parser.parse_args(argv)
@@ -217,9 +194,19 @@ def cmd_claims(argv: list[str]) -> int:
         text = claims.as_json(results)
     else:
         base = Path(args.out).parent if args.out else root
-        plots = sorted(p for p in (root / results_folder.PLOTS).glob("*/*.svg")
-                       if p.stem in ("activations_vs_depth", "activations_vs_seq_len", "predicted_vs_measured",
-                                     "checkpointing_tradeoff", "memory_by_category", "compute_ratio"))
+        plots = sorted(
+            p
+            for p in (root / results_folder.PLOTS).glob("*/*.svg")
+            if p.stem
+            in (
+                "activations_vs_depth",
+                "activations_vs_seq_len",
+                "predicted_vs_measured",
+                "checkpointing_tradeoff",
+                "memory_by_category",
+                "compute_ratio",
+            )
+        )
         text = claims.markdown(results, [os.path.relpath(p, base) for p in plots])
     if args.out:
         from harness.records.io import replace_file
@@ -233,10 +220,12 @@ def cmd_claims(argv: list[str]) -> int:
 
 def cmd_fit(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
-        print("usage: bench fit [OVERRIDES ...] fit.search=workload.batch_size|workload.seq_len [fit.max=N]\n\n"
-              "The largest value that fits in the device, or in device.memory_budget_gib=N: doubling from 1,\n"
-              "then bisecting, each probe a case in its own process. Writes the probes' records and fit.json\n"
-              "into output_dir, and prints the answer beside the analytic model's prediction.")
+        print(
+            "usage: bench fit [OVERRIDES ...] fit.search=workload.batch_size|workload.seq_len [fit.max=N]\n\n"
+            "The largest value that fits in the device, or in device.memory_budget_gib=N: doubling from 1,\n"
+            "then bisecting, each probe a case in its own process. Writes the probes' records and fit.json\n"
+            "into output_dir, and prints the answer beside the analytic model's prediction."
+        )
         return EXIT_OK
     import shlex
 
@@ -247,37 +236,51 @@ def cmd_fit(argv: list[str]) -> int:
     if unknown:
         raise ConfigError("arguments", f"unknown option {unknown[0]!r}; bench fit takes overrides only")
     search, limit, base = fit_mod.split_fit_args(argv)
-    chosen, base = _split_output_dir(base)
-    output_dir = _output_path(chosen, "fit")
+    chosen, base = split_output_dir(base)
+    output_dir = output_path(chosen, "fit")
     first = make_case([*base, f"{search}=1"])
-    _check_device([first])
+    check_device([first])
     command = "bench fit " + " ".join(shlex.quote(a) for a in argv if not a.startswith("output_dir="))
     print(f"bench: fitting {search} -> {output_dir}", file=sys.stderr)
     outcome = fit_mod.run_fit(first, base, search, limit, output_dir, command)
     result, predicted, path, where = outcome.result, outcome.predicted, outcome.path, outcome.where
     pred = predicted.get("value")
-    pred_text = (f"predicted by the analytic model: {pred} ({predicted.get('formula', '')})"
-                 if pred is not None else f"no prediction: {predicted.get('reason')}")
+    pred_text = (
+        f"predicted by the analytic model: {pred} ({predicted.get('formula', '')})"
+        if pred is not None
+        else f"no prediction: {predicted.get('reason')}"
+    )
     if result.stopped_by_error:
         print(f"bench: a probe failed, so the search stopped: {result.stopped_by_error}", file=sys.stderr)
     if result.max_fitting is None and result.probes and not result.stopped_by_error:
         print(f"{search}: even 1 does not fit in {where} (measured); {pred_text}")
     elif result.probes and not result.stopped_by_error:
-        beyond = (f"; {result.first_not_fitting} does not" if result.first_not_fitting else
-                  f"; fit.max={limit} reached without running out of memory")
+        beyond = (
+            f"; {result.first_not_fitting} does not"
+            if result.first_not_fitting
+            else f"; fit.max={limit} reached without running out of memory"
+        )
         print(f"{search}: {result.max_fitting} fits in {where} (measured){beyond}\n{pred_text}")
     print(f"{len(result.probes)} probe(s); records and {path.name} in {output_dir}/")
     return EXIT_CASE_FAILED if result.stopped_by_error else EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "table": cmd_table, "plot": cmd_plot, "cite": cmd_cite,
-            "claims": cmd_claims, "fit": cmd_fit}
+COMMANDS = {
+    "run": cmd_run,
+    "submit": cmd_submit,
+    "table": cmd_table,
+    "plot": cmd_plot,
+    "cite": cmd_cite,
+    "claims": cmd_claims,
+    "fit": cmd_fit,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="bench", description=MAIN_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, add_help=True)
+    parser = argparse.ArgumentParser(
+        prog="bench", description=MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=True
+    )
     parser.add_argument("--version", action="version", version=f"backprop-bench {__version__}")
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
     if not argv or argv[0] in ("-h", "--help", "--version"):
@@ -285,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"bench: unknown command {command!r}; allowed: {', '.join(COMMANDS)} (see bench --help)",
-              file=sys.stderr)
+        print(f"bench: unknown command {command!r}; allowed: {', '.join(COMMANDS)} (see bench --help)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         return COMMANDS[command](rest)
@@ -294,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: config error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # an unwritable folder, a full disk: what failed, without a traceback
-        print(f"bench: {command}: {exc.strerror or exc} ({exc.filename or ''}); nothing partial was left behind",
-              file=sys.stderr)
+        print(
+            f"bench: {command}: {exc.strerror or exc} ({exc.filename or ''}); nothing partial was left behind",
+            file=sys.stderr,
+        )
         return EXIT_CASE_FAILED
 
 

@@ -26,19 +26,22 @@ examples:
 """
 
 
-
 def run_help() -> str:
     from harness.spec.compose import group_options
     from harness.spec.config import SCHEMAS, BenchConfig, field_docs
 
-    lines = ["usage: bench run [-m|--multirun] [--cfg] [OVERRIDES ...]", "",
-             "Runs one case, or every case of `suite=NAME`, each in its own process; writes one JSON record",
-             "per case into output_dir (default: results/runs/<UTC time>-<name>/). `-m` crosses comma lists",
-             "(Hydra sweep syntax): bench run -m method=lora,qlora workload.batch_size=1,4",
-             "`--cfg` prints the composed config of each case and runs nothing.",
-             "Rerunning with the same output_dir skips cases already recorded there (by config hash);",
-             "`--force` reruns them.", "",
-             "groups (GROUP=OPTION):"]
+    lines = [
+        "usage: bench run [-m|--multirun] [--cfg] [OVERRIDES ...]",
+        "",
+        "Runs one case, or every case of `suite=NAME`, each in its own process; writes one JSON record",
+        "per case into output_dir (default: results/runs/<UTC time>-<name>/). `-m` crosses comma lists",
+        "(Hydra sweep syntax): bench run -m method=lora,qlora workload.batch_size=1,4",
+        "`--cfg` prints the composed config of each case and runs nothing.",
+        "Rerunning with the same output_dir skips cases already recorded there (by config hash);",
+        "`--force` reruns them.",
+        "",
+        "groups (GROUP=OPTION):",
+    ]
     for group in ("model", "method", "precision", "checkpointing", "device", "suite"):
         options = group_options(group)
         if group == "suite":

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from harness.spec.compose import compose_case
 from harness.measure.methods import build_trainable
 from harness.measure.workload import Workload
+from harness.spec.compose import compose_case
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,8 +50,16 @@ def saved_for_backward_bytes(workload, exclude_params=True):
     return sum(storages.values())
 
 
-SMALL_CASE = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "workload.batch_size=2",
-              "workload.seq_len=8", "measure.repeats=3", "measure.warmup=0"]
+SMALL_CASE = [
+    "device=cpu",
+    "model=mlp",
+    "model.depth=2",
+    "model.width=32",
+    "workload.batch_size=2",
+    "workload.seq_len=8",
+    "measure.repeats=3",
+    "measure.warmup=0",
+]
 
 
 @pytest.fixture(scope="session")

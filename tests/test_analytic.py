@@ -1,8 +1,8 @@
 """The analytic model against hand counts, and against measurements of small CPU cases."""
 
 import pytest
-
 from conftest import build, measure_memory_as_case
+
 from harness.spec import analytic
 from harness.spec.compose import to_container
 
@@ -30,23 +30,39 @@ def test_hand_counts_of_parameters_state_and_lora():
 
 
 def test_seed_figures_from_published_shapes():
-    base = {"precision": {"name": "bf16"}, "checkpointing": {"enabled": False},
-            "workload": {"batch_size": 1, "seq_len": 512}}
-    seven = dict(base, model={"name": "llama", "preset": "llama-2-7b", "attn_implementation": "sdpa"},
-                 method={"name": "full_adamw", "r": 16, "target_modules": None, "min_8bit_size": 4096})
+    base = {
+        "precision": {"name": "bf16"},
+        "checkpointing": {"enabled": False},
+        "workload": {"batch_size": 1, "seq_len": 512},
+    }
+    seven = dict(
+        base,
+        model={"name": "llama", "preset": "llama-2-7b", "attn_implementation": "sdpa"},
+        method={"name": "full_adamw", "r": 16, "target_modules": None, "min_8bit_size": 4096},
+    )
     assert analytic.memory(seven)["total_params"] == 6_738_415_616  # Llama 2 7B, as published
     big = dict(seven, model={"name": "llama", "preset": "llama-3.1-405b"}, method=dict(seven["method"], name="lora"))
     assert analytic.lora_parameter_count(big) == pytest.approx(0.623e9, rel=0.01)
 
 
-@pytest.mark.parametrize("overrides", [
-    ["model=mlp"], ["model=mlp", "precision=bf16"], ["model=mlp", "method=lora"],
-    ["model=mlp", "model.depth=16", "checkpointing=on"],
-    ["model=llama"], ["model=llama", "precision=bf16"], ["model=llama", "model.attn_implementation=eager"],
-    ["model=llama", "method=adamw8bit"], ["model=llama", "method=lora"], ["model=llama", "method=qlora"],
-    ["model=mlp", "precision=amp_bf16"], ["model=llama", "method=lora", "precision=bf16"],
-    ["model=llama", "method=lora", "model.attn_implementation=eager", "model.num_layers=3"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=mlp"],
+        ["model=mlp", "precision=bf16"],
+        ["model=mlp", "method=lora"],
+        ["model=mlp", "model.depth=16", "checkpointing=on"],
+        ["model=llama"],
+        ["model=llama", "precision=bf16"],
+        ["model=llama", "model.attn_implementation=eager"],
+        ["model=llama", "method=adamw8bit"],
+        ["model=llama", "method=lora"],
+        ["model=llama", "method=qlora"],
+        ["model=mlp", "precision=amp_bf16"],
+        ["model=llama", "method=lora", "precision=bf16"],
+        ["model=llama", "method=lora", "model.attn_implementation=eager", "model.num_layers=3"],
+    ],
+)
 def test_prediction_matches_measurement_of_small_cpu_cases(overrides):
     config, workload = _config([*overrides, "measure.flops=false"])
     measured = measure_memory_as_case(workload)
@@ -64,7 +80,10 @@ def test_a_disagreement_is_flagged_in_the_record():
 
     config, _ = _config(["model=mlp"])
     predicted = analytic.predict(config)["memory"]
-    record = {"config": config, "metrics": {"memory": dict(predicted, activations_bytes=2 * predicted["activations_bytes"])}}
+    record = {
+        "config": config,
+        "metrics": {"memory": dict(predicted, activations_bytes=2 * predicted["activations_bytes"])},
+    }
     attach_prediction(record)
     assert record["flags"]["predicted_disagrees"] == ["activations_bytes"]
     [act] = [c for c in record["predicted"]["comparison"] if c["name"] == "activations_bytes"]
@@ -81,8 +100,10 @@ def test_every_claim_of_references_section_5_has_a_registry_entry_and_a_judge():
         assert claim["statement"] and claim["seed"] and claim["condition"]
     results = claims.evaluate(claims.empty_groups(), registry)
     analytic_only = {r["id"]: r["verdict"] for r in results if r["hardware"].startswith("analytic")}
-    assert analytic_only == {4: f"{claims.CONDITIONAL}: 14 GB of fp16 parameters; 56 GB of fp32 Adam states "
-                                "(the same document's table)", 9: claims.FAILS}
+    assert analytic_only == {
+        4: f"{claims.CONDITIONAL}: 14 GB of fp16 parameters; 56 GB of fp32 Adam states (the same document's table)",
+        9: claims.FAILS,
+    }
 
 
 def test_gradient_diagnostics_against_direct_computation():
@@ -91,16 +112,26 @@ def test_gradient_diagnostics_against_direct_computation():
     from harness.measure.gradients import FD_ENTRIES, layer_gradient_norms, measure_gradients
 
     def diagnostics(extra):
-        cfg, trainable, workload = build(["model=mlp", "model.depth=16", "model.width=32", "method=sgd",
-                                          "workload.batch_size=2", "workload.seq_len=8", *extra])
+        cfg, trainable, workload = build(
+            [
+                "model=mlp",
+                "model.depth=16",
+                "model.width=32",
+                "method=sgd",
+                "workload.batch_size=2",
+                "workload.seq_len=8",
+                *extra,
+            ]
+        )
         workload.warm_up(2, 0)
         return workload, measure_gradients(workload, "sgd")
 
     workload, plain = diagnostics(["model.activation=sigmoid"])
     # the norms are each layer's gradient norm, recomputed here directly
     workload.backward(workload.forward_loss())
-    direct = [torch.cat([p.grad.flatten() for p in block.parameters()]).norm().item()
-              for block in workload.model.layers]
+    direct = [
+        torch.cat([p.grad.flatten() for p in block.parameters()]).norm().item() for block in workload.model.layers
+    ]
     assert layer_gradient_norms(workload.model) == pytest.approx(direct, rel=1e-6)  # float64 sums vs float32 norm
     n = 16 * (32 * 32 + 32)
     assert plain["trainable_params"] == n and plain["fd_full_gradient_forward_passes"] == 2 * n
@@ -111,12 +142,15 @@ def test_gradient_diagnostics_against_direct_computation():
     assert stable["fd_agrees"] and stable["fd_max_rel_error"] < 1e-6  # smooth network: central differences agree
 
 
-@pytest.mark.parametrize("overrides, hand", [
-    (["model=mlp", "model.depth=8", "model.width=64"], 3 - 1 / 8),
-    # 3 segments of 2 layers (round(sqrt 8) = 3 -> 8 // 3 = 2), the last not checkpointed: 4 of 8 recomputed
-    (["model=mlp", "model.depth=8", "model.width=64", "checkpointing=on"], 3 - 1 / 8 + 4 / 8),
-    (["model=llama"], 3.0),
-])
+@pytest.mark.parametrize(
+    "overrides, hand",
+    [
+        (["model=mlp", "model.depth=8", "model.width=64"], 3 - 1 / 8),
+        # 3 segments of 2 layers (round(sqrt 8) = 3 -> 8 // 3 = 2), the last not checkpointed: 4 of 8 recomputed
+        (["model=mlp", "model.depth=8", "model.width=64", "checkpointing=on"], 3 - 1 / 8 + 4 / 8),
+        (["model=llama"], 3.0),
+    ],
+)
 def test_predicted_flop_ratio_is_the_hand_count_and_the_counted_one(overrides, hand):
     from harness.measure.flops import flop_ratios, measure_flops
 

@@ -5,8 +5,8 @@ The overhead target (< 2%) is read from the benchmark report, never asserted on 
 """
 
 import torch
-
 from conftest import build
+
 from harness.measure import timing
 
 CASE = ["model=mlp", "model.depth=8", "model.width=256", "workload.batch_size=8"]
@@ -25,8 +25,7 @@ def test_bare_step_loop(benchmark):
     _, trainable, workload = build(CASE)
     workload.warm_up(2, 0)
     x, target = workload.train_kwargs["x"], workload.train_kwargs["target"]
-    benchmark.pedantic(_bare_loop, args=(trainable.model, trainable.optimizer, x, target), rounds=15,
-                       warmup_rounds=2)
+    benchmark.pedantic(_bare_loop, args=(trainable.model, trainable.optimizer, x, target), rounds=15, warmup_rounds=2)
 
 
 def test_harness_timed_step_loop(benchmark):
@@ -39,7 +38,6 @@ def test_harness_timed_step_loop(benchmark):
         assert len(times["step"]) == REPS
 
     benchmark.pedantic(harness_loop, rounds=15, warmup_rounds=2)
-
 
 
 def test_harness_overhead_paired(benchmark):

@@ -37,31 +37,41 @@ MLP_4x1024_FULL = "mlp_full-adamw_ckpt-off_cbc44ed6947cb40e_25482be0d469.json"
 MLP_8x256_FULL_CKPT = "mlp_full-adamw_ckpt-on_03b8fdb33a15edc0_3226a9ebc36a.json"
 MLP_8x256_LORA = "mlp_lora_ckpt-off_42102f7865f921e2_4bebf33b9bce.json"
 MLP_8x256_QLORA = "mlp_qlora_ckpt-off_6bf520ad2046f18e_4f750ac1aa6f.json"
-MLP_8x512 = {"fp32": "mlp_full-adamw_ckpt-off_ee5287afbc928715_b94259d80e27.json",
-             "bf16": "mlp_full-adamw_ckpt-off_14f9d8142a07f8ae_b6bde969de1a.json",
-             "amp_bf16": "mlp_full-adamw_ckpt-off_a0c2a6da76a10f9c_6ea5bd1ada16.json"}
+MLP_8x512 = {
+    "fp32": "mlp_full-adamw_ckpt-off_ee5287afbc928715_b94259d80e27.json",
+    "bf16": "mlp_full-adamw_ckpt-off_14f9d8142a07f8ae_b6bde969de1a.json",
+    "amp_bf16": "mlp_full-adamw_ckpt-off_a0c2a6da76a10f9c_6ea5bd1ada16.json",
+}
 LLAMA_AMP_BF16_FULL = "llama_full-adamw_ckpt-off_5af6ee923bf691d5_0a25b81e6f0e.json"  # no fp32 counterpart here
 LLAMA_BF16_LORA_BS1 = "llama_lora_ckpt-off_7c3049d204af715c_c9960359be4b.json"
-CKPT_128 = ("mlp_full-adamw_ckpt-off_b5a9aee00b9f96c2_251b3e957085.json",  # mlp:128x128, 15 repeats
-            "mlp_full-adamw_ckpt-on_1868d86bba37fb83_ed6e310afeac.json")
-CKPT_32 = ("mlp_full-adamw_ckpt-off_52585c5569a90655_42c76c472482.json",  # mlp:32x128, 15 repeats
-           "mlp_full-adamw_ckpt-on_a8068d3bcb338a84_1626a36c9faa.json")
-GRADIENTS = {"mlp:4x64": "mlp_sgd_ckpt-off_fe68879b0f774bed_8f451ca1acdc.json",
-             "mlp:16x64": "mlp_sgd_ckpt-off_1486c3943ef18e11_4297031fbc30.json",
-             "mlp:64x64": "mlp_sgd_ckpt-off_7f636ee4040c8d7d_4f5e4473d349.json",
-             "mlp:4x64:sigmoid": "mlp_sgd_ckpt-off_f7ff19437bcbef45_92e42ad7ac5a.json",
-             "mlp:16x64:sigmoid": "mlp_sgd_ckpt-off_fcf96ded7c7807f3_d73d1378e0f7.json",
-             "mlp:64x64:sigmoid": "mlp_sgd_ckpt-off_5d2e3c880a12ba06_8ba074b1e215.json",
-             "mlp:4x64+res+ln": "mlp_sgd_ckpt-off_fa6d90009acd64da_102870a03526.json",
-             "mlp:64x64+res+ln": "mlp_sgd_ckpt-off_a09c978c885ee514_a4d14a652bc3.json"}
-ATTENTION = {("sdpa", 64): "llama_full-adamw_ckpt-off_b1b7302c3cdc5a2d_4029b7ce1b8a.json",
-             ("sdpa", 128): "llama_full-adamw_ckpt-off_952c44e692a0b3ae_a180f6f86467.json",
-             ("sdpa", 256): "llama_full-adamw_ckpt-off_e65d492f26208342_11e864059245.json",
-             ("sdpa", 512): "llama_full-adamw_ckpt-off_0e45e4d1dc349e05_b9761b2f421a.json",
-             ("eager", 64): "llama_full-adamw_ckpt-off_c3639f1e7d7af169_5430bb8e6707.json",
-             ("eager", 128): "llama_full-adamw_ckpt-off_fed5ebbf78561674_53411c7c2ef0.json",
-             ("eager", 256): "llama_full-adamw_ckpt-off_a5d3a2075f469dde_e97a03581d33.json",
-             ("eager", 512): "llama_full-adamw_ckpt-off_567d8016a95ae3ab_2a532f0cddf6.json"}
+CKPT_128 = (
+    "mlp_full-adamw_ckpt-off_b5a9aee00b9f96c2_251b3e957085.json",  # mlp:128x128, 15 repeats
+    "mlp_full-adamw_ckpt-on_1868d86bba37fb83_ed6e310afeac.json",
+)
+CKPT_32 = (
+    "mlp_full-adamw_ckpt-off_52585c5569a90655_42c76c472482.json",  # mlp:32x128, 15 repeats
+    "mlp_full-adamw_ckpt-on_a8068d3bcb338a84_1626a36c9faa.json",
+)
+GRADIENTS = {
+    "mlp:4x64": "mlp_sgd_ckpt-off_fe68879b0f774bed_8f451ca1acdc.json",
+    "mlp:16x64": "mlp_sgd_ckpt-off_1486c3943ef18e11_4297031fbc30.json",
+    "mlp:64x64": "mlp_sgd_ckpt-off_7f636ee4040c8d7d_4f5e4473d349.json",
+    "mlp:4x64:sigmoid": "mlp_sgd_ckpt-off_f7ff19437bcbef45_92e42ad7ac5a.json",
+    "mlp:16x64:sigmoid": "mlp_sgd_ckpt-off_fcf96ded7c7807f3_d73d1378e0f7.json",
+    "mlp:64x64:sigmoid": "mlp_sgd_ckpt-off_5d2e3c880a12ba06_8ba074b1e215.json",
+    "mlp:4x64+res+ln": "mlp_sgd_ckpt-off_fa6d90009acd64da_102870a03526.json",
+    "mlp:64x64+res+ln": "mlp_sgd_ckpt-off_a09c978c885ee514_a4d14a652bc3.json",
+}
+ATTENTION = {
+    ("sdpa", 64): "llama_full-adamw_ckpt-off_b1b7302c3cdc5a2d_4029b7ce1b8a.json",
+    ("sdpa", 128): "llama_full-adamw_ckpt-off_952c44e692a0b3ae_a180f6f86467.json",
+    ("sdpa", 256): "llama_full-adamw_ckpt-off_e65d492f26208342_11e864059245.json",
+    ("sdpa", 512): "llama_full-adamw_ckpt-off_0e45e4d1dc349e05_b9761b2f421a.json",
+    ("eager", 64): "llama_full-adamw_ckpt-off_c3639f1e7d7af169_5430bb8e6707.json",
+    ("eager", 128): "llama_full-adamw_ckpt-off_fed5ebbf78561674_53411c7c2ef0.json",
+    ("eager", 256): "llama_full-adamw_ckpt-off_a5d3a2075f469dde_e97a03581d33.json",
+    ("eager", 512): "llama_full-adamw_ckpt-off_567d8016a95ae3ab_2a532f0cddf6.json",
+}
 
 
 def record(name: str) -> dict:
@@ -92,6 +102,7 @@ def memory(name: str, key: str) -> float:
 
 # --- the Verdict -------------------------------------------------------------------------------------------
 
+
 def test_verdict_from_its_parts_and_not_measured():
     assert Verdict.of([("a", True), ("b", True)], "m", "p", "hw").verdict == HOLDS
     assert Verdict.of([("a", True), ("b", False), ("c", None)], "m", "p", "hw").verdict == f"{CONDITIONAL}: a"
@@ -104,6 +115,7 @@ def test_verdict_from_its_parts_and_not_measured():
 
 # --- one test per judge kind ---------------------------------------------------------------------------------
 
+
 def test_range_claim_1_compute_ratio(tmp_path):
     full = [MLP_4x1024_FULL, MLP_8x512["fp32"], MLP_4x256_SGD]  # full-parameter, checkpointing off
     adapters = [MLP_8x256_LORA, MLP_8x256_QLORA]
@@ -114,9 +126,11 @@ def test_range_claim_1_compute_ratio(tmp_path):
 
     v = claims.judge_range(REGISTRY[1], groups)
     assert v.verdict == f"{CONDITIONAL}: full-parameter training"
-    assert v.measured.startswith(f"full-parameter training: median {statistics.median(ratios):.2f} over 3 "
-                                 f"configuration(s) (range {min(ratios):.2f}–{max(ratios):.2f}); LoRA / QLoRA "
-                                 f"(frozen base): median {statistics.median(lora):.2f} over 2 configuration(s)")
+    assert v.measured.startswith(
+        f"full-parameter training: median {statistics.median(ratios):.2f} over 3 "
+        f"configuration(s) (range {min(ratios):.2f}–{max(ratios):.2f}); LoRA / QLoRA "
+        f"(frozen base): median {statistics.median(lora):.2f} over 2 configuration(s)"
+    )
     flops = [record(n)["predicted"]["flop_ratio"] for n in full]
     assert v.predicted.startswith(f"FLOP ratio {min(flops):.2f}–{max(flops):.2f} ")
     assert v.hardware == CPU_LABEL
@@ -134,8 +148,10 @@ def test_pair_ratio_claim_5_adamw_over_8bit(tmp_path):
     v = claims.judge_pair_ratio(REGISTRY[5], groups)
     assert v.verdict == f"{CONDITIONAL}: mlp:4x256 fp32 bs2x32 ({wide:.2f}×)"
     assert v.measured == f"mlp:4x32 fp32 bs2x32: {narrow:.2f}×; mlp:4x256 fp32 bs2x32: {wide:.2f}×"
-    pred = (record(MLP_4x256_FULL)["predicted"]["memory"]["optimizer_bytes"]
-            / record(MLP_4x256_8BIT)["predicted"]["memory"]["optimizer_bytes"])
+    pred = (
+        record(MLP_4x256_FULL)["predicted"]["memory"]["optimizer_bytes"]
+        / record(MLP_4x256_8BIT)["predicted"]["memory"]["optimizer_bytes"]
+    )
     assert f"mlp:4x256 fp32 bs2x32: {pred:.2f}×" in v.predicted
     assert claims.judge_pair_ratio(moved(5, lo=0.9), groups).verdict == HOLDS
     # only fp32 moments are judged: a where without fp32 leaves nothing
@@ -153,8 +169,10 @@ def test_checkpointing_claim_6_memory_saved_for_time_added(tmp_path):
     v = claims.judge_checkpointing(REGISTRY[6], groups)
     assert v.verdict == f"{CONDITIONAL}: activation memory, depth 128"  # depth 32 is under min_depth
     noisy = " (timings flagged noisy)" if off["flags"]["noisy"] or on["flags"]["noisy"] else ""
-    assert v.measured == (f"depth 128 (full_adamw, 15 repeats): activations −{act_saved:.0f}%, peak "
-                          f"−{peak_saved:.0f}%, step time +{added:.0f}%{noisy}")
+    assert v.measured == (
+        f"depth 128 (full_adamw, 15 repeats): activations −{act_saved:.0f}%, peak "
+        f"−{peak_saved:.0f}%, step time +{added:.0f}%{noisy}"
+    )
     assert v.predicted.startswith("depth 128: activations −") and v.hardware == CPU_LABEL
     assert "depth 32" in claims.judge_checkpointing(moved(6, min_depth=32), groups).measured
     assert claims.judge_checkpointing(moved(6, saved_at_least_pct=25), groups).verdict == HOLDS
@@ -172,9 +190,11 @@ def test_linear_in_depth_claim_7(tmp_path):
 
     v = claims.judge_linear_in_depth(REGISTRY[7], groups)
     assert v.verdict == HOLDS
-    assert v.measured == (f"mlp:Nx64 fp32 bs4x16, depths 4, 16, 64: {per_layer / 1024:.1f} KiB per layer + "
-                          f"{intercept / 1024:.1f} KiB, R² = 1.000000; depth 64 holds {act[2] / per_layer:.1f}× one "
-                          f"layer's activations")
+    assert v.measured == (
+        f"mlp:Nx64 fp32 bs4x16, depths 4, 16, 64: {per_layer / 1024:.1f} KiB per layer + "
+        f"{intercept / 1024:.1f} KiB, R² = 1.000000; depth 64 holds {act[2] / per_layer:.1f}× one "
+        f"layer's activations"
+    )
     assert v.predicted == "mlp:Nx64 fp32 bs4x16: analytic formula, largest deviation 0.00%"
     assert claims.judge_linear_in_depth(moved(7, r2_at_least=1.5), groups).verdict == FAILS
     two = claims.judge_linear_in_depth(moved(7, min_depths=2), groups)
@@ -187,8 +207,11 @@ def test_same_configuration_keys_on_columns_not_labels(tmp_path):
     methods of one configuration together."""
     groups = folder_groups(tmp_path, MLP_4x32_FULL, MLP_4x256_FULL, MLP_4x1024_FULL, MLP_4x256_SGD, MLP_4x256_8BIT)
     families = selection.same_configuration_but(groups, "depth")
-    assert sorted(sorted(f["method"]) for f in families) == [["adamw8bit", "full_adamw", "sgd"], ["full_adamw"],
-                                                             ["full_adamw"]]
+    assert sorted(sorted(f["method"]) for f in families) == [
+        ["adamw8bit", "full_adamw", "sgd"],
+        ["full_adamw"],
+        ["full_adamw"],
+    ]
 
 
 def test_attention_claim_8_eager_quadratic_sdpa_linear(tmp_path):
@@ -203,11 +226,15 @@ def test_attention_claim_8_eager_quadratic_sdpa_linear(tmp_path):
 
     v = claims.judge_attention(REGISTRY[8], groups)
     assert v.verdict == HOLDS
-    assert v.measured == (f"tiny fp32 full_adamw bs1, seq 64 → 512: SDPA activations ×{sdpa_growth:.2f} per doubling; "
-                          f"eager's excess over SDPA ×{excess_growth:.2f} per doubling, {excess[512] / 2**20:.1f} MiB "
-                          f"at s = 512 (fp32 softmax b·heads·s² per layer = {quadratic / 2**20:.1f} MiB)")
-    assert v.predicted.endswith("the seed's example: 32 layers × 1024² fp32 = 0.125 GiB per head and sequence; "
-                                "× 32 heads (Llama 3.1 8B) = 4 GiB in eager attention")
+    assert v.measured == (
+        f"tiny fp32 full_adamw bs1, seq 64 → 512: SDPA activations ×{sdpa_growth:.2f} per doubling; "
+        f"eager's excess over SDPA ×{excess_growth:.2f} per doubling, {excess[512] / 2**20:.1f} MiB "
+        f"at s = 512 (fp32 softmax b·heads·s² per layer = {quadratic / 2**20:.1f} MiB)"
+    )
+    assert v.predicted.endswith(
+        "the seed's example: 32 layers × 1024² fp32 = 0.125 GiB per head and sequence; "
+        "× 32 heads (Llama 3.1 8B) = 4 GiB in eager attention"
+    )
     moved_up = claims.judge_attention(moved(8, eager_excess_growth_at_least=excess_growth + 0.1), groups)
     assert moved_up.verdict == f"{CONDITIONAL}: SDPA does not (×≤2.2 per doubling)"
     moved_down = claims.judge_attention(moved(8, sdpa_growth_at_most=sdpa_growth - 0.1), groups)
@@ -226,13 +253,21 @@ def test_adam_7b_claim_4_analytic_and_measured_state(tmp_path):
     assert abs(params_gb / 14 - 1) <= 0.10 and abs(states_gb / 28 - 1) > 0.10 and abs(states_gb / 56 - 1) <= 0.10
 
     v = claims.judge_adam_7b(REGISTRY[4], groups)
-    assert v.verdict == f"{CONDITIONAL}: 14 GB of fp16 parameters; 56 GB of fp32 Adam states (the same document's table)"
-    assert v.predicted.startswith(f"Llama 2 7B: {n / 1e9:.2f}B parameters; 16-bit weights {params_gb:.1f} GB; "
-                                  f"two fp32 Adam states {states_gb:.1f} GB (8 B/param)")
-    ratios = [memory(r, "optimizer_bytes") / record(r)["predicted"]["memory"]["optimizer_bytes"]
-              for r in (MLP_4x256_FULL, MLP_4x32_FULL)]
-    assert v.measured == (f"AdamW state measured = analytic 8 B/param + 4 B/tensor in 2 fp32 configuration(s) "
-                          f"(measured/predicted {min(ratios):.4f}–{max(ratios):.4f})")
+    assert (
+        v.verdict == f"{CONDITIONAL}: 14 GB of fp16 parameters; 56 GB of fp32 Adam states (the same document's table)"
+    )
+    assert v.predicted.startswith(
+        f"Llama 2 7B: {n / 1e9:.2f}B parameters; 16-bit weights {params_gb:.1f} GB; "
+        f"two fp32 Adam states {states_gb:.1f} GB (8 B/param)"
+    )
+    ratios = [
+        memory(r, "optimizer_bytes") / record(r)["predicted"]["memory"]["optimizer_bytes"]
+        for r in (MLP_4x256_FULL, MLP_4x32_FULL)
+    ]
+    assert v.measured == (
+        f"AdamW state measured = analytic 8 B/param + 4 B/tensor in 2 fp32 configuration(s) "
+        f"(measured/predicted {min(ratios):.4f}–{max(ratios):.4f})"
+    )
     assert v.hardware == CPU_LABEL
     assert claims.judge_adam_7b(REGISTRY[4], claims.empty_groups()).hardware == "analytic"
     assert claims.judge_adam_7b(moved(4, tolerance=0.01), groups).verdict == FAILS
@@ -243,8 +278,11 @@ def test_lora_405b_claim_9_trainable_parameters(tmp_path):
     q = o = r * (h + h)
     k = v_ = r * (h + kv)
     mlp = r * (h + inter)
-    counts = {"all 7 linears": layers * (q + k + v_ + o + 3 * mlp), "q,k,v,o": layers * (q + k + v_ + o),
-              "q,v": layers * (q + v_)}
+    counts = {
+        "all 7 linears": layers * (q + k + v_ + o + 3 * mlp),
+        "q,k,v,o": layers * (q + k + v_ + o),
+        "q,v": layers * (q + v_),
+    }
     assert not any(0.25e9 <= c <= 0.35e9 for c in counts.values())
 
     groups = folder_groups(tmp_path, MLP_8x256_LORA)
@@ -260,9 +298,22 @@ def test_lora_405b_claim_9_trainable_parameters(tmp_path):
 def _gpu_row(**values) -> pd.DataFrame:
     """One row of the grouped table standing for a measurement on a GPU: structured columns and the two peaks."""
     row = {col: None for col in claims.empty_groups().columns}
-    row.update({"hardware": "nvidia-h100-80gb-hbm3", "hardware_label": "NVIDIA H100 80GB HBM3", "model": "llama",
-                "preset": "llama-3.1-8b", "method": "lora", "precision": "bf16", "batch_size": 1, "seq_len": 512,
-                "checkpointing": False, "lora_r": 16, "n": 1, "n_oom": 0})
+    row.update(
+        {
+            "hardware": "nvidia-h100-80gb-hbm3",
+            "hardware_label": "NVIDIA H100 80GB HBM3",
+            "model": "llama",
+            "preset": "llama-3.1-8b",
+            "method": "lora",
+            "precision": "bf16",
+            "batch_size": 1,
+            "seq_len": 512,
+            "checkpointing": False,
+            "lora_r": 16,
+            "n": 1,
+            "n_oom": 0,
+        }
+    )
     row.update(values)
     return pd.DataFrame([row], columns=claims.empty_groups().columns)
 
@@ -273,29 +324,47 @@ def test_llama8b_lora_claim_3_not_measured_then_judged_on_a_gpu_row(tmp_path):
     assert (v.verdict, v.measured, v.hardware) == (NOT_MEASURED, "—", "—")
     n = 2 * 128256 * 4096 + 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096) + 4096
     adapters = 32 * 16 * (2 * (4096 + 4096) + 2 * (4096 + 1024) + 3 * (4096 + 14336))  # r = 16 on every linear
-    assert v.predicted.startswith(f"bf16 weights {2 * n / 1e9:.1f} GB, LoRA grads + AdamW state "
-                                  f"{6 * adapters / 1e9:.2f} GB; activations at seq 512")  # bf16 grad + 2 bf16 moments
+    assert v.predicted.startswith(
+        f"bf16 weights {2 * n / 1e9:.1f} GB, LoRA grads + AdamW state "
+        f"{6 * adapters / 1e9:.2f} GB; activations at seq 512"
+    )  # bf16 grad + 2 bf16 moments
 
     gb = 1e9
-    held = claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(peak_infer_bytes_median=16.2 * gb,
-                                                           peak_step_bytes_median=21.9 * gb))
-    assert (held.verdict, held.measured, held.hardware) == (HOLDS, "inference 16.2 GB, training 21.9 GB",
-                                                            "NVIDIA H100 80GB HBM3")
-    over = claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(peak_infer_bytes_median=16.2 * gb,
-                                                           peak_step_bytes_median=25.5 * gb))
+    held = claims.judge_llama8b_lora(
+        REGISTRY[3], _gpu_row(peak_infer_bytes_median=16.2 * gb, peak_step_bytes_median=21.9 * gb)
+    )
+    assert (held.verdict, held.measured, held.hardware) == (
+        HOLDS,
+        "inference 16.2 GB, training 21.9 GB",
+        "NVIDIA H100 80GB HBM3",
+    )
+    over = claims.judge_llama8b_lora(
+        REGISTRY[3], _gpu_row(peak_infer_bytes_median=16.2 * gb, peak_step_bytes_median=25.5 * gb)
+    )
     assert over.verdict == f"{CONDITIONAL}: ~16 GB inference"
     both_out = _gpu_row(peak_infer_bytes_median=13.0 * gb, peak_step_bytes_median=25.5 * gb)
     assert claims.judge_llama8b_lora(REGISTRY[3], both_out).verdict == FAILS
-    wider = moved(3, inference={"label": "~16 GB inference", "gb": [12, 18]},
-                  training={"label": "~22 GB training", "gb": [19, 26]})
+    wider = moved(
+        3,
+        inference={"label": "~16 GB inference", "gb": [12, 18]},
+        training={"label": "~22 GB training", "gb": [19, 26]},
+    )
     assert claims.judge_llama8b_lora(wider, both_out).verdict == HOLDS
     # the seed's setup only: checkpointing on, or batch 2, is another question
     ckpt = _gpu_row(checkpointing=True, peak_infer_bytes_median=16.2 * gb, peak_step_bytes_median=21.9 * gb)
     assert claims.judge_llama8b_lora(REGISTRY[3], ckpt).verdict == NOT_MEASURED
-    assert claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(batch_size=2, peak_infer_bytes_median=16.2 * gb,
-                                                           peak_step_bytes_median=21.9 * gb)).verdict == NOT_MEASURED
-    assert claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(lora_r=64, peak_infer_bytes_median=16.2 * gb,
-                                                           peak_step_bytes_median=21.9 * gb)).verdict == NOT_MEASURED
+    assert (
+        claims.judge_llama8b_lora(
+            REGISTRY[3], _gpu_row(batch_size=2, peak_infer_bytes_median=16.2 * gb, peak_step_bytes_median=21.9 * gb)
+        ).verdict
+        == NOT_MEASURED
+    )
+    assert (
+        claims.judge_llama8b_lora(
+            REGISTRY[3], _gpu_row(lora_r=64, peak_infer_bytes_median=16.2 * gb, peak_step_bytes_median=21.9 * gb)
+        ).verdict
+        == NOT_MEASURED
+    )
     oom = claims.judge_llama8b_lora(REGISTRY[3], _gpu_row(n=0, n_oom=1, hardware_label="NVIDIA L4"))
     assert (oom.verdict, oom.measured, oom.hardware) == (NOT_MEASURED, "out of memory on NVIDIA L4", "NVIDIA L4")
 
@@ -304,17 +373,23 @@ def test_precision_claim_12_16_bit_peak_below_fp32(tmp_path):
     groups = folder_groups(tmp_path, *MLP_8x512.values(), LLAMA_AMP_BF16_FULL, MLP_8x256_FULL_CKPT)
     ref = memory(MLP_8x512["fp32"], "peak_step_bytes")
     ratio = {p: memory(n, "peak_step_bytes") / ref for p, n in MLP_8x512.items() if p != "fp32"}
-    act = {p: memory(n, "activations_bytes") / memory(MLP_8x512["fp32"], "activations_bytes")
-           for p, n in MLP_8x512.items() if p != "fp32"}
+    act = {
+        p: memory(n, "activations_bytes") / memory(MLP_8x512["fp32"], "activations_bytes")
+        for p, n in MLP_8x512.items()
+        if p != "fp32"
+    }
     assert all(r < 1 for r in ratio.values())
 
     v = claims.judge_precision(REGISTRY[12], groups)
     assert v.verdict == HOLDS
-    assert v.measured == "; ".join(f"mlp:8x512 bs4x128: {p} peak = {ratio[p]:.2f}× fp32 (activations {act[p]:.2f}×)"
-                                   for p in ("amp_bf16", "bf16"))  # the llama has no fp32 run: not judged
+    assert v.measured == "; ".join(
+        f"mlp:8x512 bs4x128: {p} peak = {ratio[p]:.2f}× fp32 (activations {act[p]:.2f}×)" for p in ("amp_bf16", "bf16")
+    )  # the llama has no fp32 run: not judged
     between = (ratio["amp_bf16"] + ratio["bf16"]) / 2
-    assert claims.judge_precision(moved(12, peak_ratio_below=between), groups).verdict == \
-        f"{CONDITIONAL}: bf16 on mlp:8x512 bs4x128"
+    assert (
+        claims.judge_precision(moved(12, peak_ratio_below=between), groups).verdict
+        == f"{CONDITIONAL}: bf16 on mlp:8x512 bs4x128"
+    )
     # against bf16, fp32 and autocast peak higher: the reference is the registry's
     against_bf16 = claims.judge_precision(moved(12, reference="bf16"), groups)
     assert against_bf16.verdict == FAILS
@@ -333,23 +408,32 @@ def test_finite_differences_claim_10(tmp_path):
 
     v = claims.judge_finite_differences(REGISTRY[10], groups)
     assert v.verdict == HOLDS
-    assert v.measured.startswith(f"3 configuration(s): autograd vs central differences (float64, 16 entries each) "
-                                 f"max relative error {grads[worst]['fd_max_rel_error']:.1e} (mlp:64x64:sigmoid fp32 "
-                                 f"bs4x16; judged at rtol 1e-03, records flag above 1e-05)")
-    assert f"a full FD gradient of mlp:64x64+res+ln fp32 bs4x16 needs " \
-           f"{grads[big]['fd_full_gradient_forward_passes']:,} forwards" in v.measured
+    assert v.measured.startswith(
+        f"3 configuration(s): autograd vs central differences (float64, 16 entries each) "
+        f"max relative error {grads[worst]['fd_max_rel_error']:.1e} (mlp:64x64:sigmoid fp32 "
+        f"bs4x16; judged at rtol 1e-03, records flag above 1e-05)"
+    )
+    assert (
+        f"a full FD gradient of mlp:64x64+res+ln fp32 bs4x16 needs "
+        f"{grads[big]['fd_full_gradient_forward_passes']:,} forwards" in v.measured
+    )
     assert v.measured.endswith(f"FD/backprop {min(cost):,.0f}×–{max(cost):,.0f}×")
     tight = claims.judge_finite_differences(moved(10, rtol=1e-5), groups)
     assert tight.verdict == f"{CONDITIONAL}: finite differences cost orders of magnitude more than backprop"
-    assert claims.judge_finite_differences(moved(10, cost_at_least=max(cost) * 2), groups).verdict == \
-        f"{CONDITIONAL}: autograd agrees with central differences"
+    assert (
+        claims.judge_finite_differences(moved(10, cost_at_least=max(cost) * 2), groups).verdict
+        == f"{CONDITIONAL}: autograd agrees with central differences"
+    )
     assert claims.judge_finite_differences(REGISTRY[10], claims.empty_groups()).verdict == NOT_MEASURED
 
 
 def test_finite_differences_reported_tolerance_is_the_records():
     """claims.yaml's records_flag_above is only reported; it must say what the records carry."""
-    tolerances = {json.loads(p.read_text())["metrics"]["gradients"]["fd_tolerance"]
-                  for p in RECORDS.glob("*/*.json") if "gradients" in (json.loads(p.read_text()).get("metrics") or {})}
+    tolerances = {
+        json.loads(p.read_text())["metrics"]["gradients"]["fd_tolerance"]
+        for p in RECORDS.glob("*/*.json")
+        if "gradients" in (json.loads(p.read_text()).get("metrics") or {})
+    }
     assert tolerances == {REGISTRY[10]["judge"]["records_flag_above"]}
 
 
@@ -363,13 +447,19 @@ def test_gradient_norms_claim_11(tmp_path):
     assert v.verdict == HOLDS
     # sorted by activation, residual, depth
     assert v.measured == "; ".join(f"{k} fp32 bs4x16: first/last layer gradient norm {ratio[k]:.1e}" for k in keys)
-    assert claims.judge_gradient_norms(moved(11, vanished_below=ratio["mlp:64x64"] / 10), groups).verdict == \
-        f"{CONDITIONAL}: residual + LayerNorm keep them within 10× at every depth"
+    assert (
+        claims.judge_gradient_norms(moved(11, vanished_below=ratio["mlp:64x64"] / 10), groups).verdict
+        == f"{CONDITIONAL}: residual + LayerNorm keep them within 10× at every depth"
+    )
     # no plain stack of depth 65 or more: only the residual part is judged
-    assert claims.judge_gradient_norms(moved(11, deep_from_depth=65), groups).parts[0] == \
-        ("gradients vanish with depth in plain stacks", None)
-    assert claims.judge_gradient_norms(moved(11, stable_within=[0.1, 1.5]), groups).verdict == \
-        f"{CONDITIONAL}: gradients vanish with depth in plain stacks"
+    assert claims.judge_gradient_norms(moved(11, deep_from_depth=65), groups).parts[0] == (
+        "gradients vanish with depth in plain stacks",
+        None,
+    )
+    assert (
+        claims.judge_gradient_norms(moved(11, stable_within=[0.1, 1.5]), groups).verdict
+        == f"{CONDITIONAL}: gradients vanish with depth in plain stacks"
+    )
 
 
 def test_not_measured_kind():
@@ -379,9 +469,22 @@ def test_not_measured_kind():
 
 # --- the registry and the import chain ----------------------------------------------------------------------
 
+
 def test_every_registry_judge_kind_has_a_test_here():
-    tested = {"range", "pair_ratio", "checkpointing", "linear_in_depth", "attention", "adam_7b", "lora_405b",
-              "llama8b_lora", "precision", "finite_differences", "gradient_norms", "not_measured"}
+    tested = {
+        "range",
+        "pair_ratio",
+        "checkpointing",
+        "linear_in_depth",
+        "attention",
+        "adam_7b",
+        "lora_405b",
+        "llama8b_lora",
+        "precision",
+        "finite_differences",
+        "gradient_norms",
+        "not_measured",
+    }
     assert {c["judge"]["kind"] for c in REGISTRY.values()} <= tested == set(claims.JUDGES)
 
 
@@ -406,8 +509,7 @@ def test_claims_judge_without_torch_matplotlib_or_bitsandbytes(tmp_path):
         assert out[10] == claims.HOLDS and out[6].startswith(claims.CONDITIONAL), out
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "matplotlib", "bitsandbytes")))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=repo_root(),
-                          check=False)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=repo_root(), check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

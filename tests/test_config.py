@@ -8,23 +8,26 @@ from harness.spec.compose import compose_case, plan_cases
 from harness.spec.config import ConfigError
 
 
-@pytest.mark.parametrize("overrides, key, allowed", [
-    (["method=foo"], "method", "full_adamw"),
-    (["workload.batch_size=0"], "workload.batch_size", "> 0"),
-    (["workload.batch_size=-3"], "workload.batch_size", "> 0"),
-    (["workload.batch_size=abc"], "workload.batch_size", "Integer"),
-    (["model=llama", "model.preset=gpt-9"], "model.preset", "llama-3.1-8b"),
-    (["model.depht=3"], "model.depht", "depth"),
-    (["model=bert"], "model", "llama, mlp"),
-    (["method=qlora", "precision=amp_fp16"], "precision", "amp_bf16"),
-    (["model=llama", "checkpointing=on", "checkpointing.segments=2"], "checkpointing.segments", "mlp only"),
-    (["checkpointing=on", "checkpointing.segments=100"], "checkpointing.segments", "<= model.depth"),
-    (["model=llama", "model.num_heads=5"], "model.num_heads", "divisible"),
-    (["measure.repeats=1"], "measure.repeats", ">= 3"),
-    (["measure.warmup_steps=1"], "measure.warmup_steps", ">= 2"),
-    (["device=tpu"], "device", "cpu"),
-    (["method=lora", "method.r=0"], "method.r", "> 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, key, allowed",
+    [
+        (["method=foo"], "method", "full_adamw"),
+        (["workload.batch_size=0"], "workload.batch_size", "> 0"),
+        (["workload.batch_size=-3"], "workload.batch_size", "> 0"),
+        (["workload.batch_size=abc"], "workload.batch_size", "Integer"),
+        (["model=llama", "model.preset=gpt-9"], "model.preset", "llama-3.1-8b"),
+        (["model.depht=3"], "model.depht", "depth"),
+        (["model=bert"], "model", "llama, mlp"),
+        (["method=qlora", "precision=amp_fp16"], "precision", "amp_bf16"),
+        (["model=llama", "checkpointing=on", "checkpointing.segments=2"], "checkpointing.segments", "mlp only"),
+        (["checkpointing=on", "checkpointing.segments=100"], "checkpointing.segments", "<= model.depth"),
+        (["model=llama", "model.num_heads=5"], "model.num_heads", "divisible"),
+        (["measure.repeats=1"], "measure.repeats", ">= 3"),
+        (["measure.warmup_steps=1"], "measure.warmup_steps", ">= 2"),
+        (["device=tpu"], "device", "cpu"),
+        (["method=lora", "method.r=0"], "method.r", "> 0"),
+    ],
+)
 def test_bad_config_names_key_and_allowed(overrides, key, allowed):
     with pytest.raises(ConfigError) as info:
         compose_case(overrides)
@@ -66,15 +69,28 @@ def test_smoke_suite_is_every_method_by_checkpointing_on_two_models():
 
 def test_multirun_crosses_lists_and_user_overrides_win():
     cases = [list(c.overrides) for c in plan_cases(["method=lora,qlora", "workload.batch_size=1,4"], multirun=True)]
-    assert sorted(cases) == sorted([["method=lora", "workload.batch_size=1"], ["method=lora", "workload.batch_size=4"],
-                                    ["method=qlora", "workload.batch_size=1"], ["method=qlora", "workload.batch_size=4"]])
+    assert sorted(cases) == sorted(
+        [
+            ["method=lora", "workload.batch_size=1"],
+            ["method=lora", "workload.batch_size=4"],
+            ["method=qlora", "workload.batch_size=1"],
+            ["method=qlora", "workload.batch_size=4"],
+        ]
+    )
     cases = [c.overrides for c in plan_cases(["suite=smoke", "workload.batch_size=3"], multirun=False)]
     assert all("workload.batch_size=3" in c and "workload.batch_size=2" not in c for c in cases)
 
 
 def test_run_help_lists_groups_and_documented_fields():
     text = run_help()
-    for needle in ("qlora", "model.preset", "method.target_modules",
-                   "checkpointing.segments", "workload.batch_size", "measure.repeats", "smoke"):
+    for needle in (
+        "qlora",
+        "model.preset",
+        "method.target_modules",
+        "checkpointing.segments",
+        "workload.batch_size",
+        "measure.repeats",
+        "smoke",
+    ):
         assert needle in text
     assert main(["run", "--help"]) == 0

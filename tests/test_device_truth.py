@@ -7,31 +7,39 @@ import signal
 
 import pytest
 import torch
-
 from conftest import build, measure_memory_as_case
-from harness.spec import analytic
+
 from harness.measure import faults
-from harness.run import exits
-from harness.spec.allocator import allocated_bytes, allocated_total
 from harness.measure.attention import kernels_used
-from harness.spec.units import GIB
 from harness.measure.case import run_case
 from harness.measure.checks import adamw_expected_bytes, trainable_bytes
-from harness.spec.compose import to_container
 from harness.measure.cuda_context import context_from
 from harness.measure.memory import unique_tensor_bytes
-from harness.measure.trackers import RssPeak
 from harness.measure.nvml import attribute_processes
+from harness.measure.trackers import RssPeak
 from harness.records.io import read_record
+from harness.run import exits
 from harness.run.sweep import run_sweep
+from harness.spec import analytic
+from harness.spec.allocator import allocated_bytes, allocated_total
+from harness.spec.compose import to_container
+from harness.spec.units import GIB
 
-TINY_MLP = ["device=cpu", "model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2",
-            "workload.seq_len=8", "measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
+TINY_MLP = [
+    "device=cpu",
+    "model=mlp",
+    "model.depth=4",
+    "model.width=64",
+    "workload.batch_size=2",
+    "workload.seq_len=8",
+    "measure.repeats=3",
+    "measure.warmup=0",
+    "measure.flops=false",
+]
 
 
 def test_cuda_allocator_rounds_every_storage_up_to_512_byte_blocks(monkeypatch):
-    assert [allocated_bytes(n, "cuda") for n in (0, 1, 4, 512, 513, 4096, 1000)] == [0, 512, 512, 512, 1024, 4096,
-                                                                                      1024]
+    assert [allocated_bytes(n, "cuda") for n in (0, 1, 4, 512, 513, 4096, 1000)] == [0, 512, 512, 512, 1024, 4096, 1024]
     assert [allocated_bytes(n, "cpu") for n in (0, 1, 4, 513)] == [0, 1, 4, 513]
     # per storage, never of the sum: two 4-byte step tensors take two blocks
     assert allocated_total([4, 4], "cuda") == 1024
@@ -71,8 +79,16 @@ def test_direct_side_of_the_checks_counts_as_the_tracker_does_on_cpu():
 def test_inference_peak_is_the_model_alone_by_hand_count(method):
     """mlp depth 4, width 64, 16 tokens, fp32: params 4 x (64² + 64) x 4 B; the inference forward's own tensors
     peak at three (t x w) fp32 tensors: the block's input, the Linear's output and the ReLU's output."""
-    _, _, workload = build(["model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2",
-                            "workload.seq_len=8", f"method={method}"])
+    _, _, workload = build(
+        [
+            "model=mlp",
+            "model.depth=4",
+            "model.width=64",
+            "workload.batch_size=2",
+            "workload.seq_len=8",
+            f"method={method}",
+        ]
+    )
     memory = measure_memory_as_case(workload)
     params = 4 * (64 * 64 + 64) * 4
     assert memory["params_bytes"] == params
@@ -120,8 +136,9 @@ def test_migrated_records_carry_the_inference_peak_without_optimizer_state():
 
 def test_out_of_memory_is_recognised_in_library_allocation_failures():
     assert faults.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert faults.is_out_of_memory(RuntimeError(
-        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert faults.is_out_of_memory(
+        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+    )
     assert faults.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
     assert not faults.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
     assert not faults.is_out_of_memory(ValueError("CUDA out of memory"))  # only errors torch raises count
@@ -129,7 +146,8 @@ def test_out_of_memory_is_recognised_in_library_allocation_failures():
 
 def test_a_killed_case_says_which_signal_and_what_it_usually_means():
     assert exits.describe_exit(-signal.SIGKILL) == (
-        "was killed by signal SIGKILL (9): " + exits.SIGNAL_MEANINGS[signal.SIGKILL])
+        "was killed by signal SIGKILL (9): " + exits.SIGNAL_MEANINGS[signal.SIGKILL]
+    )
     assert "out-of-memory killer" in exits.describe_exit(-9)
     assert "(/dev/shm)" in exits.describe_exit(-signal.SIGBUS)
     assert exits.describe_exit(1) == "exited with code 1"
@@ -192,8 +210,18 @@ def test_math_kernel_activations_match_the_analytic_formula(overrides):
 
 
 def test_record_names_the_attention_kernel_and_predicts_with_it():
-    record = run_case(["device=cpu", "model=llama", "model.preset=tiny", "workload.batch_size=1",
-                       "workload.seq_len=32", "measure.repeats=3", "measure.warmup=0", "measure.flops=false"])
+    record = run_case(
+        [
+            "device=cpu",
+            "model=llama",
+            "model.preset=tiny",
+            "workload.batch_size=1",
+            "workload.seq_len=32",
+            "measure.repeats=3",
+            "measure.warmup=0",
+            "measure.flops=false",
+        ]
+    )
     assert record["status"] == "ok", record["error"]
     assert record["resolved"]["attention_kernel"] == {"fwd_train": "flash", "fwd_infer": "flash"}
     assert record["predicted"]["formulas"]["activations_bytes"].endswith("SDPA flash")
@@ -204,8 +232,16 @@ def test_record_names_the_attention_kernel_and_predicts_with_it():
 def test_inputs_over_an_emulated_budget_are_an_oom_record_not_a_killed_process(tmp_path):
     """The issue's case: 8 x 1024 mlp, batch 65536 x 64 rows under 1 GiB — a 17 GB input batch. It is refused
     before it is allocated (the factory op is sized on the meta device), in the `inputs` stage."""
-    case = ["device=cpu", "model=mlp", "model.depth=8", "model.width=1024", "workload.batch_size=65536",
-            "measure.repeats=3", "measure.warmup=0", "device.memory_budget_gib=1"]
+    case = [
+        "device=cpu",
+        "model=mlp",
+        "model.depth=8",
+        "model.width=1024",
+        "workload.batch_size=65536",
+        "measure.repeats=3",
+        "measure.warmup=0",
+        "device.memory_budget_gib=1",
+    ]
     record = read_record(run_sweep([case], tmp_path / "run", progress=False).paths[0])
     assert record["status"] == "oom", record["error"]
     assert record["error"]["phase"] == "inputs"
@@ -225,8 +261,17 @@ def _peak_live(overrides):
 def test_a_flop_pass_out_of_memory_leaves_flops_null_and_the_case_ok():
     """Checkpointing on fits a budget that the FLOP pass (checkpointing switched off for model FLOPs) does not:
     the budget is set between the two peaks, measured here."""
-    base = ["device=cpu", "model=mlp", "model.depth=9", "model.width=64", "workload.batch_size=4",
-            "workload.seq_len=32", "measure.repeats=3", "measure.warmup=0", "measure.memory=false"]
+    base = [
+        "device=cpu",
+        "model=mlp",
+        "model.depth=9",
+        "model.width=64",
+        "workload.batch_size=4",
+        "workload.seq_len=32",
+        "measure.repeats=3",
+        "measure.warmup=0",
+        "measure.memory=false",
+    ]
     on = _peak_live([*base, "checkpointing=on", "measure.flops=false"])
     off = _peak_live([*base, "checkpointing=off", "measure.flops=false"])
     assert off > on
@@ -257,15 +302,15 @@ def test_memory_and_flop_passes_leave_no_tensor_behind_for_the_next_phase():
     from harness.measure.case import Stage
     from harness.measure.flops import measure_flops
 
-    _, _, workload = build(["model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2",
-                            "workload.seq_len=8"])
+    _, _, workload = build(
+        ["model=mlp", "model.depth=4", "model.width=64", "workload.batch_size=2", "workload.seq_len=8"]
+    )
     mode = budget_mod.CpuBudget(GIB, Stage())
     with budget_mod.counting(mode, workload):
         workload.warm_up(2, 0)
         baseline = mode.live_bytes  # model, gradients reset, AdamW state, inputs
         for phase in ("fwd_train", "fwd_bwd", "step"):
-            memory_mod._tracked_phase(workload, phase, (workload.model, workload.optimizer), None, 0,
-                                      RssPeak())
+            memory_mod._tracked_phase(workload, phase, (workload.model, workload.optimizer), None, 0, RssPeak())
             assert mode.live_bytes == baseline, phase
         measure_flops(workload)
         assert mode.live_bytes == baseline

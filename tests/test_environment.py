@@ -12,19 +12,28 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure import provenance
-from harness.cli import main
 from harness import repo_root
+from harness.cli import main
+from harness.measure import provenance
+from harness.records.folder import read_folder
 from harness.records.io import write_record
 from harness.records.schema import record_id
-from harness.records.folder import read_folder
 from harness.records.submit import TAKEN, submit
 from harness.report.frame import grouped, records_frame
 
 REPO = repo_root()
 SHA = "0123456789abcdef0123456789abcdef01234567"  # not a commit of this repository: only BENCH_GIT_SHA can name it
-TINY = ["device=cpu", "model=mlp", "model.depth=2", "model.width=16", "workload.batch_size=1", "workload.seq_len=4",
-        "measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
+TINY = [
+    "device=cpu",
+    "model=mlp",
+    "model.depth=2",
+    "model.width=16",
+    "workload.batch_size=1",
+    "workload.seq_len=4",
+    "measure.repeats=3",
+    "measure.warmup=0",
+    "measure.flops=false",
+]
 
 LOCK = """\
 # a comment, then a blank line
@@ -41,28 +50,39 @@ numpy==2.4.6  # an inline comment
 
 def test_lock_comparison_lists_exactly_the_differences():
     installed = {
-        "torch": "2.13.0+cu130",        # a CUDA build of the pinned release: the same
-        "transformers": "5.17.0",       # another release: a difference
+        "torch": "2.13.0+cu130",  # a CUDA build of the pinned release: the same
+        "transformers": "5.17.0",  # another release: a difference
         # peft: not installed           # a difference, installed null
         "typing-extensions": "4.16.0",  # the lock writes typing_extensions: one package (PEP 503)
-        "jinja2": "3.1.6",              # the lock writes Jinja2
+        "jinja2": "3.1.6",  # the lock writes Jinja2
         "numpy": "2.4.6",
     }
     env = provenance.compare_with_lock(LOCK, installed)
-    assert env == {"matches_lock": False, "packages_compared": 6, "differences": [
-        {"package": "transformers", "lock": "5.24.0", "installed": "5.17.0"},
-        {"package": "peft", "lock": "0.21.2", "installed": None},
-    ]}
+    assert env == {
+        "matches_lock": False,
+        "packages_compared": 6,
+        "differences": [
+            {"package": "transformers", "lock": "5.24.0", "installed": "5.17.0"},
+            {"package": "peft", "lock": "0.21.2", "installed": None},
+        ],
+    }
 
 
 def test_another_torch_release_is_recorded_with_its_full_build_string():
-    installed = {"torch": "2.11.0+cu130", "transformers": "5.24.0", "peft": "0.21.2", "typing_extensions": "4.16.0",
-                 "Jinja2": "3.1.6", "numpy": "2.4.6"}
+    installed = {
+        "torch": "2.11.0+cu130",
+        "transformers": "5.24.0",
+        "peft": "0.21.2",
+        "typing_extensions": "4.16.0",
+        "Jinja2": "3.1.6",
+        "numpy": "2.4.6",
+    }
     env = provenance.compare_with_lock(LOCK, installed)
     assert env["differences"] == [{"package": "torch", "lock": "2.13.0", "installed": "2.11.0+cu130"}]
     # a lock that pins a build label itself is held to it
     assert provenance.compare_with_lock("torch==2.13.0+cu130\n", {"torch": "2.13.0+cpu"})["differences"] == [
-        {"package": "torch", "lock": "2.13.0+cu130", "installed": "2.13.0+cpu"}]
+        {"package": "torch", "lock": "2.13.0+cu130", "installed": "2.13.0+cpu"}
+    ]
     assert provenance.compare_with_lock("torch==2.13.0+cu130\n", {"torch": "2.13.0+cu130"})["matches_lock"] is True
 
 
@@ -79,8 +99,11 @@ def test_a_version_lookup_function_is_asked_by_normalised_name():
 
 
 def test_the_venv_built_from_the_lock_matches_it():
-    pinned = [line for line in (REPO / "requirements.lock").read_text().splitlines()
-              if "==" in line and not line.startswith("#")]
+    pinned = [
+        line
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    ]
     env = provenance.environment(REPO)
     assert env["differences"] == [], f"this .venv differs from requirements.lock: {env['differences']}"
     assert env["matches_lock"] is True and env["packages_compared"] == len(pinned) and env["reason"] is None
@@ -97,9 +120,17 @@ def test_without_a_lock_file_whether_it_matches_is_not_known(tmp_path):
 
 def test_bench_git_sha_stands_in_for_git_only_where_there_is_no_git(tmp_path):
     assert provenance.git_state(tmp_path, env={"BENCH_GIT_SHA": SHA.upper()}) == {
-        "git_sha": SHA, "git_dirty": None, "git_sha_source": "BENCH_GIT_SHA", "git_sha_env_ignored": None}
+        "git_sha": SHA,
+        "git_dirty": None,
+        "git_sha_source": "BENCH_GIT_SHA",
+        "git_sha_env_ignored": None,
+    }
     assert provenance.git_state(tmp_path, env={}) == {
-        "git_sha": None, "git_dirty": None, "git_sha_source": None, "git_sha_env_ignored": None}
+        "git_sha": None,
+        "git_dirty": None,
+        "git_sha_source": None,
+        "git_sha_env_ignored": None,
+    }
     for bad in ("HEAD", "abc123", "g" * 40, SHA + "0"):  # a ref, too short, not hex, too long: never a sha
         state = provenance.git_state(tmp_path, env={"BENCH_GIT_SHA": bad})
         assert state["git_sha"] is None and state["git_sha_source"] is None
@@ -108,8 +139,12 @@ def test_bench_git_sha_stands_in_for_git_only_where_there_is_no_git(tmp_path):
 
 def _git_repo(path: Path) -> str:
     def git(*args):
-        return subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                              check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     path.mkdir()
     git("init", "-q")
@@ -147,8 +182,9 @@ def _copy_without_git(dest: Path) -> Path:
 def _bench(args: list[str], tree: Path, **extra_env) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("BENCH_RESULTS_DIR", "BENCH_SUITES_DIR", "BENCH_GIT_SHA")}
     env.update(PYTHONPATH=str(tree), **extra_env)
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=tree, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=tree, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -207,9 +243,16 @@ def test_cite_says_a_record_does_not_name_its_commit(record, tmp_path, capsys):
     assert "git checkout" not in out and "None" not in out
 
 
-DIFFERENT = {"lock_file": "requirements.lock", "matches_lock": False, "packages_compared": 61, "reason": None,
-             "differences": [{"package": "torch", "lock": "2.13.0", "installed": "2.11.0+cu130"},
-                             {"package": "peft", "lock": "0.21.2", "installed": None}]}
+DIFFERENT = {
+    "lock_file": "requirements.lock",
+    "matches_lock": False,
+    "packages_compared": 61,
+    "reason": None,
+    "differences": [
+        {"package": "torch", "lock": "2.13.0", "installed": "2.11.0+cu130"},
+        {"package": "peft", "lock": "0.21.2", "installed": None},
+    ],
+}
 
 
 def test_cite_names_every_difference_from_the_lock(record, tmp_path, capsys):
@@ -217,8 +260,10 @@ def test_cite_names_every_difference_from_the_lock(record, tmp_path, capsys):
     root = _submit([other], tmp_path)
     assert main(["cite", other["id"], "--results", str(root)]) == 0
     out = capsys.readouterr().out
-    assert ("**Software not from requirements.lock**: 2 pinned package(s) differ — torch 2.11.0+cu130 "
-            "(lock 2.13.0), peft not installed (lock 0.21.2).") in out
+    assert (
+        "**Software not from requirements.lock**: 2 pinned package(s) differ — torch 2.11.0+cu130 "
+        "(lock 2.13.0), peft not installed (lock 0.21.2)."
+    ) in out
     assert "PYTHONPATH=$PWD python -m harness run" in out
 
 
@@ -233,5 +278,8 @@ def test_tables_never_group_other_software_with_lock_runs(record, tmp_path):
     assert problems == []
     groups = grouped(records_frame(stored, root))
     assert sorted(zip(groups["environment"], groups["n"])) == [
-        ("differs: torch 2.11.0+cu130, peft not installed", 1), ("lock", 2), ("not recorded", 1)]
+        ("differs: torch 2.11.0+cu130, peft not installed", 1),
+        ("lock", 2),
+        ("not recorded", 1),
+    ]
     assert groups["config_hash"].nunique() == 1

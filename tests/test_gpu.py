@@ -8,8 +8,7 @@ import torch
 
 from harness.measure.case import run_case
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 BASE = ["device=cuda", "model=llama", "model.preset=tiny", "measure.repeats=5", "measure.warmup=1"]
 
@@ -55,8 +54,16 @@ def test_tracker_counts_allocator_blocks_and_the_exact_checks_hold():
 
 
 def test_inference_figures_hold_no_optimizer_state_and_device_figures_are_per_phase():
-    record = run_case([*MLP, "model.depth=8", "model.width=2048", "workload.batch_size=4", "workload.seq_len=128",
-                       "measure.flops=false"])
+    record = run_case(
+        [
+            *MLP,
+            "model.depth=8",
+            "model.width=2048",
+            "workload.batch_size=4",
+            "workload.seq_len=128",
+            "measure.flops=false",
+        ]
+    )
     assert record["status"] == "ok", record["error"]
     mem = record["metrics"]["memory"]
     infer, step = mem["phase"]["fwd_infer"], mem["phase"]["step"]
@@ -75,12 +82,13 @@ def test_budget_subtracts_the_context_measured_after_the_libraries_load():
     assert record["status"] == "ok", record["error"]
     budget = record["metrics"]["memory_budget"]
     assert budget["context_bytes"] > 0
-    assert budget["allocator_cap_bytes"] == 2 * 1024 ** 3 - budget["context_bytes"]
+    assert budget["allocator_cap_bytes"] == 2 * 1024**3 - budget["context_bytes"]
 
 
 def test_float64_gradient_check_is_timed_after_its_kernels_finish():
-    record = run_case([*MLP, "model.depth=4", "model.width=64", "method=sgd", "measure.flops=false",
-                       "measure.gradients=true"])
+    record = run_case(
+        [*MLP, "model.depth=4", "model.width=64", "method=sgd", "measure.flops=false", "measure.gradients=true"]
+    )
     assert record["status"] == "ok", record["error"]
     gradients = record["metrics"]["gradients"]
     assert gradients["fd_agrees"] and gradients["backprop_fwd_bwd_float64_s"] > 0

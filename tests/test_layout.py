@@ -15,8 +15,10 @@ MAX_MODULE_LINES = 330  # "no module over ~300 lines": a module that outgrows it
 
 def _imported_after(modules: list[str]) -> set[str]:
     """Top-level packages in sys.modules after importing `modules` in a fresh interpreter."""
-    code = (f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
-            "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))")
+    code = (
+        f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -44,8 +46,13 @@ def test_only_compose_touches_hydra():
     users = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             if any(n == "hydra" or n.startswith("hydra.") for n in names):
                 users.append(path.relative_to(PACKAGE).as_posix())
     assert sorted(set(users)) == ["spec/compose.py"]
@@ -56,8 +63,11 @@ def test_no_private_name_is_imported_from_another_module():
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness"):
-                crossings += [f"{path.relative_to(PACKAGE)}: {a.name}" for a in node.names if a.name.startswith("_")
-                              and a.name != "__version__"]
+                crossings += [
+                    f"{path.relative_to(PACKAGE)}: {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and a.name != "__version__"
+                ]
     assert crossings == []
 
 

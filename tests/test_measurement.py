@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import build, measure_memory_as_case
+
 from harness.measure.flops import measure_flops
 
 
@@ -66,8 +66,9 @@ def test_lora_has_zero_gradient_bytes_for_frozen_base():
 
 
 def test_qlora_params_bytes_count_quant_state_exactly():
-    _, trainable, mem, _ = _measure(["model=mlp", "model.depth=2", "model.width=256", "method=qlora",
-                                     "measure.flops=false"])
+    _, trainable, mem, _ = _measure(
+        ["model=mlp", "model.depth=2", "model.width=256", "method=qlora", "measure.flops=false"]
+    )
     weights = [p for p in trainable.model.parameters() if getattr(p, "quant_state", None) is not None]
     assert len(weights) == 2
     packed = sum(w.numel() for w in weights)  # uint8: two NF4 values per byte
@@ -88,7 +89,7 @@ def test_rss_peak_sees_a_known_allocation():
     from harness.measure.trackers import RssPeak
 
     rss = RssPeak()
-    size = 256 * 1024 ** 2
+    size = 256 * 1024**2
     rss.start()
     baseline = RssPeak._read("VmRSS")
     block = torch.ones(size // 4)  # 256 MiB, touched

@@ -7,16 +7,24 @@ import sys
 
 import pytest
 
-from harness.records import folder as results_folder
-from harness.spec.units import GIB
 from harness.cli import main
+from harness.records import folder as results_folder
 from harness.records.io import read_record
 from harness.records.submit import TAKEN, submit
-from harness.run.sweep import run_sweep
 from harness.report.tables import write_tables
+from harness.run.sweep import run_sweep
+from harness.spec.units import GIB
 
-MLP = ["device=cpu", "model=mlp", "model.depth=4", "model.width=256", "workload.seq_len=64", "measure.repeats=3",
-       "measure.warmup=0", "measure.flops=false"]
+MLP = [
+    "device=cpu",
+    "model=mlp",
+    "model.depth=4",
+    "model.width=256",
+    "workload.seq_len=64",
+    "measure.repeats=3",
+    "measure.warmup=0",
+    "measure.flops=false",
+]
 
 
 @pytest.mark.slow
@@ -71,7 +79,7 @@ import json, os, time
 from pathlib import Path
 from harness.records import io as record
 os.fsync = lambda fd: (print('written', flush=True), time.sleep(60))
-record.write_record(json.loads(Path({str(tmp_path / 'record.json')!r}).read_text()), Path({str(out)!r}))
+record.write_record(json.loads(Path({str(tmp_path / "record.json")!r}).read_text()), Path({str(out)!r}))
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "written"

@@ -27,13 +27,16 @@ ROOMS = ("records", "report")
 def _section(text: str, title: str) -> str:
     """The text under one Markdown heading, up to the next heading of any level."""
     start = text.index(f"\n{title}\n")
-    end = re.search(r"\n#{1,6} ", text[start + len(title) + 2:])
-    return text[start: start + len(title) + 2 + (end.start() if end else len(text))]
+    end = re.search(r"\n#{1,6} ", text[start + len(title) + 2 :])
+    return text[start : start + len(title) + 2 + (end.start() if end else len(text))]
 
 
 def _table_rows(section: str) -> list[list[str]]:
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in section.splitlines() if line.startswith("|")]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
     return rows[2:]  # without the header and its rule
 
 
@@ -129,8 +132,13 @@ print([f for f in warnings.filters if f[2] is pd.errors.PerformanceWarning])
 
 
 def test_records_and_report_import_neither_torch_nor_a_global_warnings_filter():
-    proc = subprocess.run([sys.executable, "-c", TORCH_FREE], capture_output=True, text=True, cwd=repo_root(),
-                          env={**os.environ, "PYTHONPATH": str(repo_root())})
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE],
+        capture_output=True,
+        text=True,
+        cwd=repo_root(),
+        env={**os.environ, "PYTHONPATH": str(repo_root())},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[]", "[]"]
 
@@ -161,9 +169,13 @@ def test_submit_table_plot_and_cite_work_where_torch_is_absent(tmp_path):
     picked = {p.name.split("_ckpt-")[1][:3]: p for p in paths}  # one with checkpointing off, one on
     for p in picked.values():
         shutil.copy(p, run / p.name)
-    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(run), str(tmp_path / "results")],
-                          capture_output=True, text=True, cwd=repo_root(),
-                          env={**os.environ, "PYTHONPATH": str(repo_root())})
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, str(run), str(tmp_path / "results")],
+        capture_output=True,
+        text=True,
+        cwd=repo_root(),
+        env={**os.environ, "PYTHONPATH": str(repo_root())},
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "2 True" and lines[1].startswith("**backprop-bench result `")

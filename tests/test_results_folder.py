@@ -12,15 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.records import folder as results_folder
-from harness.report.cite import cite
 from harness.cli import main
-from harness.report.plots import write_plots
+from harness.records import folder as results_folder
 from harness.records.io import record_bytes, write_record
 from harness.records.schema import record_id
 from harness.records.submit import DUPLICATE, REFUSED, TAKEN, submit
-from harness.report.tables import write_tables
 from harness.records.validate import MAX_RECORD_BYTES
+from harness.report.cite import cite
+from harness.report.plots import write_plots
+from harness.report.tables import write_tables
 
 
 def restamp(record: dict, utc_time: str) -> dict:
@@ -174,8 +174,15 @@ def test_concurrent_submits_from_several_processes_all_land(real_records, tmp_pa
         for i in range(6):
             write_record(restamp(real_records[i % 4], f"2026-01-0{p + 1}T00:00:{i:02d}+00:00"), directory)
         batches.append(directory)
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "submit", str(d), str(shared), "--to", str(root)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in batches]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "submit", str(d), str(shared), "--to", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for d in batches
+    ]
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
     stored, problems = results_folder.read_folder(root)
@@ -217,14 +224,26 @@ def test_plots_regenerated_twice_are_identical(real_records, tmp_path):
     first = write_plots(stored, root, tmp_path / "plots1")
     names = sorted(p.relative_to(tmp_path / "plots1").as_posix() for p in first)
     hw = results_folder.hardware_key(real_records[0]["provenance"])
-    assert names == sorted(f"{d}{n}.{ext}" for d, n in [(f"{hw}/", "compute_ratio"), (f"{hw}/", "memory_by_category"),
-                                                      (f"{hw}/", "checkpointing_tradeoff"), (f"{hw}/", "throughput"),
-                                                      (f"{hw}/", "predicted_vs_measured"),
-                                                      ("", "across_hardware")] for ext in ("svg", "png"))
+    assert names == sorted(
+        f"{d}{n}.{ext}"
+        for d, n in [
+            (f"{hw}/", "compute_ratio"),
+            (f"{hw}/", "memory_by_category"),
+            (f"{hw}/", "checkpointing_tradeoff"),
+            (f"{hw}/", "throughput"),
+            (f"{hw}/", "predicted_vs_measured"),
+            ("", "across_hardware"),
+        ]
+        for ext in ("svg", "png")
+    )
     # the second run in a fresh process: nothing may depend on process state (hash seeds, ids, dates)
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "plot", "--results", str(root), "--out",
-                           str(tmp_path / "plots2")], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONHASHSEED": "123"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "plot", "--results", str(root), "--out", str(tmp_path / "plots2")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
     assert proc.returncode == 0, proc.stderr
     for path in first:
         twin = tmp_path / "plots2" / path.relative_to(tmp_path / "plots1")

@@ -18,14 +18,14 @@ import re
 import pytest
 import yaml
 
-from harness.spec import analytic
 from harness import repo_root
+from harness.spec import analytic
 from harness.spec.compose import compose_case, plan_cases, suites_dir, to_container
 
 SUITE_DIR = suites_dir() / "suite"  # where `bench run suite=NAME` looks (BENCH_SUITES_DIR moves it)
 SUITES = sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
 CLAIMS = yaml.safe_load((repo_root() / "suites" / "claims.yaml").read_text())
-GIB = 1024 ** 3
+GIB = 1024**3
 SIZE_STATEMENT = re.compile(r"Sized for an? (\d+) GB card")
 # Outside everything the analytic model counts: the CUDA context (~0.5 GiB with torch's kernels loaded),
 # cuBLAS workspaces and the caching allocator's rounding and fragmentation.
@@ -61,7 +61,8 @@ def hand_count(data: dict) -> int:
     for key, values in (data.get("axes") or {}).items():
         text = str(values)
         assert not re.search(r"\b(range|choice|interval|glob)\(", text), (
-            f"axis {key}: {text!r} uses a Hydra sweep function this count does not know; extend hand_count")
+            f"axis {key}: {text!r} uses a Hydra sweep function this count does not know; extend hand_count"
+        )
         count *= len(text.split(","))
     return count
 
@@ -96,6 +97,7 @@ def test_suite_plans_every_case(name):
 
 
 # --- card sizes -------------------------------------------------------------------------------------------
+
 
 def _fp32_full_training_twin(config: dict) -> dict:
     twin = copy.deepcopy(config)
@@ -179,7 +181,8 @@ def _card_gib(name: str) -> int | None:
 def test_gpu_suite_states_its_card_and_runs_only_on_cuda(name):
     assert _card_gib(name) is not None, (
         f"{name}: a GPU suite's header must say which card it is sized for ('Sized for a 24 GB card'), "
-        "checked against the analytic model by test_gpu_suite_fits_the_card_it_states")
+        "checked against the analytic model by test_gpu_suite_fits_the_card_it_states"
+    )
     assert all(c["device"]["name"] == "cuda" for c in configs_of(name))
 
 
@@ -197,15 +200,22 @@ def test_gpu_suite_fits_the_card_it_states(name):
     for case, config in zip(planned(name)[0], configs_of(name)):
         need = predicted_bytes(config)
         if need["total"] > limit:
-            over.append(f"{' '.join(case)}: {need['total'] / GIB:.1f} GiB (state {need['state'] / GIB:.1f}, "
-                        f"activations {need['activations'] / GIB:.1f} by {need['activations_from']})")
-    assert not over, (f"{name} says it fits a {card} GB card ({limit / GIB:.0f} GiB after the context reserve), "
-                      "but:\n" + "\n".join(over))
+            over.append(
+                f"{' '.join(case)}: {need['total'] / GIB:.1f} GiB (state {need['state'] / GIB:.1f}, "
+                f"activations {need['activations'] / GIB:.1f} by {need['activations_from']})"
+            )
+    assert not over, (
+        f"{name} says it fits a {card} GB card ({limit / GIB:.0f} GiB after the context reserve), "
+        "but:\n" + "\n".join(over)
+    )
 
 
 def test_largest_default_gpu_case_is_what_its_header_says():
-    totals = {cfg["method"]["name"] + "/" + cfg["model"]["name"]: predicted_bytes(cfg)
-              for cfg in configs_of("default-gpu") if not cfg["checkpointing"]["enabled"]}
+    totals = {
+        cfg["method"]["name"] + "/" + cfg["model"]["name"]: predicted_bytes(cfg)
+        for cfg in configs_of("default-gpu")
+        if not cfg["checkpointing"]["enabled"]
+    }
     full, qlora = totals["full_adamw/llama"], totals["qlora/llama"]
     assert round(full["state"] / GIB, 1) == 9.2 and round(full["activations"] / GIB, 1) == 4.3
     assert round(qlora["state"] / GIB, 1) == 1.6 and qlora["activations"] <= 9.5 * GIB
@@ -213,6 +223,7 @@ def test_largest_default_gpu_case_is_what_its_header_says():
 
 
 # --- claims ----------------------------------------------------------------------------------------------
+
 
 def test_every_suite_a_claim_names_exists():
     missing = [(c["id"], s) for c in CLAIMS for s in c.get("suite") or [] if s not in SUITES]
@@ -254,8 +265,11 @@ def _readable_by_judge(claim: dict, configs: list[dict]) -> str | None:
             rows = _memory(rows)
         return None if rows else f"no case with checkpointing off and a method in {sorted(methods)}"
     if kind == "pair_ratio":
-        pairs = [g for g in _groups(_memory(configs), "method")
-                 if {j["numerator"], j["denominator"]} <= {c["method"]["name"] for c in g}]
+        pairs = [
+            g
+            for g in _groups(_memory(configs), "method")
+            if {j["numerator"], j["denominator"]} <= {c["method"]["name"] for c in g}
+        ]
         if not pairs:
             return f"no {j['numerator']} / {j['denominator']} pair that differs only in the method"
         # torch AdamW keeps its moments in the parameters' dtype: in pure bf16 they are bf16 (4 B/param), and
@@ -263,18 +277,28 @@ def _readable_by_judge(claim: dict, configs: list[dict]) -> str | None:
         bf16 = [g[0]["precision"]["name"] for g in pairs if g[0]["precision"]["name"] == "bf16"]
         return "a pair in pure bf16, where AdamW's moments are bf16" if bf16 else None
     if kind == "adam_7b":
-        rows = [c for c in _memory(configs) if c["method"]["name"] == "full_adamw"
-                and c["precision"]["name"] == "fp32"]
+        rows = [c for c in _memory(configs) if c["method"]["name"] == "full_adamw" and c["precision"]["name"] == "fp32"]
         return None if rows else "no fp32 full AdamW case with the memory pass"
     if kind == "llama8b_lora":
-        rows = [c for c in _memory(configs) if c["model"].get("preset") == "llama-3.1-8b"
-                and c["method"]["name"] == "lora" and c["method"]["r"] == 16 and c["workload"]["batch_size"] == 1
-                and c["precision"]["name"] == "bf16" and not c["checkpointing"]["enabled"]]
+        rows = [
+            c
+            for c in _memory(configs)
+            if c["model"].get("preset") == "llama-3.1-8b"
+            and c["method"]["name"] == "lora"
+            and c["method"]["r"] == 16
+            and c["workload"]["batch_size"] == 1
+            and c["precision"]["name"] == "bf16"
+            and not c["checkpointing"]["enabled"]
+        ]
         return None if rows else "no Llama 3.1 8B bf16 LoRA r=16 batch-1 case with checkpointing off"
     if kind == "checkpointing":
-        pairs = [g for g in _groups(_memory(configs), "checkpointing")
-                 if g[0]["model"]["name"] == "mlp" and g[0]["model"]["depth"] >= j["min_depth"]
-                 and {c["checkpointing"]["enabled"] for c in g} == {True, False}]
+        pairs = [
+            g
+            for g in _groups(_memory(configs), "checkpointing")
+            if g[0]["model"]["name"] == "mlp"
+            and g[0]["model"]["depth"] >= j["min_depth"]
+            and {c["checkpointing"]["enabled"] for c in g} == {True, False}
+        ]
         return None if pairs else f"no mlp of depth >= {j['min_depth']} with checkpointing off and on"
     if kind == "linear_in_depth":
         rows = [c for c in _memory(configs) if c["model"]["name"] == "mlp" and not c["checkpointing"]["enabled"]]
@@ -283,9 +307,12 @@ def _readable_by_judge(claim: dict, configs: list[dict]) -> str | None:
     if kind == "attention":
         rows = [c for c in _memory(configs) if c["model"]["name"] == "llama"]
         for family in _groups(rows, "workload.seq_len", "model.attn_implementation"):
-            both = [s for s in {c["workload"]["seq_len"] for c in family}
-                    if {c["model"]["attn_implementation"] for c in family if c["workload"]["seq_len"] == s}
-                    == {"eager", "sdpa"}]
+            both = [
+                s
+                for s in {c["workload"]["seq_len"] for c in family}
+                if {c["model"]["attn_implementation"] for c in family if c["workload"]["seq_len"] == s}
+                == {"eager", "sdpa"}
+            ]
             if len(both) >= 3:
                 return None
         return "no llama family with eager and SDPA at three sequence lengths"
@@ -296,13 +323,16 @@ def _readable_by_judge(claim: dict, configs: list[dict]) -> str | None:
             return None if kinds == {True, False} else "needs plain stacks and residual + LayerNorm stacks"
         return None if rows else "no case with measure.gradients=true"
     if kind == "precision":
-        rows = [c for c in _memory(configs) if c["method"]["name"] == "full_adamw"
-                and not c["checkpointing"]["enabled"]]
-        groups = [g for g in _groups(rows, "precision") if "fp32" in {c["precision"]["name"] for c in g}
-                  and len({c["precision"]["name"] for c in g}) > 1]
+        rows = [
+            c for c in _memory(configs) if c["method"]["name"] == "full_adamw" and not c["checkpointing"]["enabled"]
+        ]
+        groups = [
+            g
+            for g in _groups(rows, "precision")
+            if "fp32" in {c["precision"]["name"] for c in g} and len({c["precision"]["name"] for c in g}) > 1
+        ]
         return None if groups else "no full AdamW configuration in fp32 and a 16-bit precision"
-    raise AssertionError(f"claim {claim['id']}: judge kind {kind!r} has no check here; add one to "
-                         "_readable_by_judge")
+    raise AssertionError(f"claim {claim['id']}: judge kind {kind!r} has no check here; add one to _readable_by_judge")
 
 
 CLAIM_SUITES = [(c["id"], s) for c in CLAIMS for s in c.get("suite") or [] if s in SUITES]
@@ -317,20 +347,30 @@ def test_claim_suite_holds_cases_its_judge_reads(claim_id, name):
 
 # --- gpu-quick -------------------------------------------------------------------------------------------
 
+
 def _one(configs, **where) -> list[dict]:
     def value(c, dotted):
         node = c
         for part in dotted.split("__"):
             node = node.get(part) if isinstance(node, dict) else None
         return node
+
     return [c for c in configs if all(value(c, k) == v for k, v in where.items())]
 
 
 def test_gpu_quick_holds_the_seed_claims_that_need_a_gpu():
     configs = configs_of("gpu-quick")
     # claim 3: Llama 3.1 8B, bf16, LoRA r=16, batch 1, inference vs training peak (memory pass on)
-    assert _one(configs, model__preset="llama-3.1-8b", precision__name="bf16", method__name="lora", method__r=16,
-                workload__batch_size=1, checkpointing__enabled=False, measure__memory=True)
+    assert _one(
+        configs,
+        model__preset="llama-3.1-8b",
+        precision__name="bf16",
+        method__name="lora",
+        method__r=16,
+        workload__batch_size=1,
+        checkpointing__enabled=False,
+        measure__memory=True,
+    )
     # claim 1: Llama 3.2 1B, compute ratio of full training and of LoRA, checkpointing off
     for method in ("full_adamw", "lora"):
         assert _one(configs, model__preset="llama-3.2-1b", method__name=method, checkpointing__enabled=False)
@@ -338,8 +378,11 @@ def test_gpu_quick_holds_the_seed_claims_that_need_a_gpu():
     claim5 = next(c for c in CLAIMS if c["judge"]["kind"] == "pair_ratio")
     assert _readable_by_judge(claim5, configs) is None
     # QLoRA on the 1B with checkpointing off and on, under autocast bf16
-    qlora = [g for g in _groups(_one(configs, method__name="qlora", precision__name="amp_bf16"), "checkpointing")
-             if len(g) == 2]
+    qlora = [
+        g
+        for g in _groups(_one(configs, method__name="qlora", precision__name="amp_bf16"), "checkpointing")
+        if len(g) == 2
+    ]
     assert qlora and qlora[0][0]["model"]["preset"] == "llama-3.2-1b"
     # claim 6: a 256-deep mlp with checkpointing off and on
     claim6 = next(c for c in CLAIMS if c["judge"]["kind"] == "checkpointing")
@@ -355,7 +398,8 @@ def test_gpu_quick_sizing_covers_every_case_and_fits_the_host_run():
     text = (SUITE_DIR / "gpu-quick.yaml").read_text()
     rows = SIZING_ROW.findall(text)
     assert [int(i) for i, _ in rows] == list(range(1, len(planned("gpu-quick")[0]) + 1)), (
-        "the header's sizing table needs one row per case, c1..cN in order")
+        "the header's sizing table needs one row per case, c1..cN in order"
+    )
     total = SIZING_TOTAL.search(text)
     assert total, "the header needs an 'estimated total: N s' line"
     assert sum(int(s) for _, s in rows) <= int(total[1]) < HOST_RUN_SECONDS

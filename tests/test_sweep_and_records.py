@@ -33,8 +33,12 @@ def test_crashing_case_yields_error_record_and_sweep_goes_on(tmp_path):
 @pytest.mark.slow
 def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, "method=adamw8bit",
-                           f"output_dir={out}"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *SMALL, "method=adamw8bit", f"output_dir={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     [path] = list(out.glob("*.json"))
     record = json.loads(path.read_text())
@@ -48,7 +52,9 @@ def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
     assert len(prov["lock_sha256"]) == 64 and prov["torch"].startswith("2.13.0")
     assert record["command"].startswith("bench run ") and "method=adamw8bit" in record["command"]
     # the summary table shows this record's own numbers
-    assert f"{m['compute_ratio']:.2f} [{m['compute_ratio_ci95'][0]:.2f}, {m['compute_ratio_ci95'][1]:.2f}]" in proc.stdout
+    assert (
+        f"{m['compute_ratio']:.2f} [{m['compute_ratio_ci95'][0]:.2f}, {m['compute_ratio_ci95'][1]:.2f}]" in proc.stdout
+    )
     assert f"{len(record['checks'])}/{len(record['checks'])}" in proc.stdout
     assert f"{m['flop_ratio']:.2f}" in proc.stdout and m["flop_ratio"] == 3 - 1 / 2
 
@@ -57,8 +63,14 @@ def _record(**config_changes):
     config = {"model": {"name": "mlp"}, "method": {"name": "sgd"}, "checkpointing": {"enabled": False}}
     config.update(config_changes)
     metrics = {"x_s": math.nan, "time": {}}
-    return build_record(config=config, overrides=["model=mlp"], provenance={"utc_time": "t"}, status="ok",
-                        metrics=metrics, predicted=prediction(config, {"utc_time": "t"}, metrics=metrics))
+    return build_record(
+        config=config,
+        overrides=["model=mlp"],
+        provenance={"utc_time": "t"},
+        status="ok",
+        metrics=metrics,
+        predicted=prediction(config, {"utc_time": "t"}, metrics=metrics),
+    )
 
 
 def test_record_id_follows_content_and_nan_becomes_null():

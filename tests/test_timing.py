@@ -15,8 +15,7 @@ def test_cpu_timer_reads_known_sleep_within_10_percent(seconds):
 
 def test_interleaved_runs_phases_in_order_and_paired_ratio_of_sleeps():
     order = []
-    phases = {"a": lambda: (order.append("a"), time.sleep(0.01)),
-              "b": lambda: (order.append("b"), time.sleep(0.03))}
+    phases = {"a": lambda: (order.append("a"), time.sleep(0.01)), "b": lambda: (order.append("b"), time.sleep(0.03))}
     times, wall = timing.interleaved(phases, 5, timing.CpuTimer(), after={"a": lambda: order.append("reset")})
     assert order == ["a", "reset", "b"] * 5
     assert len(times["a"]) == len(times["b"]) == 5
@@ -52,8 +51,12 @@ def test_timing_metrics_by_hand():
 
     cfg = compose_case(["device=cpu", "workload.batch_size=4", "workload.seq_len=8", "measure.repeats=3"])
     workload = SimpleNamespace(samples=4, tokens=32, device=torch.device("cpu"))
-    times = {"fwd_train": [1.0, 2.0, 1.0], "fwd_bwd": [3.0, 5.0, 2.5], "step": [4.0, 8.0, 4.0],
-             "fwd_infer": [0.5, 1.0, 0.5]}
+    times = {
+        "fwd_train": [1.0, 2.0, 1.0],
+        "fwd_bwd": [3.0, 5.0, 2.5],
+        "step": [4.0, 8.0, 4.0],
+        "fwd_infer": [0.5, 1.0, 0.5],
+    }
     m = _timing_metrics(cfg, workload, times, wall=40.0)
     assert m["compute_ratio"] == 2.5  # paired ratios 3, 2.5, 2.5
     assert m["backward_to_forward_ratio"] == 1.5  # (fwd_bwd - fwd_train) / fwd_train: 2, 1.5, 1.5

@@ -15,8 +15,13 @@ from torch.overrides import TorchFunctionMode
 from harness.spec.shapes import FORWARD_PHASES
 
 # SDPBackend names -> the names records use
-KERNEL_NAMES = {"FLASH_ATTENTION": "flash", "EFFICIENT_ATTENTION": "efficient", "CUDNN_ATTENTION": "cudnn",
-                "MATH": "math", "OVERRIDEABLE": "overrideable"}
+KERNEL_NAMES = {
+    "FLASH_ATTENTION": "flash",
+    "EFFICIENT_ATTENTION": "efficient",
+    "CUDNN_ATTENTION": "cudnn",
+    "MATH": "math",
+    "OVERRIDEABLE": "overrideable",
+}
 
 
 class _SdpaChoices(TorchFunctionMode):

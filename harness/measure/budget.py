@@ -95,12 +95,19 @@ class CpuBudget(TorchDispatchMode):
             self._fail(added, self.live_bytes, "the tensors the case holds")
 
     def _fail(self, request: int, live_with_request: int, what: str) -> None:
-        figures = {"budget_bytes": self.budget_bytes, "live_bytes": live_with_request,
-                   "request_bytes": request, "peak_bytes_before_failure": self.peak_bytes, "op": what}
+        figures = {
+            "budget_bytes": self.budget_bytes,
+            "live_bytes": live_with_request,
+            "request_bytes": request,
+            "peak_bytes_before_failure": self.peak_bytes,
+            "op": what,
+        }
         raise BudgetExceeded(
             f"CPU: {what} asked for {request} bytes with {live_with_request - request} live; that is over the "
             f"emulated budget of {self.budget_bytes / GIB:.3f} GiB ({self.budget_bytes} bytes) in phase "
-            f"{self.stage.name}", figures)
+            f"{self.stage.name}",
+            figures,
+        )
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -115,10 +122,13 @@ class CpuBudget(TorchDispatchMode):
         return out
 
     def info(self) -> dict:
-        return {"budget_bytes": self.budget_bytes, "emulated": True,
-                "method": "CPU: live tensor bytes counted by a TorchDispatchMode from the start of the case, "
-                          "all but the timed loop (harness/measure/budget.py)",
-                "peak_live_bytes": self.peak_bytes}
+        return {
+            "budget_bytes": self.budget_bytes,
+            "emulated": True,
+            "method": "CPU: live tensor bytes counted by a TorchDispatchMode from the start of the case, "
+            "all but the timed loop (harness/measure/budget.py)",
+            "peak_live_bytes": self.peak_bytes,
+        }
 
 
 def workload_roots(workload) -> Iterator[torch.Tensor]:
@@ -165,12 +175,24 @@ def cuda_budget(device: torch.device, budget_bytes: int, context: dict) -> dict:
     total = torch.cuda.get_device_properties(device).total_memory
     allowed = budget_bytes - context_bytes
     if allowed <= 0:
-        raise BudgetExceeded(f"CUDA: the context already takes {context_bytes} bytes of the {budget_bytes}-byte "
-                             "budget", {"budget_bytes": budget_bytes, "live_bytes": context_bytes,
-                                        "request_bytes": 0, "peak_bytes_before_failure": context_bytes, "op": None})
+        raise BudgetExceeded(
+            f"CUDA: the context already takes {context_bytes} bytes of the {budget_bytes}-byte budget",
+            {
+                "budget_bytes": budget_bytes,
+                "live_bytes": context_bytes,
+                "request_bytes": 0,
+                "peak_bytes_before_failure": context_bytes,
+                "op": None,
+            },
+        )
     torch.cuda.set_per_process_memory_fraction(min(1.0, allowed / total), device)
-    return {"budget_bytes": budget_bytes, "emulated": True,
-            "method": "CUDA: torch.cuda.set_per_process_memory_fraction at the budget minus this process's "
-                      "context, measured after loading cuBLAS/cuDNN/SDPA/bitsandbytes",
-            "context_bytes": context_bytes, "context_method": context.get("method"),
-            "allocator_cap_bytes": allowed, "device_total_bytes": int(total)}
+    return {
+        "budget_bytes": budget_bytes,
+        "emulated": True,
+        "method": "CUDA: torch.cuda.set_per_process_memory_fraction at the budget minus this process's "
+        "context, measured after loading cuBLAS/cuDNN/SDPA/bitsandbytes",
+        "context_bytes": context_bytes,
+        "context_method": context.get("method"),
+        "allocator_cap_bytes": allowed,
+        "device_total_bytes": int(total),
+    }

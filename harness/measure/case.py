@@ -12,21 +12,18 @@ from typing import Any, Callable
 
 import torch
 
-from harness.measure import attention
-from harness.measure import faults
-from harness.measure import provenance
-from harness.measure import timing
+from harness.measure import attention, faults, provenance, timing
 from harness.measure import budget as budget_mod
 from harness.measure import checks as checks_mod
 from harness.measure import flops as flops_mod
 from harness.measure import memory as memory_mod
-from harness.spec.case import Case
-from harness.spec.units import GIB
 from harness.measure.methods import build_trainable
+from harness.measure.workload import Workload
 from harness.records.predicted import prediction
 from harness.records.schema import build_record
-from harness.measure.workload import Workload
+from harness.spec.case import Case
 from harness.spec.shapes import PHASES
+from harness.spec.units import GIB
 
 
 def resolve_device(cfg: Any) -> torch.device:
@@ -146,8 +143,7 @@ def _other_process_warning(phases: dict) -> str | None:
 
 def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, dict, list]:
     metrics: dict = {}
-    budget_bytes = (int(cfg.device.memory_budget_gib * GIB)
-                    if cfg.device.memory_budget_gib is not None else None)
+    budget_bytes = int(cfg.device.memory_budget_gib * GIB) if cfg.device.memory_budget_gib is not None else None
     nvml, cpu_budget, libraries = None, None, []
     if device.type == "cuda":
         from harness.measure import cuda_context
@@ -180,8 +176,13 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
 
     stage("timing")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    times, wall = timing.interleaved({p: getattr(workload, p) for p in PHASES}, cfg.measure.repeats,
-                                     timing.timer_for(device), after={"fwd_bwd": workload.reset_grads}, sync=sync)
+    times, wall = timing.interleaved(
+        {p: getattr(workload, p) for p in PHASES},
+        cfg.measure.repeats,
+        timing.timer_for(device),
+        after={"fwd_bwd": workload.reset_grads},
+        sync=sync,
+    )
     metrics.update(_timing_metrics(cfg, workload, times, wall))
     metrics["params"] = parameter_counts(workload.model)
 
@@ -192,8 +193,10 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
             if device.type == "cuda":
                 from harness.measure import cuda_context
 
-                metrics["memory"]["cuda_context"] = {**cuda_context.measure(device, nvml),
-                                                     "libraries_loaded": libraries}
+                metrics["memory"]["cuda_context"] = {
+                    **cuda_context.measure(device, nvml),
+                    "libraries_loaded": libraries,
+                }
             warning = _other_process_warning(metrics["memory"]["phase"])
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
@@ -214,8 +217,7 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
             from harness.measure.gradients import measure_gradients
 
             stage("gradients")
-            gradients = _diagnostic(metrics, "gradients", device,
-                                    lambda: measure_gradients(workload, cfg.method.name))
+            gradients = _diagnostic(metrics, "gradients", device, lambda: measure_gradients(workload, cfg.method.name))
             if gradients is not None:
                 metrics["gradients"] = gradients
     if cpu_budget is not None:
@@ -237,8 +239,10 @@ def run_case(case: Case | list[str], report: Callable[[str], None] | None = None
     device = resolve_device(cfg)
     if device.type == "cuda":
         if torch.cuda._is_in_bad_fork():
-            raise RuntimeError("CUDA was initialised in the process this case was forked from; run with "
-                               "BENCH_START_METHOD=spawn (and report it: harness/run/preload.py must not do that)")
+            raise RuntimeError(
+                "CUDA was initialised in the process this case was forked from; run with "
+                "BENCH_START_METHOD=spawn (and report it: harness/run/preload.py must not do that)"
+            )
         # CUDA events, streams and the allocator's figures are per device: every later call means this one
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.workload.seed)
@@ -248,10 +252,19 @@ def run_case(case: Case | list[str], report: Callable[[str], None] | None = None
         metrics, resolved, checks = measure_case(cfg, device, stage)
     except Exception as exc:  # any failure is a result to record, not a dead sweep
         if not faults.is_out_of_memory(exc):
-            return build_record(config=config, overrides=overrides, provenance=prov, status="error",
-                                predicted=prediction(config, prov),
-                                error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name,
-                                       "traceback": traceback.format_exc()[-8000:]})
+            return build_record(
+                config=config,
+                overrides=overrides,
+                provenance=prov,
+                status="error",
+                predicted=prediction(config, prov),
+                error={
+                    "type": type(exc).__name__,
+                    "message": str(exc)[:2000],
+                    "phase": stage.name,
+                    "traceback": traceback.format_exc()[-8000:],
+                },
+            )
         # Not fitting is a result: the phase it failed in and the memory figures up to that point.
         figures = dict(getattr(exc, "figures", {}))
         if device.type == "cuda":
@@ -259,8 +272,22 @@ def run_case(case: Case | list[str], report: Callable[[str], None] | None = None
             figures.setdefault("torch_max_reserved_bytes", torch.cuda.max_memory_reserved(device))
         budget = cfg.device.memory_budget_gib
         oom_metrics = {"oom": {**figures, "budget_emulated": budget is not None}}
-        return build_record(config=config, overrides=overrides, provenance=prov, status="oom", metrics=oom_metrics,
-                            predicted=prediction(config, prov, metrics=oom_metrics),
-                            error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name})
-    return build_record(config=config, overrides=overrides, provenance=prov, status="ok", metrics=metrics,
-                        resolved=resolved, checks=checks, predicted=prediction(config, prov, resolved, metrics))
+        return build_record(
+            config=config,
+            overrides=overrides,
+            provenance=prov,
+            status="oom",
+            metrics=oom_metrics,
+            predicted=prediction(config, prov, metrics=oom_metrics),
+            error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name},
+        )
+    return build_record(
+        config=config,
+        overrides=overrides,
+        provenance=prov,
+        status="ok",
+        metrics=metrics,
+        resolved=resolved,
+        checks=checks,
+        predicted=prediction(config, prov, resolved, metrics),
+    )

@@ -14,7 +14,6 @@ from harness.spec.allocator import allocated_bytes
 from harness.spec.shapes import ADAMW_METHODS
 
 
-
 def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -> dict:
     return {"name": name, "passed": bool(passed), "expected": expected, "measured": measured, "detail": detail}
 
@@ -22,8 +21,9 @@ def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -
 def trainable_bytes(model: torch.nn.Module) -> int:
     """Bytes the allocator holds for one tensor shaped like each trainable parameter, in its dtype and on its
     device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/spec/allocator.py)."""
-    return sum(allocated_bytes(p.numel() * p.element_size(), p.device.type)
-               for p in model.parameters() if p.requires_grad)
+    return sum(
+        allocated_bytes(p.numel() * p.element_size(), p.device.type) for p in model.parameters() if p.requires_grad
+    )
 
 
 def adamw_expected_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -49,32 +49,76 @@ def run_checks(cfg: Any, workload, metrics: dict, state_dtypes: dict[str, int]) 
     memory = metrics.get("memory")
     bytes_trainable = trainable_bytes(model)
     if memory:
-        checks.append(_check(
-            "grads_bytes_equal_trainable_bytes", memory["grads_bytes"] == bytes_trainable, bytes_trainable,
-            memory["grads_bytes"], "gradient bytes = trainable parameters x gradient element size"))
-        checks.append(_check(
-            "activations_positive", memory["activations_bytes"] > 0, "> 0", memory["activations_bytes"],
-            "a training forward holds tensors for backward"))
-        checks.append(_check(
-            "optimizer_bytes_tracker_equals_direct", memory["optimizer_bytes"] == memory["optimizer_bytes_direct"],
-            memory["optimizer_bytes_direct"], memory["optimizer_bytes"],
-            "MemTracker's optimizer state = a direct walk of optimizer.state"))
+        checks.append(
+            _check(
+                "grads_bytes_equal_trainable_bytes",
+                memory["grads_bytes"] == bytes_trainable,
+                bytes_trainable,
+                memory["grads_bytes"],
+                "gradient bytes = trainable parameters x gradient element size",
+            )
+        )
+        checks.append(
+            _check(
+                "activations_positive",
+                memory["activations_bytes"] > 0,
+                "> 0",
+                memory["activations_bytes"],
+                "a training forward holds tensors for backward",
+            )
+        )
+        checks.append(
+            _check(
+                "optimizer_bytes_tracker_equals_direct",
+                memory["optimizer_bytes"] == memory["optimizer_bytes_direct"],
+                memory["optimizer_bytes_direct"],
+                memory["optimizer_bytes"],
+                "MemTracker's optimizer state = a direct walk of optimizer.state",
+            )
+        )
         if cfg.method.name in ADAMW_METHODS:
             expected = adamw_expected_bytes(workload.optimizer)
-            checks.append(_check("adamw_state_bytes", memory["optimizer_bytes"] == expected, expected,
-                                 memory["optimizer_bytes"],
-                                 "AdamW state = 2 x trainable bytes + a 4-byte step per tensor (as allocated)"))
+            checks.append(
+                _check(
+                    "adamw_state_bytes",
+                    memory["optimizer_bytes"] == expected,
+                    expected,
+                    memory["optimizer_bytes"],
+                    "AdamW state = 2 x trainable bytes + a 4-byte step per tensor (as allocated)",
+                )
+            )
     if cfg.method.name == "adamw8bit":
         expected = eight_bit_expected_elements(model, cfg.method.min_8bit_size)
         measured = state_dtypes.get("uint8", 0)
-        checks.append(_check("adamw8bit_uint8_state_elements", measured == expected, expected, measured,
-                             f"two uint8 states per element of tensors with >= {cfg.method.min_8bit_size} elements"))
+        checks.append(
+            _check(
+                "adamw8bit_uint8_state_elements",
+                measured == expected,
+                expected,
+                measured,
+                f"two uint8 states per element of tensors with >= {cfg.method.min_8bit_size} elements",
+            )
+        )
     time = metrics["time"]
     thr = metrics["throughput"]
     product = thr["step_samples_per_s"] * time["step"]["median_s"]
-    checks.append(_check("throughput_times_step_equals_batch", abs(product - cfg.workload.batch_size) < 1e-6,
-                         cfg.workload.batch_size, product, "step_samples_per_s x median step time = batch size"))
+    checks.append(
+        _check(
+            "throughput_times_step_equals_batch",
+            abs(product - cfg.workload.batch_size) < 1e-6,
+            cfg.workload.batch_size,
+            product,
+            "step_samples_per_s x median step time = batch size",
+        )
+    )
     share = metrics["timing"]["timed_share_of_wall"]
-    checks.append(_check("timed_loop_accounts_for_wall", 0.5 <= share <= 1.0 + 1e-6, "[0.5, 1.0]", share,
-                         "the timed repetitions fill the wall time of the loop (the rest is untimed grad resets)"))
+    checks.append(
+        _check(
+            "timed_loop_accounts_for_wall",
+            0.5 <= share <= 1.0 + 1e-6,
+            "[0.5, 1.0]",
+            share,
+            "the timed repetitions fill the wall time of the loop (the rest is untimed grad resets)",
+        )
+    )
     return checks

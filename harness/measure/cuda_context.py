@@ -45,21 +45,31 @@ def load_libraries(device: torch.device, cfg: Any) -> list[str]:
     return loaded
 
 
-def context_from(reserved_bytes: int, process_bytes: int | None = None, device_used_bytes: int | None = None,
-                 others_bytes: int | None = None) -> dict:
+def context_from(
+    reserved_bytes: int,
+    process_bytes: int | None = None,
+    device_used_bytes: int | None = None,
+    others_bytes: int | None = None,
+) -> dict:
     """The context figure from what could be read, the best source first: NVML's per-process memory; else
     the device's used memory less other processes' (when NVML can tell them apart); else the device's used
     memory, which then includes any other process (said so)."""
     if process_bytes is not None:
-        return {"context_bytes": process_bytes - reserved_bytes,
-                "method": "NVML memory of this process minus torch's reserved memory"}
+        return {
+            "context_bytes": process_bytes - reserved_bytes,
+            "method": "NVML memory of this process minus torch's reserved memory",
+        }
     if device_used_bytes is not None and others_bytes is not None:
-        return {"context_bytes": device_used_bytes - others_bytes - reserved_bytes,
-                "method": "device memory in use minus other processes' (NVML) minus torch's reserved memory"}
+        return {
+            "context_bytes": device_used_bytes - others_bytes - reserved_bytes,
+            "method": "device memory in use minus other processes' (NVML) minus torch's reserved memory",
+        }
     if device_used_bytes is not None:
-        return {"context_bytes": device_used_bytes - reserved_bytes,
-                "method": "device memory in use minus torch's reserved memory: includes other processes' memory, "
-                          "if any (NVML cannot attribute memory to processes here)"}
+        return {
+            "context_bytes": device_used_bytes - reserved_bytes,
+            "method": "device memory in use minus torch's reserved memory: includes other processes' memory, "
+            "if any (NVML cannot attribute memory to processes here)",
+        }
     return {"context_bytes": None, "method": "nothing to read the device's memory from"}
 
 
@@ -71,8 +81,13 @@ def measure(device: torch.device, nvml=None) -> dict:
     free, total = torch.cuda.mem_get_info(device)
     reading = nvml.reading() if nvml is not None and nvml.available else {}
     others = reading.get("other_processes")
-    others_bytes = (sum(p["bytes"] or 0 for p in others) if others is not None else None)
+    others_bytes = sum(p["bytes"] or 0 for p in others) if others is not None else None
     out = context_from(reserved, reading.get("nvml_process_bytes"), int(total - free), others_bytes)
-    out.update({"torch_reserved_bytes": reserved, "device_used_bytes": int(total - free),
-                "other_processes_bytes": others_bytes})
+    out.update(
+        {
+            "torch_reserved_bytes": reserved,
+            "device_used_bytes": int(total - free),
+            "other_processes_bytes": others_bytes,
+        }
+    )
     return out

@@ -73,8 +73,14 @@ def measure_flops(workload: Workload) -> dict:
         fwd_bwd_model = count_flops(workload.fwd_bwd)
     workload.reset_grads()
     infer = count_flops(lambda: workload.run("fwd_infer", instrumented=True))
-    counts = {"fwd_train": fwd, "fwd_bwd": fwd_bwd, "fwd_bwd_model": fwd_bwd_model, "fwd_infer": infer,
-              "recomputed": fwd_bwd - fwd_bwd_model, "complete": True}
+    counts = {
+        "fwd_train": fwd,
+        "fwd_bwd": fwd_bwd,
+        "fwd_bwd_model": fwd_bwd_model,
+        "fwd_infer": infer,
+        "recomputed": fwd_bwd - fwd_bwd_model,
+        "complete": True,
+    }
     if workload.cfg.method.name == "qlora":
         # bitsandbytes' 4-bit matmuls are custom ops the counter does not see (on CPU the forward kernel is
         # invisible while the backward's dequantize + matmul is counted): the counts are partial, and a ratio
@@ -88,8 +94,10 @@ def flop_ratios(flops: dict) -> dict:
     """fwd_bwd / fwd_train as executed and without recomputation; null when the counts are partial."""
     if not flops["complete"] or not flops["fwd_train"]:
         return {"flop_ratio": None, "model_flop_ratio": None}
-    return {"flop_ratio": flops["fwd_bwd"] / flops["fwd_train"],
-            "model_flop_ratio": flops["fwd_bwd_model"] / flops["fwd_train"]}
+    return {
+        "flop_ratio": flops["fwd_bwd"] / flops["fwd_train"],
+        "model_flop_ratio": flops["fwd_bwd_model"] / flops["fwd_train"],
+    }
 
 
 def peak_tflops(device_name: str, dtype: str) -> tuple[float | None, str | None]:
@@ -103,8 +111,9 @@ def peak_tflops(device_name: str, dtype: str) -> tuple[float | None, str | None]
 MATMUL_SIZE = 8192  # large enough to reach a card's sustained matmul rate
 
 
-def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE,
-                           repeats: int = 10) -> float:
+def measured_matmul_tflops(
+    device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE, repeats: int = 10
+) -> float:
     """Achieved TFLOP/s of a large square matmul on this GPU: a peak the card demonstrably reaches."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -119,7 +128,7 @@ def measured_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int =
     end.synchronize()
     seconds = start.elapsed_time(end) / 1000.0
     del a, b
-    return 2 * size ** 3 * repeats / seconds / 1e12
+    return 2 * size**3 * repeats / seconds / 1e12
 
 
 def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) -> dict:
@@ -151,7 +160,11 @@ def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) ->
         out["peak_tflops_measured_matmul"] = None
         out["mfu_measured_peak_unavailable_reason"] = f"the {MATMUL_SIZE}² peak matmul ran out of memory: {exc}"[:500]
         return out
-    out["peak_tflops_measured_matmul"] = {"value": measured, "dtype": dtype_name, "size": MATMUL_SIZE,
-                                          "seconds": time.perf_counter() - started}
+    out["peak_tflops_measured_matmul"] = {
+        "value": measured,
+        "dtype": dtype_name,
+        "size": MATMUL_SIZE,
+        "seconds": time.perf_counter() - started,
+    }
     out["mfu_measured_peak"] = out["fwd_bwd_model_flop_per_s"] / (measured * 1e12)
     return out

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch.distributed._tools.mem_tracker import _MemRefType
 
-from harness.spec.allocator import allocated_bytes
-from harness.records.schema import PEAK_INFER_HOLDS
-from harness.measure.workload import Workload
-from harness.spec.shapes import TRAINING_PHASES
 from harness.measure.trackers import CategoryPeakTracker, DevicePhase, RssPeak, snapshot
+from harness.measure.workload import Workload
+from harness.records.schema import PEAK_INFER_HOLDS
+from harness.spec.allocator import allocated_bytes
+from harness.spec.shapes import TRAINING_PHASES
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -89,8 +89,9 @@ class TrackedPhase:
     end_of_forward: dict[str, int]
 
 
-def _tracked_phase(workload: Workload, phase: str, tracked: tuple, nvml, quant_bytes: int,
-                   rss: "RssPeak") -> TrackedPhase:
+def _tracked_phase(
+    workload: Workload, phase: str, tracked: tuple, nvml, quant_bytes: int, rss: "RssPeak"
+) -> TrackedPhase:
     """One run of `phase` under the tracker and the device counters."""
     workload.reset_grads()
     gc.collect()
@@ -114,12 +115,16 @@ def _tracked_phase(workload: Workload, phase: str, tracked: tuple, nvml, quant_b
             else:
                 workload.run(phase, instrumented=True)
         at_peak = snapshot(tracker, "peak")
-        figures = {"tracked_peak_bytes": at_peak.get("Total", 0) + quant_bytes, "rss_peak_bytes": rss.stop(),
-                   **device_phase.figures()}
+        figures = {
+            "tracked_peak_bytes": at_peak.get("Total", 0) + quant_bytes,
+            "rss_peak_bytes": rss.stop(),
+            **device_phase.figures(),
+        }
     if unreleased is not None:
         workload.release_graph(unreleased)  # after the figures were read
-    result = TrackedPhase(figures, at_entry, at_peak, dict(tracker.category_peaks), tracker.recompute_act_peak,
-                          end_of_forward)
+    result = TrackedPhase(
+        figures, at_entry, at_peak, dict(tracker.category_peaks), tracker.recompute_act_peak, end_of_forward
+    )
     del tracker
     gc.collect()
     return result
@@ -132,8 +137,9 @@ def measure_inference_memory(workload: Workload, nvml=None) -> dict:
     if workload.optimizer.state:
         raise RuntimeError("the inference memory pass must run before the first optimizer step")
     workload.run("fwd_infer")
-    return _tracked_phase(workload, "fwd_infer", (workload.model,), nvml, quantization_state_bytes(workload.model),
-                          RssPeak()).figures
+    return _tracked_phase(
+        workload, "fwd_infer", (workload.model,), nvml, quantization_state_bytes(workload.model), RssPeak()
+    ).figures
 
 
 def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
@@ -151,8 +157,12 @@ def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
     at_entry, at_peak, peaks = tracked.at_entry, tracked.at_peak, tracked.category_peaks
     end_of_forward, recompute_act_peak = tracked.end_of_forward, tracked.recompute_act_peak
     optimizer_bytes = at_entry.get(_MemRefType.OPT.value, 0)
-    persistent = (at_peak.get(_MemRefType.PARAM.value, 0) + at_peak.get(_MemRefType.BUFFER.value, 0)
-                  + at_peak.get(_MemRefType.GRAD.value, 0) + at_peak.get(_MemRefType.ACT.value, 0))
+    persistent = (
+        at_peak.get(_MemRefType.PARAM.value, 0)
+        + at_peak.get(_MemRefType.BUFFER.value, 0)
+        + at_peak.get(_MemRefType.GRAD.value, 0)
+        + at_peak.get(_MemRefType.ACT.value, 0)
+    )
     memory = {
         "params_bytes": at_entry.get(_MemRefType.PARAM.value, 0) + quant_bytes,
         "buffers_bytes": at_entry.get(_MemRefType.BUFFER.value, 0),
@@ -171,28 +181,33 @@ def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
     }
     workload.reset_grads()
     step, infer = phases["step"], phases["fwd_infer"]
-    memory.update({
-        "peak_step_bytes": step["tracked_peak_bytes"],
-        "peak_infer_bytes": infer["tracked_peak_bytes"],
-        "peak_infer_holds": PEAK_INFER_HOLDS,
-        "rss_peak_bytes": step["rss_peak_bytes"],
-        "rss_method": rss.method,
-        "torch_max_allocated_bytes": step.get("torch_max_allocated_bytes"),
-        "torch_max_reserved_bytes": step.get("torch_max_reserved_bytes"),
-        "nvml_process_bytes": step.get("nvml_process_bytes"),
-        "nvml_device_bytes": step.get("nvml_device_bytes"),
-        "phase": phases,
-        "accounting": (
-            "MemTracker (torch.distributed._tools.mem_tracker): fwd_infer once before the first optimizer step "
-            "tracking the model alone; fwd_train, fwd_bwd and step once each after warm-up; params_bytes adds "
-            "bitsandbytes 4-bit quant_state tensors counted directly"
-            + (f" ({quant_bytes} B)" if quant_bytes else "")
-            + "; optimizer_bytes_direct walks optimizer.state as a cross-check; on CUDA every storage is "
-              "counted as the caching allocator holds it (512-byte blocks)"),
-    })
+    memory.update(
+        {
+            "peak_step_bytes": step["tracked_peak_bytes"],
+            "peak_infer_bytes": infer["tracked_peak_bytes"],
+            "peak_infer_holds": PEAK_INFER_HOLDS,
+            "rss_peak_bytes": step["rss_peak_bytes"],
+            "rss_method": rss.method,
+            "torch_max_allocated_bytes": step.get("torch_max_allocated_bytes"),
+            "torch_max_reserved_bytes": step.get("torch_max_reserved_bytes"),
+            "nvml_process_bytes": step.get("nvml_process_bytes"),
+            "nvml_device_bytes": step.get("nvml_device_bytes"),
+            "phase": phases,
+            "accounting": (
+                "MemTracker (torch.distributed._tools.mem_tracker): fwd_infer once before the first optimizer step "
+                "tracking the model alone; fwd_train, fwd_bwd and step once each after warm-up; params_bytes adds "
+                "bitsandbytes 4-bit quant_state tensors counted directly"
+                + (f" ({quant_bytes} B)" if quant_bytes else "")
+                + "; optimizer_bytes_direct walks optimizer.state as a cross-check; on CUDA every storage is "
+                "counted as the caching allocator holds it (512-byte blocks)"
+            ),
+        }
+    )
     memory["train_to_infer_memory_ratio"] = (
-        memory["peak_step_bytes"] / memory["peak_infer_bytes"] if memory["peak_infer_bytes"] else None)
+        memory["peak_step_bytes"] / memory["peak_infer_bytes"] if memory["peak_infer_bytes"] else None
+    )
     if device.type == "cuda" and step.get("torch_max_allocated_bytes") and infer.get("torch_max_allocated_bytes"):
-        memory["train_to_infer_allocated_ratio"] = (step["torch_max_allocated_bytes"]
-                                                    / infer["torch_max_allocated_bytes"])
+        memory["train_to_infer_allocated_ratio"] = (
+            step["torch_max_allocated_bytes"] / infer["torch_max_allocated_bytes"]
+        )
     return memory

@@ -13,11 +13,20 @@ import torch
 from torch import nn
 
 from harness.measure import models
-from harness.spec.shapes import (ADAPTER_METHODS, AUTOCAST_PRECISIONS, adapters_in_model_dtype, default_targets,
-                                 mlp_checkpoint_segments)
+from harness.spec.shapes import (
+    ADAPTER_METHODS,
+    AUTOCAST_PRECISIONS,
+    adapters_in_model_dtype,
+    default_targets,
+    mlp_checkpoint_segments,
+)
 
-PRECISION_WEIGHT_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16,
-                          "amp_bf16": torch.float32, "amp_fp16": torch.float32}
+PRECISION_WEIGHT_DTYPE = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "amp_bf16": torch.float32,
+    "amp_fp16": torch.float32,
+}
 AUTOCAST_DTYPE = {name: getattr(torch, dtype) for name, dtype in AUTOCAST_PRECISIONS.items()}
 
 
@@ -65,13 +74,21 @@ def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
     resolved["target_modules"] = targets
     if method.name == "qlora" and cfg.model.name == "llama":
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.checkpointing.enabled,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+            model,
+            use_gradient_checkpointing=cfg.checkpointing.enabled,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
         resolved["prepare_model_for_kbit_training"] = True
     else:
         _enable_checkpointing(model, cfg, resolved)
-    lora = LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM" if cfg.model.name == "llama" else None)
+    lora = LoraConfig(
+        r=method.r,
+        lora_alpha=method.alpha,
+        lora_dropout=method.dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM" if cfg.model.name == "llama" else None,
+    )
     # Pure bf16 keeps the adapters in bf16 too; peft would otherwise upcast them to fp32.
     peft_model = get_peft_model(model, lora, autocast_adapter_dtype=not adapters_in_model_dtype(cfg.precision.name))
     if cfg.method.name == "qlora" and cfg.model.name == "llama" and cfg.checkpointing.enabled:
@@ -92,8 +109,9 @@ def _optimizer(model: nn.Module, cfg: Any, device: torch.device, resolved: dict)
         import bitsandbytes as bnb
 
         resolved["optimizer"] = f"bitsandbytes.optim.AdamW8bit(min_8bit_size={method.min_8bit_size})"
-        return bnb.optim.AdamW8bit(params, lr=method.lr, weight_decay=method.weight_decay,
-                                   min_8bit_size=method.min_8bit_size)
+        return bnb.optim.AdamW8bit(
+            params, lr=method.lr, weight_decay=method.weight_decay, min_8bit_size=method.min_8bit_size
+        )
     if method.name == "sgd":
         resolved["optimizer"] = "torch.optim.SGD(momentum=0)"
         return torch.optim.SGD(params, lr=method.lr, weight_decay=method.weight_decay)

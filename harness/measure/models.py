@@ -86,16 +86,21 @@ def _default_dtype(dtype: torch.dtype):
 def build_mlp(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int) -> DeepMlp:
     torch.manual_seed(seed)
     with torch.device(device), _default_dtype(dtype):
-        return DeepMlp(model_cfg.depth, model_cfg.width, model_cfg.activation, model_cfg.residual,
-                       model_cfg.norm, model_cfg.bias)
+        return DeepMlp(
+            model_cfg.depth, model_cfg.width, model_cfg.activation, model_cfg.residual, model_cfg.norm, model_cfg.bias
+        )
 
 
 def build_llama(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int):
     from transformers import LlamaForCausalLM
 
     if model_cfg.weights_path:
-        return LlamaForCausalLM.from_pretrained(model_cfg.weights_path, dtype=dtype, device_map={"": device},
-                                                attn_implementation=model_cfg.attn_implementation)
+        return LlamaForCausalLM.from_pretrained(
+            model_cfg.weights_path,
+            dtype=dtype,
+            device_map={"": device},
+            attn_implementation=model_cfg.attn_implementation,
+        )
     torch.manual_seed(seed)
     # Built directly on the device in the target dtype: an 8B model in fp32 would not fit a 24 GB card.
     with torch.device(device), _default_dtype(dtype):
@@ -112,8 +117,11 @@ def saved_llama_path(model_cfg: Any, seed: int) -> Path:
 
     if model_cfg.weights_path:
         return Path(model_cfg.weights_path)
-    key = json.dumps({"config": llama_config(model_cfg).to_dict(), "seed": seed,
-                      "transformers": transformers.__version__}, sort_keys=True, default=str)
+    key = json.dumps(
+        {"config": llama_config(model_cfg).to_dict(), "seed": seed, "transformers": transformers.__version__},
+        sort_keys=True,
+        default=str,
+    )
     path = cache_dir() / "models" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (path / "config.json").exists():
         return path
@@ -134,16 +142,24 @@ def saved_llama_path(model_cfg: Any, seed: int) -> Path:
 def nf4_config():
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
 def load_llama_nf4(model_cfg: Any, device: torch.device, seed: int):
     from transformers import LlamaForCausalLM
 
     path = saved_llama_path(model_cfg, seed)
-    return LlamaForCausalLM.from_pretrained(path, quantization_config=nf4_config(), device_map={"": device},
-                                            attn_implementation=model_cfg.attn_implementation)
+    return LlamaForCausalLM.from_pretrained(
+        path,
+        quantization_config=nf4_config(),
+        device_map={"": device},
+        attn_implementation=model_cfg.attn_implementation,
+    )
 
 
 def quantize_mlp_nf4(model: DeepMlp, device: torch.device) -> DeepMlp:
@@ -152,11 +168,18 @@ def quantize_mlp_nf4(model: DeepMlp, device: torch.device) -> DeepMlp:
 
     for block in model.layers:
         lin = block.linear
-        q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                              compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4",
-                              device="cpu")
-        q.weight = bnb.nn.Params4bit(lin.weight.data.to("cpu", torch.float32), requires_grad=False,
-                                     quant_type="nf4", compress_statistics=True)
+        q = bnb.nn.Linear4bit(
+            lin.in_features,
+            lin.out_features,
+            bias=lin.bias is not None,
+            compute_dtype=torch.bfloat16,
+            compress_statistics=True,
+            quant_type="nf4",
+            device="cpu",
+        )
+        q.weight = bnb.nn.Params4bit(
+            lin.weight.data.to("cpu", torch.float32), requires_grad=False, quant_type="nf4", compress_statistics=True
+        )
         if lin.bias is not None:
             q.bias = nn.Parameter(lin.bias.data.to("cpu", torch.float32), requires_grad=False)
         block.linear = q.to(device)  # Params4bit quantizes when moved to a device

@@ -64,8 +64,12 @@ class Nvml:
         """This process's and the whole device's memory now, and who else holds memory on the device."""
         procs, reason = self.processes()
         mine, others, why = attribute_processes(procs, os.getpid()) if not reason else (None, None, reason)
-        return {"nvml_device_bytes": self.device_used_bytes(), "nvml_process_bytes": mine,
-                "nvml_process_unavailable_reason": why, "other_processes": others}
+        return {
+            "nvml_device_bytes": self.device_used_bytes(),
+            "nvml_process_bytes": mine,
+            "nvml_process_unavailable_reason": why,
+            "other_processes": others,
+        }
 
 
 def attribute_processes(procs: dict[int, int | None], own_pid: int) -> tuple[int | None, list | None, str | None]:
@@ -77,8 +81,14 @@ def attribute_processes(procs: dict[int, int | None], own_pid: int) -> tuple[int
     another process."""
     if own_pid not in procs:
         listed = f"{len(procs)} process(es) listed, none with this PID" if procs else "no process listed"
-        return None, None, (f"NVML's process list cannot be matched to this process ({listed}: a container's "
-                            "PID namespace, or a driver that does not report per-process usage)")
+        return (
+            None,
+            None,
+            (
+                f"NVML's process list cannot be matched to this process ({listed}: a container's "
+                "PID namespace, or a driver that does not report per-process usage)"
+            ),
+        )
     mine = procs[own_pid]
     others = [{"pid": pid, "bytes": b} for pid, b in sorted(procs.items()) if pid != own_pid]
     return mine, others, None if mine is not None else "the driver reports no usage for this process"

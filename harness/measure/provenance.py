@@ -30,8 +30,9 @@ _SHA = re.compile(r"[0-9a-f]{7,40}")
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -69,8 +70,12 @@ def git_state(root: Path | None = None, env: dict | None = None) -> dict:
         status = _git(root, "status", "--porcelain", "--untracked-files=no")
         if env_sha and not sha.startswith(env_sha):
             refused = f"{GIT_SHA_ENV}={env_sha} differs from git's HEAD {sha}; git's is recorded"
-        return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None, "git_sha_source": "git",
-                "git_sha_env_ignored": refused}
+        return {
+            "git_sha": sha,
+            "git_dirty": bool(status) if status is not None else None,
+            "git_sha_source": "git",
+            "git_sha_env_ignored": refused,
+        }
     if env_sha:
         return {"git_sha": env_sha, "git_dirty": None, "git_sha_source": GIT_SHA_ENV, "git_sha_env_ignored": None}
     return {"git_sha": None, "git_dirty": None, "git_sha_source": None, "git_sha_env_ignored": refused}
@@ -157,12 +162,22 @@ def environment(root: Path | None = None) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        return {"lock_file": None, "matches_lock": None, "differences": None, "packages_compared": 0,
-                "reason": f"no readable {LOCK_FILE} beside the harness package ({exc.strerror or exc})"}
+        return {
+            "lock_file": None,
+            "matches_lock": None,
+            "differences": None,
+            "packages_compared": 0,
+            "reason": f"no readable {LOCK_FILE} beside the harness package ({exc.strerror or exc})",
+        }
     compared = compare_with_lock(text, installed_version)
     if not compared["packages_compared"]:  # nothing pinned: "matches" would be vacuous
-        return {"lock_file": LOCK_FILE, **compared, "matches_lock": None, "differences": None,
-                "reason": f"{LOCK_FILE} pins no package (no `name==version` line)"}
+        return {
+            "lock_file": LOCK_FILE,
+            **compared,
+            "matches_lock": None,
+            "differences": None,
+            "reason": f"{LOCK_FILE} pins no package (no `name==version` line)",
+        }
     return {"lock_file": LOCK_FILE, **compared, "reason": None}
 
 
@@ -190,9 +205,13 @@ def _gpu(device: torch.device) -> dict:
     if device.type != "cuda":
         return {}
     props = torch.cuda.get_device_properties(device)
-    info = {"gpu_name": props.name, "gpu_memory_bytes": int(props.total_memory),
-            "gpu_uuid": str(getattr(props, "uuid", "")) or None,
-            "gpu_capability": f"{props.major}.{props.minor}", "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER")}
+    info = {
+        "gpu_name": props.name,
+        "gpu_memory_bytes": int(props.total_memory),
+        "gpu_uuid": str(getattr(props, "uuid", "")) or None,
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+    }
     try:
         import pynvml
 

@@ -45,9 +45,13 @@ def timer_for(device: torch.device):
     return CudaTimer() if device.type == "cuda" else CpuTimer()
 
 
-def interleaved(phases: dict[str, Callable[[], None]], repeats: int, timer,
-                after: dict[str, Callable[[], None]] | None = None, sync: Callable[[], None] = lambda: None,
-                ) -> tuple[dict[str, list[float]], float]:
+def interleaved(
+    phases: dict[str, Callable[[], None]],
+    repeats: int,
+    timer,
+    after: dict[str, Callable[[], None]] | None = None,
+    sync: Callable[[], None] = lambda: None,
+) -> tuple[dict[str, list[float]], float]:
     """Run each phase once per repetition, in order, `repeats` times.
 
     `after[phase]` runs untimed after that phase (gradient reset). Returns per-phase seconds and the wall
@@ -92,13 +96,13 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, floa
     n = len(xs)
     if n == 0:
         return float("nan"), float("nan"), 0.0
-    best = (xs[0], xs[-1], 1.0 - 2.0 * 0.5 ** n)
+    best = (xs[0], xs[-1], 1.0 - 2.0 * 0.5**n)
     # Widen from the middle outwards: the first symmetric pair of order statistics reaching `level` wins.
     for k in range(n // 2, -1, -1):
         lo_idx, hi_idx = k, n - 1 - k
         if lo_idx > hi_idx:
             continue
-        coverage = sum(math.comb(n, i) for i in range(lo_idx + 1, hi_idx + 1)) / 2.0 ** n
+        coverage = sum(math.comb(n, i) for i in range(lo_idx + 1, hi_idx + 1)) / 2.0**n
         if coverage >= level:
             return xs[lo_idx], xs[hi_idx], coverage
     return best

@@ -151,8 +151,10 @@ class DevicePhase:
             "torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
             "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
             "torch_reserved_bytes": int(torch.cuda.memory_reserved(self.device)),
-            **{name: int(stats.get(key, 0)) - int(self._counters.get(key, 0))
-               for name, key in ALLOCATOR_COUNTERS.items()},
+            **{
+                name: int(stats.get(key, 0)) - int(self._counters.get(key, 0))
+                for name, key in ALLOCATOR_COUNTERS.items()
+            },
         }
         if self.nvml is not None:
             out.update(self.nvml.reading())

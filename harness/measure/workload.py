@@ -17,7 +17,6 @@ from harness.measure.methods import AUTOCAST_DTYPE, Trainable
 from harness.spec.shapes import PHASES
 
 
-
 class Workload:
     def __init__(self, cfg: Any, trainable: Trainable, device: torch.device):
         self.cfg = cfg
@@ -44,7 +43,8 @@ class Workload:
         self.tokens = batch * seq
         amp = AUTOCAST_DTYPE.get(cfg.precision.name)
         self._autocast: Callable[[], Any] = (
-            (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext)
+            (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
+        )
         self.scaler = torch.amp.GradScaler(device.type) if cfg.precision.name == "amp_fp16" else None
 
     def forward_loss(self) -> torch.Tensor:

@@ -57,7 +57,8 @@ def record_filename(record: dict) -> str:
     """A run's file name for a record: what it measured at a glance, then its config hash and id."""
     cfg = record["config"]
     ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
-    return f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
+    label = f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}"
+    return f"{label}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
 
 
 def write_record(record: dict, directory: Path) -> Path:

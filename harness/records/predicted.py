@@ -27,8 +27,9 @@ def prediction(config: dict, provenance: dict, resolved: dict | None = None, met
 
 def attach_prediction(record: dict) -> dict:
     """Give a record (in place) its `predicted` block and flags.predicted_disagrees, from its own fields."""
-    predicted = prediction(record.get("config"), record.get("provenance") or {}, record.get("resolved"),
-                           record.get("metrics"))
+    predicted = prediction(
+        record.get("config"), record.get("provenance") or {}, record.get("resolved"), record.get("metrics")
+    )
     record["predicted"] = predicted
     record.setdefault("flags", {})["predicted_disagrees"] = disagreements(predicted)
     return record

@@ -43,18 +43,30 @@ RECORD_KEYS = {
     "metrics": "measurements; every name carries its unit (_s, _bytes, _per_s, flops)",
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
     "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text], "
-             "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
+    "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
     "predicted": "the analytic model (harness/spec/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
-                 "tolerances, and `comparison` with the measurement",
+    "tolerances, and `comparison` with the measurement",
 }
 
 # What metrics.memory.peak_infer_bytes is, said once: every record carries it beside the figure.
-PEAK_INFER_HOLDS = ("the model alone: parameters + buffers (+ 4-bit quantization state) + the tensors the inference "
-                    "forward creates; no optimizer state, no gradients, not the input batch")
+PEAK_INFER_HOLDS = (
+    "the model alone: parameters + buffers (+ 4-bit quantization state) + the tensors the inference "
+    "forward creates; no optimizer state, no gradients, not the input batch"
+)
 
 # The provenance that makes one run distinct from a repeat: with the config, what the record id hashes.
-ID_PROVENANCE_KEYS = ("harness_version", "git_sha", "git_dirty", "lock_sha256", "torch", "cuda", "gpu_uuid",
-                      "cpu_model", "hostname_sha256", "utc_time")
+ID_PROVENANCE_KEYS = (
+    "harness_version",
+    "git_sha",
+    "git_dirty",
+    "lock_sha256",
+    "torch",
+    "cuda",
+    "gpu_uuid",
+    "cpu_model",
+    "hostname_sha256",
+    "utc_time",
+)
 
 
 # The record's `status`, with what it means for a results folder.
@@ -104,18 +116,22 @@ REQUIRED_OK_METRICS = {
     "metrics.throughput.step_samples_per_s": "batch size / median step time",
 }
 # ... and with measure.memory on: the memory categories, whole bytes.
-REQUIRED_MEMORY_METRICS = {f"metrics.memory.{key}": meaning for key, meaning in {
-    "params_bytes": "parameter storage (+ 4-bit quantization state)",
-    "grads_bytes": "peak gradient storage in the step",
-    "optimizer_bytes": "optimizer state after warm-up",
-    "activations_bytes": "what the forward holds for backward",
-    "peak_step_bytes": "peak of live tensor bytes in the step",
-    "peak_infer_bytes": "peak of live tensor bytes in fwd_infer, the model alone",
-}.items()}
+REQUIRED_MEMORY_METRICS = {
+    f"metrics.memory.{key}": meaning
+    for key, meaning in {
+        "params_bytes": "parameter storage (+ 4-bit quantization state)",
+        "grads_bytes": "peak gradient storage in the step",
+        "optimizer_bytes": "optimizer state after warm-up",
+        "activations_bytes": "what the forward holds for backward",
+        "peak_step_bytes": "peak of live tensor bytes in the step",
+        "peak_infer_bytes": "peak of live tensor bytes in fwd_infer, the model alone",
+    }.items()
+}
 
 
 class Metric(NamedTuple):
     """A figure the tables read from every record: its column (the unit in the name), where it is, its unit."""
+
     column: str
     path: str  # dotted from the record's top; a number indexes a list
     unit: str  # s | bytes | samples/s | tokens/s | ratio | count
@@ -131,14 +147,19 @@ METRICS = [
     Metric("compute_ratio", "metrics.compute_ratio", "ratio", "median paired t(fwd_bwd) / t(fwd_train)"),
     Metric("compute_ratio_ci95_lo", "metrics.compute_ratio_ci95.0", "ratio", "lower end of its 95% CI"),
     Metric("compute_ratio_ci95_hi", "metrics.compute_ratio_ci95.1", "ratio", "upper end of its 95% CI"),
-    Metric("backward_to_forward_ratio", "metrics.backward_to_forward_ratio", "ratio",
-           "median (t(fwd_bwd) - t(fwd_train)) / t(fwd_train)"),
+    Metric(
+        "backward_to_forward_ratio",
+        "metrics.backward_to_forward_ratio",
+        "ratio",
+        "median (t(fwd_bwd) - t(fwd_train)) / t(fwd_train)",
+    ),
     Metric("step_to_infer_ratio", "metrics.step_to_infer_ratio", "ratio", "median paired t(step) / t(fwd_infer)"),
     Metric("flop_ratio", "metrics.flop_ratio", "ratio", "counted FLOPs of fwd_bwd / fwd_train"),
     Metric("step_samples_per_s", "metrics.throughput.step_samples_per_s", "samples/s", "batch / median step"),
     Metric("step_tokens_per_s", "metrics.throughput.step_tokens_per_s", "tokens/s", "batch × seq_len / median step"),
-    Metric("infer_tokens_per_s", "metrics.throughput.infer_tokens_per_s", "tokens/s",
-           "batch × seq_len / median fwd_infer"),
+    Metric(
+        "infer_tokens_per_s", "metrics.throughput.infer_tokens_per_s", "tokens/s", "batch × seq_len / median fwd_infer"
+    ),
     Metric("params_bytes", "metrics.memory.params_bytes", "bytes", "parameters (+ 4-bit quantization state)"),
     Metric("buffers_bytes", "metrics.memory.buffers_bytes", "bytes", "module buffers"),
     Metric("grads_bytes", "metrics.memory.grads_bytes", "bytes", "peak gradient storage in the step"),
@@ -147,26 +168,54 @@ METRICS = [
     Metric("temp_bytes", "metrics.memory.temp_bytes", "bytes", "temporaries at the step's peak"),
     Metric("peak_step_bytes", "metrics.memory.peak_step_bytes", "bytes", "peak live tensor bytes in the step"),
     Metric("peak_infer_bytes", "metrics.memory.peak_infer_bytes", "bytes", "peak in fwd_infer, the model alone"),
-    Metric("train_to_infer_memory_ratio", "metrics.memory.train_to_infer_memory_ratio", "ratio",
-           "peak_step_bytes / peak_infer_bytes"),
-    Metric("torch_max_allocated_bytes", "metrics.memory.torch_max_allocated_bytes", "bytes",
-           "CUDA max_memory_allocated over the step"),
+    Metric(
+        "train_to_infer_memory_ratio",
+        "metrics.memory.train_to_infer_memory_ratio",
+        "ratio",
+        "peak_step_bytes / peak_infer_bytes",
+    ),
+    Metric(
+        "torch_max_allocated_bytes",
+        "metrics.memory.torch_max_allocated_bytes",
+        "bytes",
+        "CUDA max_memory_allocated over the step",
+    ),
     Metric("nvml_process_bytes", "metrics.memory.nvml_process_bytes", "bytes", "NVML memory of the process (CUDA)"),
     Metric("predicted_params_bytes", "predicted.memory.params_bytes", "bytes", "analytic: parameters"),
     Metric("predicted_grads_bytes", "predicted.memory.grads_bytes", "bytes", "analytic: gradients"),
     Metric("predicted_optimizer_bytes", "predicted.memory.optimizer_bytes", "bytes", "analytic: optimizer state"),
     Metric("predicted_activations_bytes", "predicted.memory.activations_bytes", "bytes", "analytic: activations"),
     Metric("predicted_flop_ratio", "predicted.flop_ratio", "ratio", "analytic: FLOP ratio fwd_bwd / fwd_train"),
-    Metric("first_to_last_layer_grad_norm_ratio", "metrics.gradients.first_to_last_layer_grad_norm_ratio", "ratio",
-           "L2 gradient norm of the first numbered layer / the last"),
-    Metric("fd_max_rel_error", "metrics.gradients.fd_max_rel_error", "ratio",
-           "finite differences against autograd: largest error / largest checked gradient"),
-    Metric("fd_full_gradient_forward_passes", "metrics.gradients.fd_full_gradient_forward_passes", "count",
-           "forward passes a full finite-difference gradient takes (2 × parameters)"),
-    Metric("fd_full_gradient_projected_s", "metrics.gradients.fd_full_gradient_projected_s", "s",
-           "time per forward × those passes: projected, not timed"),
-    Metric("backprop_fwd_bwd_float64_s", "metrics.gradients.backprop_fwd_bwd_float64_s", "s",
-           "forward + backward of the float64 copy"),
+    Metric(
+        "first_to_last_layer_grad_norm_ratio",
+        "metrics.gradients.first_to_last_layer_grad_norm_ratio",
+        "ratio",
+        "L2 gradient norm of the first numbered layer / the last",
+    ),
+    Metric(
+        "fd_max_rel_error",
+        "metrics.gradients.fd_max_rel_error",
+        "ratio",
+        "finite differences against autograd: largest error / largest checked gradient",
+    ),
+    Metric(
+        "fd_full_gradient_forward_passes",
+        "metrics.gradients.fd_full_gradient_forward_passes",
+        "count",
+        "forward passes a full finite-difference gradient takes (2 × parameters)",
+    ),
+    Metric(
+        "fd_full_gradient_projected_s",
+        "metrics.gradients.fd_full_gradient_projected_s",
+        "s",
+        "time per forward × those passes: projected, not timed",
+    ),
+    Metric(
+        "backprop_fwd_bwd_float64_s",
+        "metrics.gradients.backprop_fwd_bwd_float64_s",
+        "s",
+        "forward + backward of the float64 copy",
+    ),
 ]
 
 
@@ -228,28 +277,43 @@ def disagreements(predicted: dict) -> list[str]:
     return [c["name"] for c in predicted.get("comparison") or [] if not c["agrees"]]
 
 
-def build_record(*, config: dict, overrides: list[str], provenance: dict, status: str, predicted: dict,
-                 metrics: dict | None = None, resolved: dict | None = None, checks: list | None = None,
-                 error: dict | None = None) -> dict:
+def build_record(
+    *,
+    config: dict,
+    overrides: list[str],
+    provenance: dict,
+    status: str,
+    predicted: dict,
+    metrics: dict | None = None,
+    resolved: dict | None = None,
+    checks: list | None = None,
+    error: dict | None = None,
+) -> dict:
     """The record of one case. `predicted` is harness.records.predicted.prediction(...) for the same config,
     provenance, resolved values and metrics: the writer calls the predictor, the schema only places it."""
     checks = checks or []
     metrics = metrics or {}
     noisy = sorted(p for p, t in metrics.get("time", {}).items() if t.get("noisy"))
-    return finite({
-        "schema_version": SCHEMA_VERSION,
-        "id": record_id(config, provenance),
-        "config_hash": config_hash(config),
-        "status": status,
-        "error": error,
-        "config": config,
-        "resolved": resolved or {},
-        "command": command_line(overrides),
-        "overrides": list(overrides),
-        "provenance": provenance,
-        "metrics": metrics,
-        "checks": checks,
-        "flags": {"noisy": noisy, "checks_failed": [c["name"] for c in checks if not c["passed"]],
-                  "warnings": list(metrics.get("warnings", [])), "predicted_disagrees": disagreements(predicted)},
-        "predicted": predicted,
-    })
+    return finite(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "id": record_id(config, provenance),
+            "config_hash": config_hash(config),
+            "status": status,
+            "error": error,
+            "config": config,
+            "resolved": resolved or {},
+            "command": command_line(overrides),
+            "overrides": list(overrides),
+            "provenance": provenance,
+            "metrics": metrics,
+            "checks": checks,
+            "flags": {
+                "noisy": noisy,
+                "checks_failed": [c["name"] for c in checks if not c["passed"]],
+                "warnings": list(metrics.get("warnings", [])),
+                "predicted_disagrees": disagreements(predicted),
+            },
+            "predicted": predicted,
+        }
+    )

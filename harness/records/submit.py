@@ -69,8 +69,10 @@ def submit(paths: list[Path], root: Path) -> list[Outcome]:
         lock = results_folder.locked(root)
         lock.__enter__()
     except OSError as exc:  # a read-only share, a missing mount: refuse everything, change nothing
-        return outcomes + [Outcome(path, REFUSED, f"file: the results folder {root} is not writable ({exc.strerror})")
-                           for path, _, _ in accepted]
+        return outcomes + [
+            Outcome(path, REFUSED, f"file: the results folder {root} is not writable ({exc.strerror})")
+            for path, _, _ in accepted
+        ]
     try:
         for path, record, data in accepted:
             dest = results_folder.record_path(root, record, data)
@@ -79,8 +81,14 @@ def submit(paths: list[Path], root: Path) -> list[Outcome]:
                 continue
             same_id = sorted(dest.parent.glob(f"*_{record['id']}_*.json")) if dest.parent.is_dir() else []
             if same_id:
-                outcomes.append(Outcome(path, REFUSED, f"id: {record['id']} is already stored as {same_id[0]} with "
-                                                       "different content; one of the two was edited"))
+                outcomes.append(
+                    Outcome(
+                        path,
+                        REFUSED,
+                        f"id: {record['id']} is already stored as {same_id[0]} with "
+                        "different content; one of the two was edited",
+                    )
+                )
                 continue
             try:
                 write_new_file(dest, data)
@@ -88,8 +96,11 @@ def submit(paths: list[Path], root: Path) -> list[Outcome]:
                 outcomes.append(Outcome(path, DUPLICATE, dest=dest))
                 continue
             except OSError as exc:
-                outcomes.append(Outcome(path, REFUSED, f"file: could not be written to {dest} ({exc.strerror}); "
-                                                       "nothing was left behind"))
+                outcomes.append(
+                    Outcome(
+                        path, REFUSED, f"file: could not be written to {dest} ({exc.strerror}); nothing was left behind"
+                    )
+                )
                 continue
             outcomes.append(Outcome(path, TAKEN, dest=dest))
     finally:

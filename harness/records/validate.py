@@ -12,12 +12,22 @@ import math
 from typing import Any, Callable
 
 from harness import __version__
-from harness.records.schema import (RECORD_KEYS, REQUIRED_CONFIG, REQUIRED_GPU_PROVENANCE, REQUIRED_MEMORY_METRICS,
-                                    REQUIRED_OK_METRICS, REQUIRED_PROVENANCE, SCHEMA_VERSION, STATUSES, config_hash,
-                                    lookup, record_id)
+from harness.records.schema import (
+    RECORD_KEYS,
+    REQUIRED_CONFIG,
+    REQUIRED_GPU_PROVENANCE,
+    REQUIRED_MEMORY_METRICS,
+    REQUIRED_OK_METRICS,
+    REQUIRED_PROVENANCE,
+    SCHEMA_VERSION,
+    STATUSES,
+    config_hash,
+    lookup,
+    record_id,
+)
 
 # A shared folder is no place for logs or model files dropped in by mistake; records are ~10 KB.
-MAX_RECORD_BYTES = 1024 ** 2
+MAX_RECORD_BYTES = 1024**2
 
 # Config fields that count something and so must be at least 1.
 AT_LEAST_ONE_CONFIG = ("workload.batch_size", "workload.seq_len", "measure.repeats")
@@ -49,13 +59,18 @@ def _from_1_1(record: dict) -> dict:
     from harness.records.schema import PEAK_INFER_HOLDS
 
     memory = (record.get("metrics") or {}).get("memory")
-    if isinstance(memory, dict) and isinstance(memory.get("peak_infer_bytes"), int) and isinstance(
-            memory.get("optimizer_bytes"), int):
+    if (
+        isinstance(memory, dict)
+        and isinstance(memory.get("peak_infer_bytes"), int)
+        and isinstance(memory.get("optimizer_bytes"), int)
+    ):
         with_state = memory["peak_infer_bytes"]
         memory["peak_infer_with_optimizer_state_bytes"] = with_state
         memory["peak_infer_bytes"] = with_state - memory["optimizer_bytes"]
-        memory["peak_infer_holds"] = (PEAK_INFER_HOLDS + "; derived when read (schema 1.1 -> 1.2): the recorded "
-                                      "fwd_infer peak, which held the optimizer state, less optimizer_bytes")
+        memory["peak_infer_holds"] = (
+            PEAK_INFER_HOLDS + "; derived when read (schema 1.1 -> 1.2): the recorded "
+            "fwd_infer peak, which held the optimizer state, less optimizer_bytes"
+        )
         infer_phase = (memory.get("phase") or {}).get("fwd_infer")
         if isinstance(infer_phase, dict) and isinstance(infer_phase.get("tracked_peak_bytes"), int):
             infer_phase["tracked_peak_with_optimizer_state_bytes"] = infer_phase["tracked_peak_bytes"]
@@ -85,9 +100,11 @@ def migrate(record: dict) -> dict:
         return record
     if _version_tuple(version) > _version_tuple(SCHEMA_VERSION):
         writer = (record.get("provenance") or {}).get("harness_version", "a newer release")
-        raise RecordInvalid("schema_version",
-                            f"{version} is newer than this harness reads (backprop-bench {__version__} reads up to "
-                            f"{SCHEMA_VERSION}); it was written by backprop-bench {writer}: update to that version")
+        raise RecordInvalid(
+            "schema_version",
+            f"{version} is newer than this harness reads (backprop-bench {__version__} reads up to "
+            f"{SCHEMA_VERSION}); it was written by backprop-bench {writer}: update to that version",
+        )
     seen = set()
     while version != SCHEMA_VERSION:
         if version not in MIGRATIONS or version in seen:
@@ -137,8 +154,14 @@ def _check_number(path: str, key: str, value: Any) -> None:
         # temp_bytes is defined by subtraction at the tracker's peak and cannot go below zero either.
         if value < 0:
             raise RecordInvalid(path, f"{value} bytes is negative")
-    elif key.endswith(("_s", "_per_s", "_elements")) or key in ("n", "cv", "compute_ratio", "flop_ratio",
-                                                                 "model_flop_ratio", "step_to_infer_ratio"):
+    elif key.endswith(("_s", "_per_s", "_elements")) or key in (
+        "n",
+        "cv",
+        "compute_ratio",
+        "flop_ratio",
+        "model_flop_ratio",
+        "step_to_infer_ratio",
+    ):
         if value < 0:
             raise RecordInvalid(path, f"{value} is negative")
 
@@ -197,12 +220,18 @@ def check(record: dict) -> dict:
 
     expected_hash = config_hash(record["config"])
     if record["config_hash"] != expected_hash:
-        raise RecordInvalid("config_hash", f"{record['config_hash']!r} does not match the config "
-                                           f"(it hashes to {expected_hash}): edited after it was written?")
+        raise RecordInvalid(
+            "config_hash",
+            f"{record['config_hash']!r} does not match the config "
+            f"(it hashes to {expected_hash}): edited after it was written?",
+        )
     expected_id = record_id(record["config"], record["provenance"])
     if record["id"] != expected_id:
-        raise RecordInvalid("id", f"{record['id']!r} does not match the config and provenance (they hash to "
-                                  f"{expected_id}): edited after it was written?")
+        raise RecordInvalid(
+            "id",
+            f"{record['id']!r} does not match the config and provenance (they hash to "
+            f"{expected_id}): edited after it was written?",
+        )
 
     _walk_numbers(record["metrics"], "metrics")
     if status == "oom":

@@ -8,10 +8,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from harness.spec.units import GIB, format_bytes
 from harness.records.folder import Stored, hardware_label
 from harness.report.frame import config_label
-
+from harness.spec.units import GIB, format_bytes
 
 
 def _ms(t: dict) -> str:
@@ -23,8 +22,9 @@ def _ratio(value) -> str:
 
 
 def _differences(env: dict) -> str:
-    return ", ".join(f"{d['package']} {d['installed'] or 'not installed'} (lock {d['lock']})"
-                     for d in env.get("differences") or [])
+    return ", ".join(
+        f"{d['package']} {d['installed'] or 'not installed'} (lock {d['lock']})" for d in env.get("differences") or []
+    )
 
 
 def commit_text(prov: dict) -> str:
@@ -42,15 +42,19 @@ def software_warnings(prov: dict) -> list[str]:
     out = []
     ignored = prov.get("git_sha_env_ignored")
     if not prov.get("git_sha"):
-        out.append("**The record does not name its commit** (`git_sha` is null: git could not name it and no valid "
-                   f"BENCH_GIT_SHA was given): the exact code that measured this is unknown; it reported "
-                   f"backprop-bench {prov.get('harness_version')}." + (f" {ignored}." if ignored else ""))
+        out.append(
+            "**The record does not name its commit** (`git_sha` is null: git could not name it and no valid "
+            f"BENCH_GIT_SHA was given): the exact code that measured this is unknown; it reported "
+            f"backprop-bench {prov.get('harness_version')}." + (f" {ignored}." if ignored else "")
+        )
     elif ignored:
         out.append(f"BENCH_GIT_SHA was not used: {ignored}.")
     env = prov.get("environment")
     if isinstance(env, dict) and env.get("matches_lock") is False:
-        out.append(f"**Software not from requirements.lock**: {len(env.get('differences') or [])} pinned package(s) "
-                   f"differ — {_differences(env)}. The lock's versions were not the ones measured.")
+        out.append(
+            f"**Software not from requirements.lock**: {len(env.get('differences') or [])} pinned package(s) "
+            f"differ — {_differences(env)}. The lock's versions were not the ones measured."
+        )
     elif isinstance(env, dict) and env.get("matches_lock") is None:
         out.append(f"Whether the software matched requirements.lock is not known: {env.get('reason')}.")
     return out
@@ -60,14 +64,17 @@ def warnings(record: dict) -> list[str]:
     prov, flags = record["provenance"], record["flags"]
     out = software_warnings(prov)
     if prov.get("git_dirty"):
-        out.append("**Measured from a modified working tree** (`git_dirty`): checking out the commit below does not "
-                   "reproduce the exact code that ran.")
+        out.append(
+            "**Measured from a modified working tree** (`git_dirty`): checking out the commit below does not "
+            "reproduce the exact code that ran."
+        )
     if flags.get("checks_failed"):
-        out.append(f"**Self-checks failed**: {', '.join(flags['checks_failed'])} — the harness's own accounting "
-                   "disagreed with itself; do not cite these figures without reading the record.")
+        out.append(
+            f"**Self-checks failed**: {', '.join(flags['checks_failed'])} — the harness's own accounting "
+            "disagreed with itself; do not cite these figures without reading the record."
+        )
     if flags.get("noisy"):
-        out.append(f"Noisy phases (cv above {record['config']['measure']['noisy_cv']}): "
-                   f"{', '.join(flags['noisy'])}.")
+        out.append(f"Noisy phases (cv above {record['config']['measure']['noisy_cv']}): {', '.join(flags['noisy'])}.")
     if record["status"] == "oom":
         out.append(f"**Out of memory**: this configuration does not fit on {hardware_label(prov)}.")
     return out
@@ -80,14 +87,17 @@ def reproduce_commands(record: dict) -> list[str]:
     env = prov.get("environment")
     lines = [
         "# in a clone of backprop-bench",
-        f"git checkout {sha}" if sha else
-        f"# the record does not name its commit: use a checkout of backprop-bench {prov.get('harness_version')}",
+        f"git checkout {sha}"
+        if sha
+        else f"# the record does not name its commit: use a checkout of backprop-bench {prov.get('harness_version')}",
         f"sha256sum requirements.lock   # {lock}" if lock else "# the record names no requirements.lock (no sha256)",
         f"make bench SUITE= ARGS={shlex.quote(args)}" if args else "make bench SUITE=",
     ]
     if isinstance(env, dict) and env.get("matches_lock") is False:
-        lines += [f"# the run used other versions than the lock: {_differences(env)}; in such an environment:",
-                  f"PYTHONPATH=$PWD python -m harness run {args}".rstrip()]
+        lines += [
+            f"# the run used other versions than the lock: {_differences(env)}; in such an environment:",
+            f"PYTHONPATH=$PWD python -m harness run {args}".rstrip(),
+        ]
     return lines
 
 
@@ -95,7 +105,8 @@ def cite(stored: Stored, root: Path) -> str:
     r = stored.record
     cfg, prov, m = r["config"], r["provenance"], r["metrics"]
     hw = hardware_label(prov)
-    title = f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {'on' if cfg['checkpointing']['enabled'] else 'off'}"
+    ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
+    title = f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {ckpt}"
     lines = [f"**backprop-bench result `{r['id']}`** — {title}, on {hw}", ""]
     lines += [f"> ⚠ {w}" for w in warnings(r)]
     if warnings(r):
@@ -104,12 +115,16 @@ def cite(stored: Stored, root: Path) -> str:
         t = m["time"]
         lo, hi = m["compute_ratio_ci95"]
         cov = m.get("compute_ratio_ci_coverage")
-        ci = (f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}" if isinstance(lo, (int, float)) and isinstance(cov, float)
-              else "CI not available")
+        ci = (
+            f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
+            if isinstance(lo, (int, float)) and isinstance(cov, float)
+            else "CI not available"
+        )
         mem = m.get("memory", {})
         lines += [
             f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
-            f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; FLOP ratio {_ratio(m.get('flop_ratio'))}",
+            f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; "
+            f"FLOP ratio {_ratio(m.get('flop_ratio'))}",
             f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
             f"full step with optimizer: {_ms(t['step'])}",
             f"- Throughput: {m['throughput']['step_tokens_per_s']:,.0f} tokens/s training, "
@@ -118,22 +133,31 @@ def cite(stored: Stored, root: Path) -> str:
         if mem:
             lines.append(
                 f"- Peak memory: training step {format_bytes(mem.get('peak_step_bytes'))}, inference "
-                f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); of the "
-                f"step: parameters {format_bytes(mem.get('params_bytes'))}, gradients {format_bytes(mem.get('grads_bytes'))}, "
+                f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); "
+                f"of the step: parameters {format_bytes(mem.get('params_bytes'))}, "
+                f"gradients {format_bytes(mem.get('grads_bytes'))}, "
                 f"optimizer state {format_bytes(mem.get('optimizer_bytes'))}, activations "
-                f"{format_bytes(mem.get('activations_bytes'))}")
+                f"{format_bytes(mem.get('activations_bytes'))}"
+            )
     else:
         err = r.get("error") or {}
-        lines.append(f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
-                     f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}")
+        lines.append(
+            f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
+            f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}"
+        )
     checks = r["checks"]
     lines += [
         f"- Self-checks: {sum(c['passed'] for c in checks)}/{len(checks)} passed",
         "",
-        f"Hardware: {hw}" + (f", {prov.get('gpu_memory_bytes', 0) / GIB:.0f} GiB, driver {prov.get('driver')}, "
-                             f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
-                             if prov.get("device_type") == "cuda" else "")
-        + (f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else "") + ". "
+        f"Hardware: {hw}"
+        + (
+            f", {prov.get('gpu_memory_bytes', 0) / GIB:.0f} GiB, driver {prov.get('driver')}, "
+            f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
+            if prov.get("device_type") == "cuda"
+            else ""
+        )
+        + (f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else "")
+        + ". "
         f"Software: backprop-bench {prov['harness_version']} ({commit_text(prov)}), torch {prov['torch']}, "
         f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
         f"Python {prov['python']}. Measured {prov['utc_time']}.",

@@ -6,27 +6,42 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
 import io  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from harness import __version__  # noqa: E402
-from harness.records.io import replace_file  # noqa: E402
-from harness.records.folder import RECORDS  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 
+from harness import __version__  # noqa: E402
+from harness.records.folder import RECORDS  # noqa: E402
+from harness.records.io import replace_file  # noqa: E402
 
 METHOD_ORDER = ["full_adamw", "adamw8bit", "sgd", "lora", "qlora"]
-CKPT_STYLE = {False: dict(color="#1f77b4", marker="o", label="checkpointing off"),
-              True: dict(color="#d62728", marker="s", label="checkpointing on")}
-MEMORY_CATEGORIES = [("params", "parameters + buffers", "#4c72b0"), ("grads", "gradients", "#dd8452"),
-                     ("optimizer", "optimizer state", "#55a868"), ("activations", "activations", "#c44e52"),
-                     ("other", "other (temporaries at the peak)", "#8c8c8c")]
-STYLE = {"svg.hashsalt": "backprop-bench", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 9,
-         "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100, "savefig.dpi": 100}
-FORMATS = {"svg": {"Date": None, "Creator": f"backprop-bench {__version__}"},
-           "png": {"Software": f"backprop-bench {__version__}"}}
+CKPT_STYLE = {
+    False: dict(color="#1f77b4", marker="o", label="checkpointing off"),
+    True: dict(color="#d62728", marker="s", label="checkpointing on"),
+}
+MEMORY_CATEGORIES = [
+    ("params", "parameters + buffers", "#4c72b0"),
+    ("grads", "gradients", "#dd8452"),
+    ("optimizer", "optimizer state", "#55a868"),
+    ("activations", "activations", "#c44e52"),
+    ("other", "other (temporaries at the peak)", "#8c8c8c"),
+]
+STYLE = {
+    "svg.hashsalt": "backprop-bench",
+    "svg.fonttype": "path",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+}
+FORMATS = {
+    "svg": {"Date": None, "Creator": f"backprop-bench {__version__}"},
+    "png": {"Software": f"backprop-bench {__version__}"},
+}
 
 
 def method_key(method: str) -> tuple[int, str]:
@@ -50,8 +65,14 @@ def panels_of(groups: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def omitted(groups: pd.DataFrame) -> str:
     shown = sum(len(p) for _, p in panels_of(groups))
     left = len(groups) - shown
-    return (f"\n{left} configuration(s) measured with a single method and checkpointing setting are in the tables, "
-            "not here.") if left else ""
+    return (
+        (
+            f"\n{left} configuration(s) measured with a single method and checkpointing setting are in the tables, "
+            "not here."
+        )
+        if left
+        else ""
+    )
 
 
 def methods_of(panel: pd.DataFrame) -> list[str]:
@@ -72,8 +93,10 @@ def add_caption(fig, text: str) -> None:
 
 
 def source_line(hw_label: str, hw_key: str, records: int, torch_builds: list[str]) -> str:
-    return (f"{hw_label} · data: {records} record(s) in {RECORDS}/{hw_key}/ · torch {', '.join(torch_builds)} · "
-            f"backprop-bench {__version__} · regenerate with `bench plot`")
+    return (
+        f"{hw_label} · data: {records} record(s) in {RECORDS}/{hw_key}/ · torch {', '.join(torch_builds)} · "
+        f"backprop-bench {__version__} · regenerate with `bench plot`"
+    )
 
 
 def save(fig, path_stem: Path) -> list[Path]:
@@ -97,11 +120,21 @@ def series(panel: pd.DataFrame, pos: dict, metric: str, lo: str, hi: str):
         if rows.empty:
             continue
         y = rows[f"{metric}_median"]
-        yield style, rows, [pos[(m, ckpt)] for m in rows["method"]], y, [(y - rows[lo]).clip(lower=0),
-                                                                         (rows[hi] - y).clip(lower=0)]
+        yield (
+            style,
+            rows,
+            [pos[(m, ckpt)] for m in rows["method"]],
+            y,
+            [(y - rows[lo]).clip(lower=0), (rows[hi] - y).clip(lower=0)],
+        )
 
 
 def oom_marks(ax, panel: pd.DataFrame, pos: dict, y: float) -> None:
     for _, row in panel[panel["status"] == "oom"].iterrows():
-        ax.annotate("OOM", (pos[(row["method"], row["checkpointing"])], y), ha="center", fontsize=7,
-                    color=CKPT_STYLE[row["checkpointing"]]["color"])
+        ax.annotate(
+            "OOM",
+            (pos[(row["method"], row["checkpointing"])], y),
+            ha="center",
+            fontsize=7,
+            color=CKPT_STYLE[row["checkpointing"]]["color"],
+        )

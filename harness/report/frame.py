@@ -18,8 +18,8 @@ from typing import Iterator
 import pandas as pd
 
 from harness.records.folder import Stored, hardware_key, hardware_label
-from harness.spec.shapes import ADAPTER_METHODS
 from harness.records.schema import METRICS, canonical_json, config_hash, lookup
+from harness.spec.shapes import ADAPTER_METHODS
 from harness.spec.units import table_scale
 
 METRIC_NAMES = [metric.column for metric in METRICS]
@@ -31,8 +31,9 @@ def config_label(config: dict) -> str:
     """Short, stable name of a configuration for tables and plot axes."""
     model = config["model"]
     if model["name"] == "llama":
-        name = f"llama:{model.get('preset')}" + (f":{model['attn_implementation']}"
-                                                 if model.get("attn_implementation") != "sdpa" else "")
+        name = f"llama:{model.get('preset')}" + (
+            f":{model['attn_implementation']}" if model.get("attn_implementation") != "sdpa" else ""
+        )
     else:
         name = f"mlp:{model.get('depth')}x{model.get('width')}"
         if model.get("activation", "relu") != "relu":
@@ -61,8 +62,10 @@ def environment_label(prov: dict) -> str:
     diffs = env.get("differences")
     if env.get("matches_lock") is None or not isinstance(diffs, list):
         return "not compared with a lock"
-    named = [f"{d.get('package')} {d['installed']}" if d.get("installed") else f"{d.get('package')} not installed"
-             for d in diffs]
+    named = [
+        f"{d.get('package')} {d['installed']}" if d.get("installed") else f"{d.get('package')} not installed"
+        for d in diffs
+    ]
     if len(named) > ENV_LISTED:
         fingerprint = hashlib.sha256(canonical_json(diffs).encode()).hexdigest()[:8]
         named = [*named[:ENV_LISTED], f"{len(named) - ENV_LISTED} more [{fingerprint}]"]
@@ -124,8 +127,9 @@ def records_frame(stored: list[Stored], root: Path) -> pd.DataFrame:
     frame = pd.DataFrame([record_row(s, root) for s in stored])
     if frame.empty:
         return frame
-    return frame.sort_values(["schema_major", "hardware", "config", "method", "checkpointing", "utc_time", "id"],
-                             kind="mergesort").reset_index(drop=True)
+    return frame.sort_values(
+        ["schema_major", "hardware", "config", "method", "checkpointing", "utc_time", "id"], kind="mergesort"
+    ).reset_index(drop=True)
 
 
 def trimmed_mean(values: pd.Series) -> float | None:
@@ -137,14 +141,48 @@ def trimmed_mean(values: pd.Series) -> float | None:
 
 
 # Carried from a group's first record (the same for every repeat of one configuration).
-GROUP_COPIED = ("hardware_label", "device_type", "config", "model", "preset", "depth", "attn", "activation",
-                "residual", "norm", "method", "hash_without_checkpointing", "hash_without_method", "precision",
-                "checkpointing", "batch_size", "seq_len", "repeats_per_run", "width", "lora_r", "memory_budget_gib")
-GROUP_COUNTS = ("n", "n_oom", "oom_phases", "status", "git_dirty_runs", "checks_failed_runs", "noisy_runs",
-                "predicted_disagrees", "git_shas", "ids")
+GROUP_COPIED = (
+    "hardware_label",
+    "device_type",
+    "config",
+    "model",
+    "preset",
+    "depth",
+    "attn",
+    "activation",
+    "residual",
+    "norm",
+    "method",
+    "hash_without_checkpointing",
+    "hash_without_method",
+    "precision",
+    "checkpointing",
+    "batch_size",
+    "seq_len",
+    "repeats_per_run",
+    "width",
+    "lora_r",
+    "memory_budget_gib",
+)
+GROUP_COUNTS = (
+    "n",
+    "n_oom",
+    "oom_phases",
+    "status",
+    "git_dirty_runs",
+    "checks_failed_runs",
+    "noisy_runs",
+    "predicted_disagrees",
+    "git_shas",
+    "ids",
+)
 STATISTICS = ("median", "min", "max", "trimmed_mean")
-GROUPED_COLUMNS = [*GROUP_KEYS, *GROUP_COPIED, *GROUP_COUNTS,
-                   *(f"{name}_{stat}" for name in METRIC_NAMES for stat in STATISTICS)]
+GROUPED_COLUMNS = [
+    *GROUP_KEYS,
+    *GROUP_COPIED,
+    *GROUP_COUNTS,
+    *(f"{name}_{stat}" for name in METRIC_NAMES for stat in STATISTICS),
+]
 
 
 def memory_unit(values: pd.Series) -> tuple[int, str]:
@@ -184,8 +222,9 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_trimmed_mean"] = trimmed_mean(values)
         out.append(row)
     result = pd.DataFrame(out, columns=GROUPED_COLUMNS)
-    return result.sort_values(["schema_major", "hardware", "config", "method", "checkpointing"],
-                              kind="mergesort").reset_index(drop=True)
+    return result.sort_values(
+        ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
+    ).reset_index(drop=True)
 
 
 @contextlib.contextmanager

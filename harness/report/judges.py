@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.frame import quiet_fragmentation
-from harness.report.selection import (checkpointing_pairs, hardware_of, measured_rows, same_configuration_but,
-                                      select)
+from harness.report.selection import checkpointing_pairs, hardware_of, measured_rows, same_configuration_but, select
 from harness.report.verdict import Verdict
 from harness.spec import analytic
 from harness.spec.units import GIB, MIB
@@ -25,8 +24,10 @@ def judge_range(claim: dict, groups: pd.DataFrame) -> Verdict:
             continue
         med = float(rows.median())
         results.append((subset["label"], j["lo"] <= med <= j["hi"]))
-        measured.append(f"{subset['label']}: median {med:.2f} over {len(rows)} configuration(s) "
-                        f"(range {rows.min():.2f}–{rows.max():.2f})")
+        measured.append(
+            f"{subset['label']}: median {med:.2f} over {len(rows)} configuration(s) "
+            f"(range {rows.min():.2f}–{rows.max():.2f})"
+        )
     predicted = ""
     if "flop_ratio_where" in j:
         flops = select(base, j["flop_ratio_where"])["predicted_flop_ratio_median"].dropna()
@@ -54,8 +55,9 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
         return cfg + (" ckpt" if ckpt else "")
 
     # one configuration measured by several suites (other repeats, another torch build) reads once
-    results = list(dict.fromkeys((f"{name(cfg, ck)} ({r:.2f}×)", j["lo"] <= r <= j["hi"])
-                                 for (*_, cfg, ck), r in ratios.items()))
+    results = list(
+        dict.fromkeys((f"{name(cfg, ck)} ({r:.2f}×)", j["lo"] <= r <= j["hi"]) for (*_, cfg, ck), r in ratios.items())
+    )
     measured = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(ratios.items())))
     predicted = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(pred.items())))
     return Verdict.of(results, measured, predicted, hardware)
@@ -73,19 +75,28 @@ def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
         depth = int(p["depth_off"])
         in_time = bool(j["added_lo_pct"] <= p["time_added_pct"] <= j["added_hi_pct"])
         # "memory" in the seed: judged for the activations checkpointing targets and for the step's whole peak
-        results.append((f"activation memory, depth {depth}", in_time and p["activations_saved_pct"] >= j["saved_at_least_pct"]))
+        results.append(
+            (f"activation memory, depth {depth}", in_time and p["activations_saved_pct"] >= j["saved_at_least_pct"])
+        )
         results.append((f"peak step memory, depth {depth}", in_time and p["peak_saved_pct"] >= j["saved_at_least_pct"]))
         noisy = " (timings flagged noisy)" if p["noisy_runs_off"] or p["noisy_runs_on"] else ""
-        measured.append(f"depth {depth} ({p['method']}, {int(p['repeats_per_run_off'])} repeats): activations "
-                        f"−{p['activations_saved_pct']:.0f}%, peak −{p['peak_saved_pct']:.0f}%, step time "
-                        f"+{p['time_added_pct']:.0f}%{noisy}")
+        measured.append(
+            f"depth {depth} ({p['method']}, {int(p['repeats_per_run_off'])} repeats): activations "
+            f"−{p['activations_saved_pct']:.0f}%, peak −{p['peak_saved_pct']:.0f}%, step time "
+            f"+{p['time_added_pct']:.0f}%{noisy}"
+        )
         on, off = p["predicted_activations_bytes_median_on"], p["predicted_activations_bytes_median_off"]
         if on and off:
             # one more forward against forward + backward ≈ three forwards
-            predicted.append(f"depth {depth}: activations −{(1 - on / off) * 100:.0f}%, "
-                             f"+1 forward ≈ +{100 / 3:.0f}% of fwd+bwd")
-    return Verdict.of(results, "; ".join(measured), "; ".join(dict.fromkeys(predicted)),
-                      hardware_of(pairs.rename(columns={"hardware_label_off": "hardware_label"})))
+            predicted.append(
+                f"depth {depth}: activations −{(1 - on / off) * 100:.0f}%, +1 forward ≈ +{100 / 3:.0f}% of fwd+bwd"
+            )
+    return Verdict.of(
+        results,
+        "; ".join(measured),
+        "; ".join(dict.fromkeys(predicted)),
+        hardware_of(pairs.rename(columns={"hardware_label_off": "hardware_label"})),
+    )
 
 
 def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -93,8 +104,12 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
     through activation bytes against depth, judged by its R²."""
     j = claim["judge"]
     rows = measured_rows(groups)
-    rows = rows[(rows["model"] == "mlp") & ~rows["checkpointing"].astype(bool) & rows["depth"].notna()
-                & rows["activations_bytes_median"].notna()]
+    rows = rows[
+        (rows["model"] == "mlp")
+        & ~rows["checkpointing"].astype(bool)
+        & rows["depth"].notna()
+        & rows["activations_bytes_median"].notna()
+    ]
     families = []
     for g in same_configuration_but(rows, "depth"):
         if g["depth"].nunique() < j["min_depths"]:
@@ -108,9 +123,11 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
         r2 = 1 - ((y - (slope * x + intercept)) ** 2).sum() / ((y - y.mean()) ** 2).sum()
         verdicts.append((name, bool(r2 >= j["r2_at_least"])))
         deepest = g.loc[g["depth"].idxmax()]
-        measured.append(f"{name}, depths {', '.join(str(int(d)) for d in sorted(set(x)))}: {slope / 1024:.1f} KiB per "
-                        f"layer + {intercept / 1024:.1f} KiB, R² = {r2:.6f}; depth {int(deepest['depth'])} holds "
-                        f"{deepest['activations_bytes_median'] / slope:.1f}× one layer's activations")
+        measured.append(
+            f"{name}, depths {', '.join(str(int(d)) for d in sorted(set(x)))}: {slope / 1024:.1f} KiB per "
+            f"layer + {intercept / 1024:.1f} KiB, R² = {r2:.6f}; depth {int(deepest['depth'])} holds "
+            f"{deepest['activations_bytes_median'] / slope:.1f}× one layer's activations"
+        )
         pred = g["predicted_activations_bytes_median"].dropna()
         if len(pred) == len(g):
             err = (g["activations_bytes_median"] / g["predicted_activations_bytes_median"] - 1).abs().max()
@@ -135,9 +152,17 @@ def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:
     j = claim["judge"]
     rows = measured_rows(groups)
     rows = rows[(rows["model"] == "llama") & rows["activations_bytes_median"].notna()]
-    both = rows.pivot_table(index=[*ATTENTION_FAMILY, "seq_len"], columns="attn",
-                            values=["activations_bytes_median", "predicted_activations_bytes_median"], aggfunc="median")
-    if both.empty or ("activations_bytes_median", "eager") not in both or ("activations_bytes_median", "sdpa") not in both:
+    both = rows.pivot_table(
+        index=[*ATTENTION_FAMILY, "seq_len"],
+        columns="attn",
+        values=["activations_bytes_median", "predicted_activations_bytes_median"],
+        aggfunc="median",
+    )
+    if (
+        both.empty
+        or ("activations_bytes_median", "eager") not in both
+        or ("activations_bytes_median", "sdpa") not in both
+    ):
         return Verdict.not_measured()
     both = both.dropna(subset=[("activations_bytes_median", "eager"), ("activations_bytes_median", "sdpa")])
     lengths = both.groupby(level=list(range(len(ATTENTION_FAMILY)))).size()
@@ -155,15 +180,20 @@ def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:
     excess = eager - sdpa
     sdpa_growth = (sdpa.loc[s_hi] / sdpa.loc[s_lo]) ** (1 / doublings)
     excess_growth = (excess.loc[s_hi] / excess.loc[s_lo]) ** (1 / doublings) if excess.loc[s_lo] > 0 else float("nan")
-    results = [(f"eager stores s×s per head (excess over SDPA ×≥{j['eager_excess_growth_at_least']:g} per doubling)",
-                bool(excess_growth >= j["eager_excess_growth_at_least"])),
-               (f"SDPA does not (×≤{j['sdpa_growth_at_most']:g} per doubling)",
-                bool(sdpa_growth <= j["sdpa_growth_at_most"]))]
+    results = [
+        (
+            f"eager stores s×s per head (excess over SDPA ×≥{j['eager_excess_growth_at_least']:g} per doubling)",
+            bool(excess_growth >= j["eager_excess_growth_at_least"]),
+        ),
+        (f"SDPA does not (×≤{j['sdpa_growth_at_most']:g} per doubling)", bool(sdpa_growth <= j["sdpa_growth_at_most"])),
+    ]
     heads = analytic.llama_shape({"preset": preset})["num_heads"]
     quadratic = int(batch_size) * heads * s_hi * s_hi * 4  # fp32 softmax probabilities, one layer
-    measured = (f"{name}, seq {s_lo} → {s_hi}: SDPA activations ×{sdpa_growth:.2f} per doubling; eager's excess "
-                f"over SDPA ×{excess_growth:.2f} per doubling, {excess.loc[s_hi] / MIB:.1f} MiB at s = {s_hi} "
-                f"(fp32 softmax b·heads·s² per layer = {quadratic / MIB:.1f} MiB)")
+    measured = (
+        f"{name}, seq {s_lo} → {s_hi}: SDPA activations ×{sdpa_growth:.2f} per doubling; eager's excess "
+        f"over SDPA ×{excess_growth:.2f} per doubling, {excess.loc[s_hi] / MIB:.1f} MiB at s = {s_hi} "
+        f"(fp32 softmax b·heads·s² per layer = {quadratic / MIB:.1f} MiB)"
+    )
     pred_e = g.get(("predicted_activations_bytes_median", "eager"))
     predicted = []
     if pred_e is not None and pred_e.notna().all():
@@ -171,9 +201,11 @@ def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:
         predicted.append(f"eager and SDPA per-layer formulas (analytic): largest deviation {err:.2%}")
     seed = j["seed_example"]
     one = seed["layers"] * seed["seq_len"] ** 2 * 4  # fp32
-    predicted.append(f"the seed's example: {seed['layers']} layers × {seed['seq_len']}² fp32 = {one / GIB:.3f} GiB per "
-                     f"head and sequence; × {seed['heads']} heads (Llama 3.1 8B) = {seed['heads'] * one / GIB:.0f} GiB "
-                     f"in eager attention")
+    predicted.append(
+        f"the seed's example: {seed['layers']} layers × {seed['seq_len']}² fp32 = {one / GIB:.3f} GiB per "
+        f"head and sequence; × {seed['heads']} heads (Llama 3.1 8B) = {seed['heads'] * one / GIB:.0f} GiB "
+        f"in eager attention"
+    )
     return Verdict.of(results, measured, "; ".join(predicted), hardware_of(rows[rows["hardware"] == hw]))
 
 
@@ -195,14 +227,20 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
         for _, row in g[g["precision"] != j["reference"]].iterrows():
             ratio = row["peak_step_bytes_median"] / ref_peak
             results.append((f"{row['precision']} on {base}", bool(ratio < j["peak_ratio_below"])))
-            measured.append(f"{base}: {row['precision']} peak = {ratio:.2f}× {j['reference']} "
-                            f"(activations {row['activations_bytes_median'] / ref['activations_bytes_median'].iloc[0]:.2f}×)")
+            measured.append(
+                f"{base}: {row['precision']} peak = {ratio:.2f}× {j['reference']} "
+                f"(activations {row['activations_bytes_median'] / ref['activations_bytes_median'].iloc[0]:.2f}×)"
+            )
     if not results:
         return Verdict.not_measured()
     measured = list(dict.fromkeys(measured))  # one configuration measured by two suites reads the same
-    return Verdict.of(results, "; ".join(measured),
-                      "bf16: weights, grads, states and activations halve; autocast keeps fp32 weights, grads and "
-                      "states (16 B/param) and halves only matmul activations", hardware_of(ok))
+    return Verdict.of(
+        results,
+        "; ".join(measured),
+        "bf16: weights, grads, states and activations halve; autocast keeps fp32 weights, grads and "
+        "states (16 B/param) and halves only matmul activations",
+        hardware_of(ok),
+    )
 
 
 def judge_finite_differences(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -213,20 +251,24 @@ def judge_finite_differences(claim: dict, groups: pd.DataFrame) -> Verdict:
         return Verdict.not_measured()
     worst = rows["fd_max_rel_error_max"].max()
     worst_config = rows.loc[rows["fd_max_rel_error_max"].idxmax(), "config"]
-    cost = (rows["fd_full_gradient_projected_s_median"] / rows["backprop_fwd_bwd_float64_s_median"])
+    cost = rows["fd_full_gradient_projected_s_median"] / rows["backprop_fwd_bwd_float64_s_median"]
     big = rows.loc[rows["fd_full_gradient_forward_passes_median"].idxmax()]
-    results = [("autograd agrees with central differences", bool(worst <= j["rtol"])),
-               ("finite differences cost orders of magnitude more than backprop", bool(cost.min() >= j["cost_at_least"]))]
-    return Verdict.of(results,
-                      f"{len(rows)} configuration(s): autograd vs central differences (float64, 16 entries each) "
-                      f"max relative error {worst:.1e} ({worst_config}; judged at rtol {j['rtol']:.0e}, records flag "
-                      f"above {j['records_flag_above']:.0e}); a full FD gradient of "
-                      f"{big['config']} needs {int(big['fd_full_gradient_forward_passes_median']):,} forwards, "
-                      f"projected {big['fd_full_gradient_projected_s_median']:.0f} s against "
-                      f"{big['backprop_fwd_bwd_float64_s_median'] * 1e3:.0f} ms for one forward+backward; "
-                      f"FD/backprop {cost.min():,.0f}×–{cost.max():,.0f}×",
-                      "2 forwards per parameter (central differences) against ~3 forwards' cost for backprop",
-                      hardware_of(rows))
+    results = [
+        ("autograd agrees with central differences", bool(worst <= j["rtol"])),
+        ("finite differences cost orders of magnitude more than backprop", bool(cost.min() >= j["cost_at_least"])),
+    ]
+    return Verdict.of(
+        results,
+        f"{len(rows)} configuration(s): autograd vs central differences (float64, 16 entries each) "
+        f"max relative error {worst:.1e} ({worst_config}; judged at rtol {j['rtol']:.0e}, records flag "
+        f"above {j['records_flag_above']:.0e}); a full FD gradient of "
+        f"{big['config']} needs {int(big['fd_full_gradient_forward_passes_median']):,} forwards, "
+        f"projected {big['fd_full_gradient_projected_s_median']:.0f} s against "
+        f"{big['backprop_fwd_bwd_float64_s_median'] * 1e3:.0f} ms for one forward+backward; "
+        f"FD/backprop {cost.min():,.0f}×–{cost.max():,.0f}×",
+        "2 forwards per parameter (central differences) against ~3 forwards' cost for backprop",
+        hardware_of(rows),
+    )
 
 
 def judge_gradient_norms(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -240,15 +282,26 @@ def judge_gradient_norms(claim: dict, groups: pd.DataFrame) -> Verdict:
     stable = rows[rows["residual"].astype(bool) & rows["norm"].astype(bool)]
     deep_plain = plain[plain["depth"] >= j["deep_from_depth"]]
     lo, hi = j["stable_within"]
-    results = [("gradients vanish with depth in plain stacks",
-                bool((deep_plain[ratio] < j["vanished_below"]).any()) if len(deep_plain) else None),
-               (f"residual + LayerNorm keep them within {hi:g}× at every depth",
-                bool(((stable[ratio] > lo) & (stable[ratio] < hi)).all()) if len(stable) else None)]
-    lines = [f"{r['config']}: first/last layer gradient norm {r[ratio]:.1e}"
-             for _, r in rows.sort_values(["activation", "residual", "depth"]).iterrows()]
-    return Verdict.of(results, "; ".join(lines),
-                      "sigmoid: each layer scales gradients by ≤ 0.25 × |W| — geometric decay with depth",
-                      hardware_of(rows))
+    results = [
+        (
+            "gradients vanish with depth in plain stacks",
+            bool((deep_plain[ratio] < j["vanished_below"]).any()) if len(deep_plain) else None,
+        ),
+        (
+            f"residual + LayerNorm keep them within {hi:g}× at every depth",
+            bool(((stable[ratio] > lo) & (stable[ratio] < hi)).all()) if len(stable) else None,
+        ),
+    ]
+    lines = [
+        f"{r['config']}: first/last layer gradient norm {r[ratio]:.1e}"
+        for _, r in rows.sort_values(["activation", "residual", "depth"]).iterrows()
+    ]
+    return Verdict.of(
+        results,
+        "; ".join(lines),
+        "sigmoid: each layer scales gradients by ≤ 0.25 × |W| — geometric decay with depth",
+        hardware_of(rows),
+    )
 
 
 def judge_not_measured(claim: dict, groups: pd.DataFrame) -> Verdict:

@@ -13,11 +13,13 @@ from harness.spec.units import GB
 
 def _config(preset: str, method: str = "full_adamw", precision: str = "bf16", **extra) -> dict:
     """A configuration for the analytic model (SDPA, checkpointing off)."""
-    return {"model": {"name": "llama", "preset": preset, "attn_implementation": "sdpa"},
-            "method": {"name": method, "r": extra.get("r"), "target_modules": extra.get("targets"),
-                       "min_8bit_size": 4096},
-            "precision": {"name": precision}, "checkpointing": {"enabled": False, "segments": None},
-            "workload": {"batch_size": extra.get("batch", 1), "seq_len": extra.get("seq", 512)}}
+    return {
+        "model": {"name": "llama", "preset": preset, "attn_implementation": "sdpa"},
+        "method": {"name": method, "r": extra.get("r"), "target_modules": extra.get("targets"), "min_8bit_size": 4096},
+        "precision": {"name": precision},
+        "checkpointing": {"enabled": False, "segments": None},
+        "workload": {"batch_size": extra.get("batch", 1), "seq_len": extra.get("seq", 512)},
+    }
 
 
 def judge_adam_7b(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -30,48 +32,72 @@ def judge_adam_7b(claim: dict, groups: pd.DataFrame) -> Verdict:
     full = full[(full["method"] == "full_adamw") & (full["precision"] == "fp32")]
     per_param = (full["optimizer_bytes_median"] / full["predicted_optimizer_bytes_median"]).dropna()
     results = [(f["label"], abs(figures[f["quantity"]] / f["gb"] - 1) <= j["tolerance"]) for f in j["figures"]]
-    measured = (f"AdamW state measured = analytic 8 B/param + 4 B/tensor in {len(per_param)} fp32 configuration(s) "
-                f"(measured/predicted {per_param.min():.4f}–{per_param.max():.4f})" if len(per_param) else "—")
+    measured = (
+        f"AdamW state measured = analytic 8 B/param + 4 B/tensor in {len(per_param)} fp32 configuration(s) "
+        f"(measured/predicted {per_param.min():.4f}–{per_param.max():.4f})"
+        if len(per_param)
+        else "—"
+    )
     params_gb, states_gb = figures["params_16bit"], figures["adam_states_fp32"]
     total = (fp32["params_bytes"] + fp32["grads_bytes"] + fp32["optimizer_bytes"]) / GB
-    return Verdict.of(results, measured,
-                      f"Llama 2 7B: {n / 1e9:.2f}B parameters; 16-bit weights {params_gb:.1f} GB; two fp32 Adam "
-                      f"states {states_gb:.1f} GB (8 B/param) — 28 GB would be one fp32 state or two 16-bit ones; "
-                      f"fp32 weights + grads + states {total:.0f} GB",
-                      hardware_of(full) if len(per_param) else "analytic")
+    return Verdict.of(
+        results,
+        measured,
+        f"Llama 2 7B: {n / 1e9:.2f}B parameters; 16-bit weights {params_gb:.1f} GB; two fp32 Adam "
+        f"states {states_gb:.1f} GB (8 B/param) — 28 GB would be one fp32 state or two 16-bit ones; "
+        f"fp32 weights + grads + states {total:.0f} GB",
+        hardware_of(full) if len(per_param) else "analytic",
+    )
 
 
 def judge_lora_405b(claim: dict, groups: pd.DataFrame) -> Verdict:
     j = claim["judge"]
-    counts = {s["label"]: analytic.lora_parameter_count(_config(j["preset"], "lora", r=j["r"], targets=s["targets"]))
-              for s in j["target_sets"]}
+    counts = {
+        s["label"]: analytic.lora_parameter_count(_config(j["preset"], "lora", r=j["r"], targets=s["targets"]))
+        for s in j["target_sets"]
+    }
     results = [(f"{label}: {c / 1e9:.2f}B", j["lo_params"] <= c <= j["hi_params"]) for label, c in counts.items()]
     adapters = measured_rows(groups)
     adapters = adapters[adapters["method"].isin(["lora", "qlora"])]
-    return Verdict.of(results, "LoRA parameter counts r·(d_in+d_out) are pinned by tests against peft on small models",
-                      "; ".join(f"{label}: {c / 1e9:.3f}B" for label, c in counts.items()),
-                      "analytic" if adapters.empty else "analytic (formula checked on " + hardware_of(adapters) + ")")
+    return Verdict.of(
+        results,
+        "LoRA parameter counts r·(d_in+d_out) are pinned by tests against peft on small models",
+        "; ".join(f"{label}: {c / 1e9:.3f}B" for label, c in counts.items()),
+        "analytic" if adapters.empty else "analytic (formula checked on " + hardware_of(adapters) + ")",
+    )
 
 
 def judge_llama8b_lora(claim: dict, groups: pd.DataFrame) -> Verdict:
     j = claim["judge"]
-    pred = analytic.memory(_config(j["preset"], "lora", j["precision"], r=j["r"], batch=j["batch_size"],
-                                   seq=j["seq_len"]))
-    act = analytic.activation_bytes(_config(j["preset"], "full_adamw", j["precision"], batch=j["batch_size"],
-                                            seq=j["seq_len"]))
-    predicted = (f"bf16 weights {pred['params_bytes'] / GB:.1f} GB, LoRA grads + AdamW state "
-                 f"{(pred['grads_bytes'] + pred['optimizer_bytes']) / GB:.2f} GB; activations at seq {j['seq_len']} "
-                 f"are not modelled for frozen bases (full training would hold {act / GB:.1f} GB)")
+    pred = analytic.memory(
+        _config(j["preset"], "lora", j["precision"], r=j["r"], batch=j["batch_size"], seq=j["seq_len"])
+    )
+    act = analytic.activation_bytes(
+        _config(j["preset"], "full_adamw", j["precision"], batch=j["batch_size"], seq=j["seq_len"])
+    )
+    predicted = (
+        f"bf16 weights {pred['params_bytes'] / GB:.1f} GB, LoRA grads + AdamW state "
+        f"{(pred['grads_bytes'] + pred['optimizer_bytes']) / GB:.2f} GB; activations at seq {j['seq_len']} "
+        f"are not modelled for frozen bases (full training would hold {act / GB:.1f} GB)"
+    )
     # the seed's setup: bf16 weights, LoRA of rank r, batch 1 — a checkpointing-on run answers another question
     rows = measured_rows(groups)
-    rows = rows[(rows["preset"] == j["preset"]) & (rows["method"] == "lora") & (rows["batch_size"] == j["batch_size"])
-                & (rows["precision"] == j["precision"]) & (rows["lora_r"] == j["r"])
-                & ~rows["checkpointing"].astype(bool)]
+    rows = rows[
+        (rows["preset"] == j["preset"])
+        & (rows["method"] == "lora")
+        & (rows["batch_size"] == j["batch_size"])
+        & (rows["precision"] == j["precision"])
+        & (rows["lora_r"] == j["r"])
+        & ~rows["checkpointing"].astype(bool)
+    ]
     oom = groups[(groups["preset"] == j["preset"]) & (groups["n_oom"] > 0)]
     if rows.empty:
-        return Verdict.not_measured(f"out of memory on {hardware_of(oom)}" if len(oom) else "—", predicted,
-                                    hardware_of(oom))
+        return Verdict.not_measured(
+            f"out of memory on {hardware_of(oom)}" if len(oom) else "—", predicted, hardware_of(oom)
+        )
     infer, train = rows["peak_infer_bytes_median"].median() / GB, rows["peak_step_bytes_median"].median() / GB
-    results = [(j["inference"]["label"], within(infer, j["inference"]["gb"])),
-               (j["training"]["label"], within(train, j["training"]["gb"]))]
+    results = [
+        (j["inference"]["label"], within(infer, j["inference"]["gb"])),
+        (j["training"]["label"], within(train, j["training"]["gb"])),
+    ]
     return Verdict.of(results, f"inference {infer:.1f} GB, training {train:.1f} GB", predicted, hardware_of(rows))

@@ -18,11 +18,24 @@ import pandas as pd  # noqa: E402
 
 from harness import __version__  # noqa: E402
 from harness.records.folder import RECORDS, Stored  # noqa: E402
+from harness.report.figure import (
+    MEMORY_CATEGORIES,
+    METHOD_ORDER,
+    STYLE,
+    add_caption,
+    grid,
+    methods_of,  # noqa: E402
+    omitted,
+    oom_marks,
+    panels_of,
+    save,
+    series,
+    source_line,
+    x_positions,
+)
 from harness.report.frame import grouped, memory_unit, quiet_fragmentation, records_frame  # noqa: E402
-from harness.report.selection import checkpointing_pairs  # noqa: E402
-from harness.report.figure import (MEMORY_CATEGORIES, METHOD_ORDER, STYLE, add_caption, grid, methods_of,  # noqa: E402
-                                   omitted, oom_marks, panels_of, save, series, source_line, x_positions)
 from harness.report.plots_model import plot_predicted_vs_measured, plot_scaling  # noqa: E402
+from harness.report.selection import checkpointing_pairs  # noqa: E402
 
 
 def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
@@ -37,12 +50,19 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
         top = max(4.6, float(medians.max()) * 1.3 if len(medians) else 0)
         for _, row in panel[panel["compute_ratio_ci95_hi_max"] > top].iterrows():
             x = x_positions(methods_of(panel))[(row["method"], row["checkpointing"])]
-            ax.annotate(f"CI to {row['compute_ratio_ci95_hi_max']:.1f}", (x, top), xytext=(0, -10),
-                        textcoords="offset points", ha="center", fontsize=6)
+            ax.annotate(
+                f"CI to {row['compute_ratio_ci95_hi_max']:.1f}",
+                (x, top),
+                xytext=(0, -10),
+                textcoords="offset points",
+                ha="center",
+                fontsize=6,
+            )
         methods = methods_of(panel)
         pos = x_positions(methods)
-        for style, rows, x, y, err in series(panel, pos, "compute_ratio", "compute_ratio_ci95_lo_min",
-                                              "compute_ratio_ci95_hi_max"):
+        for style, rows, x, y, err in series(
+            panel, pos, "compute_ratio", "compute_ratio_ci95_lo_min", "compute_ratio_ci95_hi_max"
+        ):
             ax.errorbar(x, y, yerr=err, fmt=style["marker"], color=style["color"], capsize=3, label=style["label"])
         oom_marks(ax, panel, pos, 0.2)
         ax.axhline(3, color="#555555", ls="--", lw=0.8)
@@ -56,9 +76,11 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
         ax.set_title(title)
     axes[0].legend(loc="lower left", fontsize=7)
     fig.suptitle("Compute ratio: forward+backward time over forward time (median over repeats)")
-    add_caption(fig, caption + "\nError bars: 95% CI of the per-run median (distribution-free; over repeats, the envelope "
-                            "of the runs' intervals). Dashed: 3×, dotted: 4× (published rules of thumb)."
-             + omitted(groups))
+    add_caption(
+        fig,
+        caption + "\nError bars: 95% CI of the per-run median (distribution-free; over repeats, the envelope "
+        "of the runs' intervals). Dashed: 3×, dotted: 4× (published rules of thumb)." + omitted(groups),
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     return save(fig, stem)
 
@@ -75,18 +97,37 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
         rows = panel[panel["n"] > 0]
         for _, row in rows.iterrows():
             x = pos[(row["method"], row["checkpointing"])]
-            parts = {"params": row["params_bytes_median"] + (row["buffers_bytes_median"] or 0),
-                     "grads": row["grads_bytes_median"], "optimizer": row["optimizer_bytes_median"],
-                     "activations": row["activations_bytes_median"], "other": row["temp_bytes_median"]}
+            parts = {
+                "params": row["params_bytes_median"] + (row["buffers_bytes_median"] or 0),
+                "grads": row["grads_bytes_median"],
+                "optimizer": row["optimizer_bytes_median"],
+                "activations": row["activations_bytes_median"],
+                "other": row["temp_bytes_median"],
+            }
             bottom = 0.0
             for key, label, color in MEMORY_CATEGORIES:
                 value = (parts[key] or 0) / unit
-                ax.bar(x, value, width=0.28, bottom=bottom, color=color, edgecolor="white", lw=0.3,
-                       hatch="//" if row["checkpointing"] else None)
+                ax.bar(
+                    x,
+                    value,
+                    width=0.28,
+                    bottom=bottom,
+                    color=color,
+                    edgecolor="white",
+                    lw=0.3,
+                    hatch="//" if row["checkpointing"] else None,
+                )
                 bottom += value
             ax.plot([x - 0.17, x + 0.17], [row["peak_step_bytes_median"] / unit] * 2, color="black", lw=1.6)
-            ax.plot([x], [row["peak_infer_bytes_median"] / unit], marker="D", color="#ffbf00",
-                    markeredgecolor="black", ms=5, lw=0)
+            ax.plot(
+                [x],
+                [row["peak_infer_bytes_median"] / unit],
+                marker="D",
+                color="#ffbf00",
+                markeredgecolor="black",
+                ms=5,
+                lw=0,
+            )
         oom_marks(ax, panel, pos, 0)
         ax.set_xticks(range(len(methods)), methods)
         ax.set_xlim(-0.6, len(methods) - 0.4)
@@ -94,15 +135,22 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
         ax.set_ylabel(f"memory ({unit_name})")
         ax.set_title(title + "  (left bar: checkpointing off, right, hatched: on)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for _, _, c in MEMORY_CATEGORIES]
-    handles += [plt.Line2D([], [], color="black", lw=1.6),
-                plt.Line2D([], [], marker="D", color="#ffbf00", markeredgecolor="black", lw=0)]
-    labels = [label for _, label, _ in MEMORY_CATEGORIES] + ["measured peak of the training step",
-                                                             "measured peak of inference (no_grad forward)"]
+    handles += [
+        plt.Line2D([], [], color="black", lw=1.6),
+        plt.Line2D([], [], marker="D", color="#ffbf00", markeredgecolor="black", lw=0),
+    ]
+    labels = [label for _, label, _ in MEMORY_CATEGORIES] + [
+        "measured peak of the training step",
+        "measured peak of inference (no_grad forward)",
+    ]
     fig.legend(handles, labels, loc="upper center", fontsize=7, ncols=4, bbox_to_anchor=(0.5, 0.95))
     fig.suptitle("Training vs inference memory, by category (median over repeats)", y=0.99)
-    add_caption(fig, caption + "\nEach category is drawn at its own peak in the step (they do not all peak at once, so "
-                            "the stack can exceed the measured peak, drawn as a black line). Bytes from PyTorch's "
-                            "MemTracker; NF4 quantization state counted in parameters." + omitted(groups))
+    add_caption(
+        fig,
+        caption + "\nEach category is drawn at its own peak in the step (they do not all peak at once, so "
+        "the stack can exceed the measured peak, drawn as a black line). Bytes from PyTorch's "
+        "MemTracker; NF4 quantization state counted in parameters." + omitted(groups),
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 0.86))
     return save(fig, stem)
 
@@ -118,25 +166,53 @@ def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
         style = dict(marker=markers.get(row["config"], "o"), color=colors.get(row["method"], "#333333"))
         ax.plot(row["time_added_pct"], row["peak_saved_pct"], ms=7, lw=0, **style)
         ax.plot(row["time_added_pct"], row["activations_saved_pct"], ms=7, lw=0, markerfacecolor="none", **style)
-        ax.plot([row["time_added_pct"]] * 2, [row["peak_saved_pct"], row["activations_saved_pct"]], color="#bbbbbb",
-                lw=0.6, zorder=0)
+        ax.plot(
+            [row["time_added_pct"]] * 2,
+            [row["peak_saved_pct"], row["activations_saved_pct"]],
+            color="#bbbbbb",
+            lw=0.6,
+            zorder=0,
+        )
     ax.plot([30], [50], marker="*", ms=14, color="#999999", lw=0)
-    ax.annotate("seed claim: 50% saved for ~30% time", (30, 50), textcoords="offset points", xytext=(8, 6),
-                fontsize=7, color="#666666")
+    ax.annotate(
+        "seed claim: 50% saved for ~30% time",
+        (30, 50),
+        textcoords="offset points",
+        xytext=(8, 6),
+        fontsize=7,
+        color="#666666",
+    )
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("time added by checkpointing: step time on / off − 1 (%)")
     ax.set_ylabel("memory saved by checkpointing (%)")
     handles = [plt.Line2D([], [], marker=markers[c], color="#333333", lw=0, label=c) for c in configs]
-    handles += [plt.Line2D([], [], marker="s", color=colors[m], lw=0, label=m)
-                for m in METHOD_ORDER if not pairs.empty and m in set(pairs["method"])]
-    handles += [plt.Line2D([], [], marker="o", color="#333333", lw=0, label="filled: peak of the training step"),
-                plt.Line2D([], [], marker="o", color="#333333", markerfacecolor="none", lw=0,
-                           label="hollow: activations held for backward")]
+    handles += [
+        plt.Line2D([], [], marker="s", color=colors[m], lw=0, label=m)
+        for m in METHOD_ORDER
+        if not pairs.empty and m in set(pairs["method"])
+    ]
+    handles += [
+        plt.Line2D([], [], marker="o", color="#333333", lw=0, label="filled: peak of the training step"),
+        plt.Line2D(
+            [],
+            [],
+            marker="o",
+            color="#333333",
+            markerfacecolor="none",
+            lw=0,
+            label="hollow: activations held for backward",
+        ),
+    ]
     ax.legend(handles=handles, fontsize=7, loc="best")
     if pairs.empty:
-        ax.text(0.5, 0.5, "no configuration measured with checkpointing both on and off", transform=ax.transAxes,
-                ha="center")
+        ax.text(
+            0.5,
+            0.5,
+            "no configuration measured with checkpointing both on and off",
+            transform=ax.transAxes,
+            ha="center",
+        )
     ax.set_title("Gradient checkpointing: memory saved against time added (medians over repeats)")
     add_caption(fig, caption)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -151,10 +227,12 @@ def plot_throughput(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path
     for ax, (title, panel) in zip(axes, panels):
         methods = methods_of(panel)
         pos = x_positions(methods)
-        for style, rows, x, y, err in series(panel, pos, "step_tokens_per_s", "step_tokens_per_s_min",
-                                              "step_tokens_per_s_max"):
-            ax.bar(x, y, width=0.28, color=style["color"], label=style["label"] + " (training step)", yerr=err,
-                   capsize=2)
+        for style, rows, x, y, err in series(
+            panel, pos, "step_tokens_per_s", "step_tokens_per_s_min", "step_tokens_per_s_max"
+        ):
+            ax.bar(
+                x, y, width=0.28, color=style["color"], label=style["label"] + " (training step)", yerr=err, capsize=2
+            )
             ax.plot(x, rows["infer_tokens_per_s_median"], lw=0, marker="_", ms=12, mew=2, color="black")
         oom_marks(ax, panel, pos, 0)
         ax.set_xticks(range(len(methods)), methods)
@@ -172,7 +250,7 @@ def plot_throughput(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path
 
 def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: int = 8) -> list[Path]:
     ok = groups[groups["n"] > 0].copy()
-    ok["case"] = (ok["config"] + " " + ok["method"] + ok["checkpointing"].map({True: " ckpt", False: ""}))
+    ok["case"] = ok["config"] + " " + ok["method"] + ok["checkpointing"].map({True: " ckpt", False: ""})
     counts = ok.groupby("case")["hardware"].nunique()
     cases = sorted(counts.index, key=lambda c: (-counts[c], c))[:top]
     hardware = sorted(ok["hardware"].unique())
@@ -196,8 +274,10 @@ def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: in
     ax2.set_yticklabels([])
     ax1.legend(fontsize=7, loc="lower right")
     shared = int((counts >= 2).sum())
-    fig.suptitle(f"The same configurations across hardware ({len(hardware)} in this folder; {shared} configuration(s) "
-                 f"measured on two or more)")
+    fig.suptitle(
+        f"The same configurations across hardware ({len(hardware)} in this folder; {shared} configuration(s) "
+        f"measured on two or more)"
+    )
     add_caption(fig, caption)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return save(fig, stem)
@@ -214,15 +294,18 @@ def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
     with plt.rc_context(STYLE):
         for hw, hw_groups in groups.groupby("hardware", sort=True):
             hw_frame = frame[frame["hardware"] == hw]
-            caption = source_line(hw_groups.iloc[0]["hardware_label"], hw, len(hw_frame),
-                                   sorted(hw_frame["torch"].unique()))
+            caption = source_line(
+                hw_groups.iloc[0]["hardware_label"], hw, len(hw_frame), sorted(hw_frame["torch"].unique())
+            )
             written += plot_compute_ratio(hw_groups, caption, out / hw / "compute_ratio")
             written += plot_memory(hw_groups, caption, out / hw / "memory_by_category")
             written += plot_checkpointing(hw_groups, caption, out / hw / "checkpointing_tradeoff")
             written += plot_throughput(hw_groups, caption, out / hw / "throughput")
             written += plot_predicted_vs_measured(hw_groups, caption, out / hw / "predicted_vs_measured")
             written += plot_scaling(hw_groups, caption, out / hw)
-        caption = (f"data: {len(frame)} record(s) in {RECORDS}/ ({', '.join(sorted(groups['hardware'].unique()))}) · "
-                   f"backprop-bench {__version__} · regenerate with `bench plot`")
+        caption = (
+            f"data: {len(frame)} record(s) in {RECORDS}/ ({', '.join(sorted(groups['hardware'].unique()))}) · "
+            f"backprop-bench {__version__} · regenerate with `bench plot`"
+        )
         written += plot_across_hardware(groups, caption, out / "across_hardware")
     return written

@@ -11,8 +11,20 @@ from harness.report.frame import quiet_fragmentation
 
 # The columns that say which configuration a row is (what harness.report.frame.config_label writes as text),
 # so that "the same configuration but for the depth / the precision" is a key of columns, not of label text.
-CONFIGURATION = ("model", "preset", "attn", "depth", "width", "activation", "residual", "norm", "precision",
-                 "batch_size", "seq_len", "memory_budget_gib")
+CONFIGURATION = (
+    "model",
+    "preset",
+    "attn",
+    "depth",
+    "width",
+    "activation",
+    "residual",
+    "norm",
+    "precision",
+    "batch_size",
+    "seq_len",
+    "memory_budget_gib",
+)
 
 
 def same_configuration_but(rows: pd.DataFrame, *varying: str) -> list[pd.DataFrame]:
@@ -58,7 +70,9 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     joined = joined.assign(
         time_added_pct=(joined["step_s_median_on"] / joined["step_s_median_off"] - 1) * 100,
         peak_saved_pct=(1 - joined["peak_step_bytes_median_on"] / joined["peak_step_bytes_median_off"]) * 100,
-        activations_saved_pct=(1 - joined["activations_bytes_median_on"] / joined["activations_bytes_median_off"]) * 100)
+        activations_saved_pct=(1 - joined["activations_bytes_median_on"] / joined["activations_bytes_median_off"])
+        * 100,
+    )
     return joined.sort_values(key).reset_index(drop=True)
 
 

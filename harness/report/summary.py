@@ -36,25 +36,41 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
             flags.append(f"warnings:{len(r['flags']['warnings'])}")
         if r["flags"]["checks_failed"]:
             flags.append("FAILED:" + ",".join(r["flags"]["checks_failed"]))
-        rows.append([
-            _case_label(r), "ok",
-            _fmt(m["time"]["fwd_train"]["median_s"] * 1e3, ".2f"),
-            _fmt(m["time"]["fwd_bwd"]["median_s"] * 1e3, ".2f"),
-            _fmt(m["time"]["step"]["median_s"] * 1e3, ".2f"),
-            f"{m['compute_ratio']:.2f} [{_fmt(lo, '.2f')}, {_fmt(hi, '.2f')}]",
-            _fmt(m.get("flop_ratio"), ".2f"),
-            _fmt(m["throughput"]["step_tokens_per_s"], ".0f"),
-            _fmt(mem.get("peak_step_bytes", 0) / MIB, ".2f"),
-            _fmt(mem.get("peak_infer_bytes", 0) / MIB, ".2f"),
-            _fmt(mem.get("train_to_infer_memory_ratio"), ".2f"),
-            f"{passed}/{len(checks)}",
-            " ".join(flags),
-        ])
+        rows.append(
+            [
+                _case_label(r),
+                "ok",
+                _fmt(m["time"]["fwd_train"]["median_s"] * 1e3, ".2f"),
+                _fmt(m["time"]["fwd_bwd"]["median_s"] * 1e3, ".2f"),
+                _fmt(m["time"]["step"]["median_s"] * 1e3, ".2f"),
+                f"{m['compute_ratio']:.2f} [{_fmt(lo, '.2f')}, {_fmt(hi, '.2f')}]",
+                _fmt(m.get("flop_ratio"), ".2f"),
+                _fmt(m["throughput"]["step_tokens_per_s"], ".0f"),
+                _fmt(mem.get("peak_step_bytes", 0) / MIB, ".2f"),
+                _fmt(mem.get("peak_infer_bytes", 0) / MIB, ".2f"),
+                _fmt(mem.get("train_to_infer_memory_ratio"), ".2f"),
+                f"{passed}/{len(checks)}",
+                " ".join(flags),
+            ]
+        )
     return rows
 
 
-HEADERS = ["case", "status", "fwd_train ms", "fwd_bwd ms", "step ms", "compute ratio [95% CI]", "FLOP ratio",
-           "step tok/s", "peak step MiB", "peak infer MiB", "train/infer mem", "checks", "flags"]
+HEADERS = [
+    "case",
+    "status",
+    "fwd_train ms",
+    "fwd_bwd ms",
+    "step ms",
+    "compute ratio [95% CI]",
+    "FLOP ratio",
+    "step tok/s",
+    "peak step MiB",
+    "peak infer MiB",
+    "train/infer mem",
+    "checks",
+    "flags",
+]
 
 
 def format_table(records: list[dict]) -> str:
@@ -63,7 +79,6 @@ def format_table(records: list[dict]) -> str:
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)),
-             "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     return "\n".join(lines)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-HOLDS, CONDITIONAL, FAILS, NOT_MEASURED = ("holds", "holds under stated conditions", "does not hold",
-                                          "not measured on this hardware")
+HOLDS, CONDITIONAL, FAILS, NOT_MEASURED = (
+    "holds",
+    "holds under stated conditions",
+    "does not hold",
+    "not measured on this hardware",
+)
 
 
 @dataclass(frozen=True)
@@ -40,5 +44,9 @@ class Verdict:
 
     def fields(self) -> dict:
         """The four figures of the report (markdown / json)."""
-        return {"verdict": self.verdict, "measured": self.measured, "predicted": self.predicted,
-                "hardware": self.hardware}
+        return {
+            "verdict": self.verdict,
+            "measured": self.measured,
+            "predicted": self.predicted,
+            "hardware": self.hardware,
+        }

@@ -8,7 +8,7 @@ import signal
 # What a signal that ended a case process usually means, for the person reading the record.
 SIGNAL_MEANINGS = {
     signal.SIGKILL: "killed outright: usually the kernel's out-of-memory killer (host RAM exhausted; `dmesg` "
-                    "says so) or a job scheduler's hard limit",
+    "says so) or a job scheduler's hard limit",
     signal.SIGSEGV: "a crash in native code (a library or driver bug, or memory corruption)",
     signal.SIGABRT: "native code aborted (a failed assertion in C++/CUDA code, or an uncaught C++ exception)",
     signal.SIGBUS: "a bus error: usually shared memory (/dev/shm) too small, or a file mapped into memory that shrank",

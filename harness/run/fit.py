@@ -85,8 +85,11 @@ def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: in
     if first is None:
         return {"value": None, "reason": "the analytic model has no activation formula for this configuration"}
     if first > budget_bytes:
-        return {"value": 0, "predicted_bytes_at_1": first,
-                "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
+        return {
+            "value": 0,
+            "predicted_bytes_at_1": first,
+            "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound",
+        }
     lo, hi = 1, 2
     while hi <= limit and need(hi) <= budget_bytes:
         lo, hi = hi, hi * 2
@@ -94,8 +97,11 @@ def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: in
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if need(mid) <= budget_bytes else (lo, mid)
-    return {"value": lo, "predicted_bytes": need(lo),
-            "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
+    return {
+        "value": lo,
+        "predicted_bytes": need(lo),
+        "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound",
+    }
 
 
 class _ProbeFailed(Exception):
@@ -177,8 +183,7 @@ class FitOutcome:
     where: str  # the device or budget, in words
 
 
-def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_dir: Path,
-            command: str) -> FitOutcome:
+def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_dir: Path, command: str) -> FitOutcome:
     """The whole of `bench fit` after parsing: the measured search (`first` is the planned case at 1), the
     analytic prediction against the same budget (the emulated one, else the device the probes ran on), and
     fit.json."""
@@ -192,12 +197,21 @@ def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_di
     on_cuda = cfg.device.name == "cuda" or (cfg.device.name == "auto" and torch.cuda.is_available())
     budget = cfg.device.memory_budget_gib
     if budget is None and not on_cuda:
-        raise ConfigError("device.memory_budget_gib", "bench fit on a CPU needs a budget (a CPU has no device memory "
-                                                      "to fill): e.g. device.memory_budget_gib=0.5")
+        raise ConfigError(
+            "device.memory_budget_gib",
+            "bench fit on a CPU needs a budget (a CPU has no device memory to fill): e.g. device.memory_budget_gib=0.5",
+        )
     result = search(base, search_key, limit, output_dir)
     prov = result.provenance or {}
-    device = ({"type": prov.get("device_type"), "name": prov.get("gpu_name") or prov.get("cpu_model"),
-               "memory_bytes": prov.get("gpu_memory_bytes")} if prov else {"type": "cuda" if on_cuda else "cpu"})
+    device = (
+        {
+            "type": prov.get("device_type"),
+            "name": prov.get("gpu_name") or prov.get("cpu_model"),
+            "memory_bytes": prov.get("gpu_memory_bytes"),
+        }
+        if prov
+        else {"type": "cuda" if on_cuda else "cpu"}
+    )
     budget_bytes = int(budget * GIB) if budget is not None else prov.get("gpu_memory_bytes")
     device.update({"memory_budget_gib": budget, "budget_emulated": budget is not None})
     predicted = predicted_max(first.config, search_key, budget_bytes, limit)

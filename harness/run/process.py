@@ -28,7 +28,9 @@ STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that a
 def _context():
     method = os.environ.get(START_METHOD_ENV, "forkserver")
     if method not in START_METHODS:
-        raise ConfigError(START_METHOD_ENV, f"{method!r} is not a start method here; allowed: {', '.join(START_METHODS)}")
+        raise ConfigError(
+            START_METHOD_ENV, f"{method!r} is not a start method here; allowed: {', '.join(START_METHODS)}"
+        )
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["harness.run.preload"])
@@ -56,9 +58,14 @@ def _parent_error_record(case: Case, message: str, kind: str, phase: str | None)
     from harness.measure import provenance
 
     prov = provenance.collect(torch.device("cpu"))
-    return build_record(config=case.config, overrides=list(case.overrides), provenance=prov,
-                        predicted=prediction(case.config, prov),
-                        status="error", error={"type": kind, "message": message, "phase": phase})
+    return build_record(
+        config=case.config,
+        overrides=list(case.overrides),
+        provenance=prov,
+        predicted=prediction(case.config, prov),
+        status="error",
+        error={"type": kind, "message": message, "phase": phase},
+    )
 
 
 def run_in_subprocess(case: Case, log_path: Path) -> dict:
@@ -101,12 +108,18 @@ def run_in_subprocess(case: Case, log_path: Path) -> dict:
         proc.join()
     if timed_out:
         return _parent_error_record(
-            case, f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; "
-                  f"see {log_path}", "CaseTimeout", stage)
+            case,
+            f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; see {log_path}",
+            "CaseTimeout",
+            stage,
+        )
     if message is None:
         return _parent_error_record(
-            case, f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see "
-                  f"{log_path}", "ProcessDied", stage)
+            case,
+            f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see {log_path}",
+            "ProcessDied",
+            stage,
+        )
     if CRASH in message:
         return _parent_error_record(case, message[CRASH], "CaseCrashed", stage)
     return message

@@ -47,8 +47,9 @@ def existing_results(output_dir: Path) -> tuple[dict[str, Path], list[str]]:
     return found, unreadable
 
 
-def run_sweep(cases: list[Case | list[str]], output_dir: Path, progress: bool = True,
-              force: bool = False) -> SweepResult:
+def run_sweep(
+    cases: list[Case | list[str]], output_dir: Path, progress: bool = True, force: bool = False
+) -> SweepResult:
     """Run every case not already recorded in output_dir (matched by config hash; `force` reruns them all).
 
     Records are written whole or not at all (harness.records.io.write_new_file), so a sweep stopped by Ctrl-C or
@@ -71,8 +72,9 @@ def run_sweep(cases: list[Case | list[str]], output_dir: Path, progress: bool = 
                 result.skipped.append(previous)
                 bar.update(1)
                 continue
-            bar.set_description(" ".join(o for o in case.overrides
-                                         if override_key(o) in ("model", "method", "checkpointing")))
+            bar.set_description(
+                " ".join(o for o in case.overrides if override_key(o) in ("model", "method", "checkpointing"))
+            )
             record = run_in_subprocess(case, logs / f"case-{index:03d}.log")
             result.paths.append(write_record(record, output_dir))
             result.records.append(record)

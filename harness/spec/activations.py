@@ -4,8 +4,14 @@ tensors of each op as PyTorch defines them, the way Korthikanti et al. 2022 coun
 from __future__ import annotations
 
 from harness.spec.parameters import lora_targets, parameter_tensors
-from harness.spec.shapes import (ADAPTER_METHODS, COMPUTE_BYTES, LLAMA_DEFAULT_TARGETS, adapter_bytes, llama_shape,
-                                 mlp_checkpoint_segments)
+from harness.spec.shapes import (
+    ADAPTER_METHODS,
+    COMPUTE_BYTES,
+    LLAMA_DEFAULT_TARGETS,
+    adapter_bytes,
+    llama_shape,
+    mlp_checkpoint_segments,
+)
 
 
 def checkpoint_segments(config: dict) -> int:
@@ -41,18 +47,24 @@ def mlp_activation_bytes(config: dict) -> dict:
             return {"activations_bytes": None, "formula": "not modelled: autocast with adapters or checkpointing"}
         # autocast keeps fp32 weights and saves the 16-bit copies it makes for backward: every layer's
         # weight copy except the first layer's (its input needs no gradient), and the input's cast
-        return {"activations_bytes": depth * unit + unit + (depth - 1) * w * w * e + loss,
-                "formula": "autocast: depth x ReLU output + input cast + (depth-1) 16-bit weight copies + loss"}
+        return {
+            "activations_bytes": depth * unit + unit + (depth - 1) * w * w * e + loss,
+            "formula": "autocast: depth x ReLU output + input cast + (depth-1) 16-bit weight copies + loss",
+        }
     if not config["checkpointing"]["enabled"]:
-        return {"activations_bytes": depth * per_layer + unit + loss,
-                "formula": "depth x (ReLU output [+ LoRA r-wide]) + input + fp32 loss copy"}
+        return {
+            "activations_bytes": depth * per_layer + unit + loss,
+            "formula": "depth x (ReLU output [+ LoRA r-wide]) + input + fp32 loss copy",
+        }
     k = min(checkpoint_segments(config), depth)
     size = depth // k
     last = depth - size * (k - 1)
     end_of_forward = (k - 1) * unit + last * per_layer + unit + loss
     recompute = (k - 1) * unit + size * per_layer
-    return {"activations_bytes": max(end_of_forward, recompute),
-            "formula": f"checkpoint_sequential, {k} segments: max(end of forward, recompute of one segment)"}
+    return {
+        "activations_bytes": max(end_of_forward, recompute),
+        "formula": f"checkpoint_sequential, {k} segments: max(end of forward, recompute of one segment)",
+    }
 
 
 def _rmsnorm_bytes(t: int, h: int, e: int) -> int:
@@ -104,13 +116,17 @@ def llama_activation_bytes(config: dict, attention_kernel: str | None = None) ->
     head = _rmsnorm_bytes(t, h, e) + t * s["vocab_size"] * 4 + t * 8 + 8
     rotary = 2 * seq * (h // s["num_heads"]) * e
     if not config["checkpointing"]["enabled"]:
-        return {"activations_bytes": layers * layer + head + rotary,
-                "formula": "layers x (2 RMSNorm + attention + SwiGLU) + final norm + fp32 log-softmax + labels"}
+        return {
+            "activations_bytes": layers * layer + head + rotary,
+            "formula": "layers x (2 RMSNorm + attention + SwiGLU) + final norm + fp32 log-softmax + labels",
+        }
     stored = layers * t * h * e
     # while a layer is recomputed, its stored input is also its first norm's input: one storage in fp32
     recompute = stored + layer - (t * h * 4 if e == 4 else 0) + rotary
-    return {"activations_bytes": max(stored + head + rotary, recompute),
-            "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)"}
+    return {
+        "activations_bytes": max(stored + head + rotary, recompute),
+        "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)",
+    }
 
 
 def llama_lora_activation_bytes(config: dict, attention_kernel: str | None = None) -> dict:
@@ -132,8 +148,10 @@ def llama_lora_activation_bytes(config: dict, attention_kernel: str | None = Non
     adapter_e = adapter_bytes(config["precision"]["name"])
     adapted = sum(1 for t_ in parameter_tensors(config) if t_.name in lora_targets(config) and t_.linear_in)
     frozen = (2 * layers + 1) * t * h * e + t * h * e + t * h * 4 + t * 4
-    return {"activations_bytes": full["activations_bytes"] - frozen + adapted * t * r * adapter_e,
-            "formula": "full training's count - frozen norms, head and first-layer input + t·r per adapter"}
+    return {
+        "activations_bytes": full["activations_bytes"] - frozen + adapted * t * r * adapter_e,
+        "formula": "full training's count - frozen norms, head and first-layer input + t·r per adapter",
+    }
 
 
 def activations(config: dict, attention_kernel: str | None = None) -> dict:
@@ -145,14 +163,19 @@ def activations(config: dict, attention_kernel: str | None = None) -> dict:
         # autocast saves 16-bit copies of weights and fp32 norms beside 16-bit matmuls: derived for the mlp only
         return {"activations_bytes": None, "formula": "not modelled: llama under autocast"}
     method = config["method"]
-    if method["name"] == "lora" and not config["checkpointing"]["enabled"] and (
-            method.get("target_modules") is None or set(method["target_modules"]) == set(LLAMA_DEFAULT_TARGETS)):
+    if (
+        method["name"] == "lora"
+        and not config["checkpointing"]["enabled"]
+        and (method.get("target_modules") is None or set(method["target_modules"]) == set(LLAMA_DEFAULT_TARGETS))
+    ):
         out = llama_lora_activation_bytes(config, attention_kernel)
     elif method["name"] in ADAPTER_METHODS:
         # With checkpointing peft makes the embedding output require grad; other target sets change which
         # frozen linears save their inputs; QLoRA's preparation upcasts to fp32: not derived yet.
-        return {"activations_bytes": None, "formula": "not modelled: llama with a frozen base, beyond LoRA on "
-                                                       "every linear without checkpointing"}
+        return {
+            "activations_bytes": None,
+            "formula": "not modelled: llama with a frozen base, beyond LoRA on every linear without checkpointing",
+        }
     elif attention_kernel == "math" and config["checkpointing"]["enabled"]:
         # the recompute's peak holds the math kernel's transient fp32 upcasts and s x s scores: not derived
         return {"activations_bytes": None, "formula": "not modelled: SDPA's math kernel under checkpointing"}

@@ -1,5 +1,6 @@
 """What a device's allocator holds for a tensor of n bytes: the one rounding rule, shared by the tracker-side
-checks (harness/measure/checks.py, harness/measure/memory.py) and the analytic model (harness/spec/analytic.py). No torch here.
+checks (harness/measure/checks.py, harness/measure/memory.py) and the analytic model (harness/spec/analytic.py).
+No torch here.
 
 PyTorch's CUDA caching allocator hands out blocks in multiples of 512 bytes (kMinBlockSize; `round_size` in
 c10/cuda/CUDACachingAllocator.cpp), so `torch.cuda.memory_allocated` and torch's MemTracker (which mirrors the

@@ -11,10 +11,34 @@ from __future__ import annotations
 
 import math
 
-from harness.spec.activations import activation_bytes, activations, checkpoint_segments  # noqa: F401
-from harness.spec.parameters import (lora_parameter_count, memory, nf4_bytes, parameter_tensors,  # noqa: F401
-                                     adamw8bit_state_bytes)
-from harness.spec.shapes import ADAPTER_METHODS, llama_shape  # noqa: F401
+from harness.spec.activations import activation_bytes, activations, checkpoint_segments
+from harness.spec.parameters import (
+    adamw8bit_state_bytes,
+    lora_parameter_count,
+    lora_targets,
+    memory,
+    nf4_bytes,
+    parameter_tensors,
+)
+from harness.spec.shapes import ADAPTER_METHODS, llama_shape
+
+# The analytic model's public names, wherever they are computed: callers read them from here.
+__all__ = [
+    "activation_bytes",
+    "activations",
+    "adamw8bit_state_bytes",
+    "checkpoint_segments",
+    "compare",
+    "flop_ratio",
+    "llama_shape",
+    "lora_parameter_count",
+    "lora_targets",
+    "memory",
+    "nf4_bytes",
+    "parameter_tensors",
+    "predict",
+    "TOLERANCE",
+]
 
 
 def flop_ratio(config: dict) -> dict:
@@ -49,15 +73,22 @@ def flop_ratio(config: dict) -> dict:
     backward = 2 * forward
     if config["checkpointing"]["enabled"]:
         backward += s["num_layers"] * layer
-    return {"flop_ratio": (forward + backward) / forward,
-            "formula": "3 (+ layers' forward / total forward with checkpointing); attention non-causal"}
+    return {
+        "flop_ratio": (forward + backward) / forward,
+        "formula": "3 (+ layers' forward / total forward with checkpointing); attention non-causal",
+    }
 
 
 # How far a measurement may sit from its prediction before the record says they disagree. Byte counts of
 # parameters, gradients and optimizer state are exact up to library constants shared between tensors;
 # activations depend on which ops a library version saves; FLOP ratios on what the counter sees.
-TOLERANCE = {"params_bytes": 0.01, "grads_bytes": 0.01, "optimizer_bytes": 0.01, "activations_bytes": 0.10,
-             "flop_ratio": 0.02}
+TOLERANCE = {
+    "params_bytes": 0.01,
+    "grads_bytes": 0.01,
+    "optimizer_bytes": 0.01,
+    "activations_bytes": 0.10,
+    "flop_ratio": 0.02,
+}
 
 
 def predict(config: dict, device_type: str = "cpu", attention_kernel: str | None = None) -> dict:
@@ -67,8 +98,12 @@ def predict(config: dict, device_type: str = "cpu", attention_kernel: str | None
     act = activations(config, attention_kernel)
     flops = flop_ratio(config)
     return {
-        "memory": {"params_bytes": mem["params_bytes"], "grads_bytes": mem["grads_bytes"],
-                   "optimizer_bytes": mem["optimizer_bytes"], "activations_bytes": act["activations_bytes"]},
+        "memory": {
+            "params_bytes": mem["params_bytes"],
+            "grads_bytes": mem["grads_bytes"],
+            "optimizer_bytes": mem["optimizer_bytes"],
+            "activations_bytes": act["activations_bytes"],
+        },
         "memory_allocated": {**mem["allocated"], "device_type": device_type},
         "params": {"total": mem["total_params"], "trainable": mem["trainable_params"]},
         "flop_ratio": flops["flop_ratio"],
@@ -82,14 +117,24 @@ def compare(predicted: dict, metrics: dict) -> list[dict]:
     relative_error, tolerance, agrees}."""
     # the tracker counts what the allocator holds (rounded blocks on CUDA): compare like with like
     allocated = predicted.get("memory_allocated") or {}
-    pairs = [(k, allocated.get(k, predicted["memory"].get(k)), (metrics.get("memory") or {}).get(k))
-             for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")]
+    pairs = [
+        (k, allocated.get(k, predicted["memory"].get(k)), (metrics.get("memory") or {}).get(k))
+        for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")
+    ]
     pairs.append(("flop_ratio", predicted.get("flop_ratio"), metrics.get("flop_ratio")))
     out = []
     for name, pred, meas in pairs:
         if not isinstance(pred, (int, float)) or not isinstance(meas, (int, float)):
             continue
         error = (meas - pred) / pred if pred else (0.0 if meas == 0 else math.inf)
-        out.append({"name": name, "predicted": pred, "measured": meas, "relative_error": error,
-                    "tolerance": TOLERANCE[name], "agrees": abs(error) <= TOLERANCE[name]})
+        out.append(
+            {
+                "name": name,
+                "predicted": pred,
+                "measured": meas,
+                "relative_error": error,
+                "tolerance": TOLERANCE[name],
+                "agrees": abs(error) <= TOLERANCE[name],
+            }
+        )
     return out

@@ -138,8 +138,7 @@ def expand_suite(suite: Any) -> list[list[str]]:
     """The cases of a suite: base, then each variant, then the cross product of its axes."""
     axes = [f"{key}={values}" for key, values in suite.axes.items()]
     crossed = expand_sweep(axes) if axes else [[]]
-    return [merge_overrides(list(suite.base), list(variant), combo)
-            for variant in suite.variants for combo in crossed]
+    return [merge_overrides(list(suite.base), list(variant), combo) for variant in suite.variants for combo in crossed]
 
 
 def make_case(overrides: list[str], suite: str | None = None) -> Case:

@@ -43,8 +43,11 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 
 def _positive_int(value: Any, key: str) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             key, f"must be an integer > 0, got {value!r}")
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        key,
+        f"must be an integer > 0, got {value!r}",
+    )
 
 
 @dataclass
@@ -61,7 +64,8 @@ class MlpConfig:
 @dataclass
 class LlamaModelConfig:
     name: str = doc(
-        "Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights.", "llama")
+        "Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights.", "llama"
+    )
     preset: str = doc("Shape preset (see harness/spec/presets.py); the fields below, when set, override it.", "tiny")
     hidden_size: Optional[int] = doc("Model width d; null takes the preset's.", None)
     num_layers: Optional[int] = doc("Decoder layers; null takes the preset's.", None)
@@ -70,10 +74,11 @@ class LlamaModelConfig:
     intermediate_size: Optional[int] = doc("SwiGLU hidden width; null takes the preset's.", None)
     vocab_size: Optional[int] = doc("Vocabulary size; null takes the preset's.", None)
     attn_implementation: str = doc(
-        "Attention kernel: eager (materializes seq x seq scores) | sdpa (PyTorch scaled_dot_product_attention).",
-        "sdpa")
+        "Attention kernel: eager (materializes seq x seq scores) | sdpa (PyTorch scaled_dot_product_attention).", "sdpa"
+    )
     weights_path: Optional[str] = doc(
-        "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None)
+        "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None
+    )
 
 
 @dataclass
@@ -82,19 +87,20 @@ class MethodConfig:
     lr: float = doc("Learning rate of the optimizer.", 1e-4)
     weight_decay: float = doc("Decoupled weight decay (AdamW family).", 0.0)
     fused: Optional[bool] = doc("torch AdamW fused kernel; null = fused on CUDA, foreach on CPU.", None)
-    min_8bit_size: int = doc(
-        "adamw8bit: tensors with fewer elements keep 32-bit state (bitsandbytes' default).", 4096)
+    min_8bit_size: int = doc("adamw8bit: tensors with fewer elements keep 32-bit state (bitsandbytes' default).", 4096)
     r: int = doc("LoRA rank (lora, qlora).", 16)
     alpha: int = doc("LoRA scaling numerator: the update is scaled by alpha / r.", 32)
     dropout: float = doc("LoRA dropout on the adapter input.", 0.0)
     target_modules: Optional[list[str]] = doc(
-        "Module names to adapt; null = every linear layer of attention and MLP.", None)
+        "Module names to adapt; null = every linear layer of attention and MLP.", None
+    )
 
 
 @dataclass
 class PrecisionConfig:
     name: str = doc(
-        "fp32 | bf16 (weights and compute in bf16) | amp_bf16 | amp_fp16 (autocast, fp16 with a grad scaler).", "fp32")
+        "fp32 | bf16 (weights and compute in bf16) | amp_bf16 | amp_fp16 (autocast, fp16 with a grad scaler).", "fp32"
+    )
 
 
 @dataclass
@@ -115,14 +121,17 @@ class MeasureConfig:
     warmup: int = doc("Untimed repetitions of each phase after the warm-up steps.", 2)
     repeats: int = doc("Timed repetitions of each phase, interleaved.", 10)
     warmup_steps: int = doc(
-        "Full optimizer steps before anything is measured (optimizers create state at the first step); >= 2.", 2)
+        "Full optimizer steps before anything is measured (optimizers create state at the first step); >= 2.", 2
+    )
     noisy_cv: float = doc("A phase whose coefficient of variation exceeds this is flagged noisy.", 0.10)
     memory: bool = doc("Run the memory pass (tracker breakdown, per-phase peaks).", True)
     flops: bool = doc("Run the FLOP-count pass.", True)
     gradients: bool = doc(
-        "Record per-layer gradient norms and a finite-difference check of autograd (the gradients suite).", False)
+        "Record per-layer gradient norms and a finite-difference check of autograd (the gradients suite).", False
+    )
     case_timeout_s: Optional[float] = doc(
-        "Seconds a case's process may run before it is ended and recorded as timed out (null: no limit).", 1800.0)
+        "Seconds a case's process may run before it is ended and recorded as timed out (null: no limit).", 1800.0
+    )
 
 
 @dataclass
@@ -131,7 +140,9 @@ class DeviceConfig:
     index: int = doc("CUDA device index.", 0)
     memory_budget_gib: Optional[float] = doc(
         "Behave as if the device had this many GiB (fractional allowed): CUDA caps the allocator, CPU counts live "
-        "tensors.", None)
+        "tensors.",
+        None,
+    )
 
 
 @dataclass
@@ -140,7 +151,8 @@ class SuiteConfig:
     description: str = doc("What the suite measures, one line.", "")
     base: list[str] = doc("Overrides applied to every case.", factory=list)
     variants: list[list[str]] = doc(
-        "Alternatives run in turn, each a list of overrides (e.g. one per model).", factory=lambda: [[]])
+        "Alternatives run in turn, each a list of overrides (e.g. one per model).", factory=lambda: [[]]
+    )
     axes: dict[str, str] = doc("Key -> comma-separated values, crossed (Hydra sweep syntax).", factory=dict)
 
 
@@ -165,22 +177,37 @@ def validate(cfg: Any) -> None:
         _positive_int(model.depth, "model.depth")
         _require(model.depth <= MLP_MAX_DEPTH, "model.depth", f"must be <= {MLP_MAX_DEPTH}, got {model.depth}")
         _positive_int(model.width, "model.width")
-        _require(model.activation in MLP_ACTIVATIONS, "model.activation",
-                 f"unknown activation {model.activation!r}; allowed: {', '.join(MLP_ACTIVATIONS)}")
+        _require(
+            model.activation in MLP_ACTIVATIONS,
+            "model.activation",
+            f"unknown activation {model.activation!r}; allowed: {', '.join(MLP_ACTIVATIONS)}",
+        )
     else:
-        _require(model.preset in LLAMA_PRESETS, "model.preset",
-                 f"unknown preset {model.preset!r}; allowed: {', '.join(LLAMA_PRESETS)}")
+        _require(
+            model.preset in LLAMA_PRESETS,
+            "model.preset",
+            f"unknown preset {model.preset!r}; allowed: {', '.join(LLAMA_PRESETS)}",
+        )
         for key in LLAMA_SHAPE_KEYS:
             value = getattr(model, key)
             if value is not None:
                 _positive_int(value, f"model.{key}")
         shape = llama_shape(model)
-        _require(shape["hidden_size"] % shape["num_heads"] == 0, "model.num_heads",
-                 f"hidden_size {shape['hidden_size']} is not divisible by num_heads {shape['num_heads']}")
-        _require(shape["num_heads"] % shape["num_kv_heads"] == 0, "model.num_kv_heads",
-                 f"num_heads {shape['num_heads']} is not divisible by num_kv_heads {shape['num_kv_heads']}")
-        _require(model.attn_implementation in ATTN_IMPLEMENTATIONS, "model.attn_implementation",
-                 f"unknown {model.attn_implementation!r}; allowed: {', '.join(ATTN_IMPLEMENTATIONS)}")
+        _require(
+            shape["hidden_size"] % shape["num_heads"] == 0,
+            "model.num_heads",
+            f"hidden_size {shape['hidden_size']} is not divisible by num_heads {shape['num_heads']}",
+        )
+        _require(
+            shape["num_heads"] % shape["num_kv_heads"] == 0,
+            "model.num_kv_heads",
+            f"num_heads {shape['num_heads']} is not divisible by num_kv_heads {shape['num_kv_heads']}",
+        )
+        _require(
+            model.attn_implementation in ATTN_IMPLEMENTATIONS,
+            "model.attn_implementation",
+            f"unknown {model.attn_implementation!r}; allowed: {', '.join(ATTN_IMPLEMENTATIONS)}",
+        )
 
     method = cfg.method
     _require(method.name in METHODS, "method", f"unknown method {method.name!r}; allowed: {', '.join(METHODS)}")
@@ -192,53 +219,86 @@ def validate(cfg: Any) -> None:
         _require(method.alpha > 0, "method.alpha", f"must be > 0, got {method.alpha}")
         _require(0.0 <= method.dropout < 1.0, "method.dropout", f"must be in [0, 1), got {method.dropout}")
         if method.target_modules is not None:
-            _require(len(method.target_modules) > 0, "method.target_modules",
-                     "must name at least one module, or be null for every linear layer")
+            _require(
+                len(method.target_modules) > 0,
+                "method.target_modules",
+                "must name at least one module, or be null for every linear layer",
+            )
     if method.name == "qlora":
         # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 and the NF4 matmuls
         # compute in bf16: a "pure bf16" or fp16 QLoRA would be a label the run does not honour.
-        _require(cfg.precision.name in QLORA_PRECISIONS, "precision",
-                 f"qlora runs NF4 weights with bf16 compute and fp32 adapters; {cfg.precision.name!r} is not "
-                 f"allowed with it; allowed: {', '.join(QLORA_PRECISIONS)}")
+        _require(
+            cfg.precision.name in QLORA_PRECISIONS,
+            "precision",
+            f"qlora runs NF4 weights with bf16 compute and fp32 adapters; {cfg.precision.name!r} is not "
+            f"allowed with it; allowed: {', '.join(QLORA_PRECISIONS)}",
+        )
 
-    _require(cfg.precision.name in PRECISIONS, "precision",
-             f"unknown precision {cfg.precision.name!r}; allowed: {', '.join(PRECISIONS)}")
+    _require(
+        cfg.precision.name in PRECISIONS,
+        "precision",
+        f"unknown precision {cfg.precision.name!r}; allowed: {', '.join(PRECISIONS)}",
+    )
 
     ckpt = cfg.checkpointing
     if ckpt.segments is not None:
-        _require(model.name == "mlp", "checkpointing.segments",
-                 "applies to model=mlp only (llama checkpoints every decoder layer)")
+        _require(
+            model.name == "mlp",
+            "checkpointing.segments",
+            "applies to model=mlp only (llama checkpoints every decoder layer)",
+        )
         _positive_int(ckpt.segments, "checkpointing.segments")
-        _require(ckpt.segments <= model.depth, "checkpointing.segments",
-                 f"must be <= model.depth ({model.depth}), got {ckpt.segments}")
+        _require(
+            ckpt.segments <= model.depth,
+            "checkpointing.segments",
+            f"must be <= model.depth ({model.depth}), got {ckpt.segments}",
+        )
 
     _positive_int(cfg.workload.batch_size, "workload.batch_size")
     _positive_int(cfg.workload.seq_len, "workload.seq_len")
     _require(cfg.measure.warmup >= 0, "measure.warmup", f"must be >= 0, got {cfg.measure.warmup}")
-    _require(isinstance(cfg.measure.repeats, int) and cfg.measure.repeats >= 3, "measure.repeats",
-             f"must be an integer >= 3 (a median and a spread need several), got {cfg.measure.repeats!r}")
-    _require(cfg.measure.warmup_steps >= 2, "measure.warmup_steps",
-             f"must be >= 2 (optimizer state is created at the first step), got {cfg.measure.warmup_steps}")
+    _require(
+        isinstance(cfg.measure.repeats, int) and cfg.measure.repeats >= 3,
+        "measure.repeats",
+        f"must be an integer >= 3 (a median and a spread need several), got {cfg.measure.repeats!r}",
+    )
+    _require(
+        cfg.measure.warmup_steps >= 2,
+        "measure.warmup_steps",
+        f"must be >= 2 (optimizer state is created at the first step), got {cfg.measure.warmup_steps}",
+    )
     _require(cfg.measure.noisy_cv > 0, "measure.noisy_cv", f"must be > 0, got {cfg.measure.noisy_cv}")
     timeout = cfg.measure.case_timeout_s
-    _require(timeout is None or timeout > 0, "measure.case_timeout_s",
-             f"must be a number of seconds > 0, or null for no limit, got {timeout!r}")
+    _require(
+        timeout is None or timeout > 0,
+        "measure.case_timeout_s",
+        f"must be a number of seconds > 0, or null for no limit, got {timeout!r}",
+    )
 
     _require(cfg.device.name in DEVICES, "device", f"unknown device {cfg.device.name!r}; allowed: {', '.join(DEVICES)}")
     _require(cfg.device.index >= 0, "device.index", f"must be >= 0, got {cfg.device.index}")
     budget = cfg.device.memory_budget_gib
-    _require(budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
-             "device.memory_budget_gib", f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}")
+    _require(
+        budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
+        "device.memory_budget_gib",
+        f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}",
+    )
 
 
 # Every schema, with the config-group option it stands for: Hydra's ConfigStore registers them
 # (harness/spec/compose.py) and `bench run --help` lists their fields from them.
-SCHEMAS: dict[str, type] = {"model=mlp": MlpConfig, "model=llama": LlamaModelConfig, "method": MethodConfig,
-                            "precision": PrecisionConfig, "checkpointing": CheckpointingConfig,
-                            "workload": WorkloadConfig, "measure": MeasureConfig, "device": DeviceConfig}
+SCHEMAS: dict[str, type] = {
+    "model=mlp": MlpConfig,
+    "model=llama": LlamaModelConfig,
+    "method": MethodConfig,
+    "precision": PrecisionConfig,
+    "checkpointing": CheckpointingConfig,
+    "workload": WorkloadConfig,
+    "measure": MeasureConfig,
+    "device": DeviceConfig,
+}
 
 
 def field_docs(schema: type) -> dict[str, str]:
     """{field: its one-line doc} of a schema dataclass."""
     return {f.name: f.metadata["doc"] for f in fields(schema) if "doc" in f.metadata}
-

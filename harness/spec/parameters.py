@@ -47,10 +47,17 @@ def parameter_tensors(config: dict) -> list[Tensor]:
     hd = h // nh
     out = [Tensor("embed_tokens", s["vocab_size"] * h)]
     for _ in range(s["num_layers"]):
-        out += [Tensor("q_proj", h * nh * hd, h, nh * hd), Tensor("k_proj", h * kv * hd, h, kv * hd),
-                Tensor("v_proj", h * kv * hd, h, kv * hd), Tensor("o_proj", nh * hd * h, nh * hd, h),
-                Tensor("gate_proj", h * ff, h, ff), Tensor("up_proj", h * ff, h, ff), Tensor("down_proj", ff * h, ff, h),
-                Tensor("norm", h), Tensor("norm", h)]
+        out += [
+            Tensor("q_proj", h * nh * hd, h, nh * hd),
+            Tensor("k_proj", h * kv * hd, h, kv * hd),
+            Tensor("v_proj", h * kv * hd, h, kv * hd),
+            Tensor("o_proj", nh * hd * h, nh * hd, h),
+            Tensor("gate_proj", h * ff, h, ff),
+            Tensor("up_proj", h * ff, h, ff),
+            Tensor("down_proj", ff * h, ff, h),
+            Tensor("norm", h),
+            Tensor("norm", h),
+        ]
     out.append(Tensor("norm", h))
     if not s["tie_word_embeddings"]:
         out.append(Tensor("lm_head", s["vocab_size"] * h, h, s["vocab_size"]))
@@ -67,8 +74,12 @@ def lora_targets(config: dict) -> tuple[str, ...]:
 def adapter_numels(config: dict) -> list[int]:
     """LoRA's A (r x d_in) and B (d_out x r) of every adapted linear, in order (Hu et al. 2021)."""
     r, targets = config["method"]["r"], lora_targets(config)
-    return [n for t in parameter_tensors(config) if t.name in targets and t.linear_in
-            for n in (r * t.linear_in, r * t.linear_out)]
+    return [
+        n
+        for t in parameter_tensors(config)
+        if t.name in targets and t.linear_in
+        for n in (r * t.linear_in, r * t.linear_out)
+    ]
 
 
 def lora_parameter_count(config: dict) -> int:
@@ -157,8 +168,11 @@ def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
     elif method != "sgd":
         on_host = not fused_adamw(config, device_type)
         for n in trainable:  # exp_avg, exp_avg_sq, and a 4-byte float32 step per tensor
-            out += [Storage("optimizer_bytes", te * n), Storage("optimizer_bytes", te * n),
-                    Storage("optimizer_bytes", 4, on_host=on_host)]
+            out += [
+                Storage("optimizer_bytes", te * n),
+                Storage("optimizer_bytes", te * n),
+                Storage("optimizer_bytes", 4, on_host=on_host),
+            ]
     return out
 
 
@@ -170,8 +184,14 @@ def memory(config: dict, device_type: str = "cpu") -> dict:
     figures, and under `allocated` what the device's allocator holds for them (equal on a CPU)."""
     listed = storages(config, device_type)
     out = {cat: sum(s.nbytes for s in listed if s.category == cat) for cat in MEMORY_CATEGORIES}
-    out["allocated"] = {cat: sum(allocated_bytes(s.nbytes, "cpu" if s.on_host else device_type)
-                                 for s in listed if s.category == cat) for cat in MEMORY_CATEGORIES}
-    out.update({"trainable_params": sum(trainable_numels(config)),
-                "total_params": sum(t.numel for t in parameter_tensors(config))})
+    out["allocated"] = {
+        cat: sum(allocated_bytes(s.nbytes, "cpu" if s.on_host else device_type) for s in listed if s.category == cat)
+        for cat in MEMORY_CATEGORIES
+    }
+    out.update(
+        {
+            "trainable_params": sum(trainable_numels(config)),
+            "total_params": sum(t.numel for t in parameter_tensors(config)),
+        }
+    )
     return out

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-KIB, MIB, GIB = 1024, 1024 ** 2, 1024 ** 3
-GB = 10 ** 9  # decimal gigabytes: what the seed documents and card datasheets write
+KIB, MIB, GIB = 1024, 1024**2, 1024**3
+GB = 10**9  # decimal gigabytes: what the seed documents and card datasheets write
 
 
 def format_bytes(value) -> str:

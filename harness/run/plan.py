@@ -1,0 +1,52 @@
+"""Where a planned sweep runs, decided in the parent before any case starts: the default suite for this machine,
+the device the cases ask for (it must be there), and the folder their records go to (it must be writable)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+from harness.spec.config import ConfigError
+
+
+def default_suite() -> str:
+    import torch
+
+    return "default-gpu" if torch.cuda.is_available() else "smoke"
+
+
+def check_device(cases) -> None:
+    import torch
+
+    for case in cases:
+        device = case.config["device"]
+        if device["name"] == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device", "cuda was asked for but torch sees no CUDA device; allowed here: auto, cpu")
+        if device["name"] == "cuda" and device["index"] >= torch.cuda.device_count():
+            raise ConfigError(
+                "device.index",
+                f"{device['index']} is out of range; this machine has {torch.cuda.device_count()} CUDA device(s)",
+            )
+
+
+def split_output_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """output_dir=... is where records go, not part of the case: taken out before the cases are planned."""
+    from harness.spec.compose import override_key
+
+    chosen = [o.split("=", 1)[1] for o in overrides if override_key(o) == "output_dir"]
+    return (chosen[-1] if chosen else None), [o for o in overrides if override_key(o) != "output_dir"]
+
+
+def output_path(chosen: str | None, label: str) -> Path:
+    if chosen:
+        path = Path(chosen).expanduser()
+    else:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = Path("results") / "runs" / f"{stamp}-{label}"
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK):
+        raise ConfigError("output_dir", f"{path} is not writable (checked {probe})")
+    if path.exists() and not path.is_dir():
+        raise ConfigError("output_dir", f"{path} exists and is not a directory")
+    return path
