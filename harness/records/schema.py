@@ -20,10 +20,10 @@ Changelog (bump SCHEMA_VERSION when a field's meaning changes):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from typing import Any, NamedTuple
 
+from harness.spec.case import canonical_json, config_hash  # noqa: F401  (the record's identity)
 from harness.spec.shapes import PHASES
 
 SCHEMA_VERSION = "1.2"
@@ -217,16 +217,6 @@ METRICS = [
         "forward + backward of the float64 copy",
     ),
 ]
-
-
-def canonical_json(obj: Any) -> str:
-    """The one text a hash is taken of: sorted keys, no spaces, no NaN."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
-
-
-def config_hash(config: dict) -> str:
-    """16 hex digits of the resolved config alone: repeats of one configuration share it."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
 def record_id(config: dict, provenance: dict) -> str:

@@ -3,7 +3,10 @@ Built once by harness/spec/compose.py (the only module that runs Hydra) and pass
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +27,14 @@ class Case:
 
     @property
     def config_hash(self) -> str:
-        from harness.records.schema import config_hash
-
         return config_hash(self.config)
+
+
+def canonical_json(obj: Any) -> str:
+    """The one text a hash is taken of: sorted keys, no spaces, no NaN."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def config_hash(config: dict) -> str:
+    """16 hex digits of the resolved config alone: repeats of one configuration share it."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
