@@ -1,13 +1,10 @@
-"""Shared helpers: compose a case exactly as `bench run` does and build its real model and method."""
+"""Fixtures the tests share: an isolated model cache, real measured records. Helpers: tests/support.py."""
 
 import os
 
 import pytest
 import torch
-
-from harness.measure.methods import build_trainable
-from harness.measure.workload import Workload
-from harness.spec.compose import compose_case
+from support import SMALL_CASE
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -15,51 +12,6 @@ def _isolated_cache(tmp_path_factory):
     # QLoRA's save_pretrained -> from_pretrained path writes a local model cache: keep tests out of ~/.cache.
     os.environ["BENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("bench-cache"))
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-def build(overrides):
-    cfg = compose_case(["device=cpu", *overrides])
-    trainable = build_trainable(cfg, torch.device("cpu"))
-    return cfg, trainable, Workload(cfg, trainable, torch.device("cpu"))
-
-
-def measure_memory_as_case(workload, warmup_steps=2):
-    """The memory passes in the case's order: fwd_infer before the first optimizer step, the training phases
-    after the warm-up steps (harness/measure/case.py)."""
-    from harness.measure.memory import measure_inference_memory, measure_memory
-
-    inference = measure_inference_memory(workload)
-    workload.warm_up(warmup_steps, 0)
-    return measure_memory(workload, inference)
-
-
-def saved_for_backward_bytes(workload, exclude_params=True):
-    """Bytes of distinct storages autograd saves for backward during one training forward (saved-tensor hooks)."""
-    params = {p.untyped_storage().data_ptr() for p in workload.model.parameters()} if exclude_params else set()
-    storages = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            storages[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = workload.forward_loss()
-    del loss
-    return sum(storages.values())
-
-
-SMALL_CASE = [
-    "device=cpu",
-    "model=mlp",
-    "model.depth=2",
-    "model.width=32",
-    "workload.batch_size=2",
-    "workload.seq_len=8",
-    "measure.repeats=3",
-    "measure.warmup=0",
-]
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The analytic model against hand counts, and against measurements of small CPU cases."""
 
 import pytest
-from conftest import build, measure_memory_as_case
+from support import build, measure_memory_as_case
 
 from harness.spec import analytic
 from harness.spec.compose import to_container

@@ -5,7 +5,7 @@ The overhead target (< 2%) is read from the benchmark report, never asserted on 
 """
 
 import torch
-from conftest import build
+from support import build
 
 from harness.measure import timing
 

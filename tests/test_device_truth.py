@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import torch
-from conftest import build, measure_memory_as_case
+from support import build, measure_memory_as_case
 
 from harness.measure import faults
 from harness.measure.attention import kernels_used

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import build, measure_memory_as_case
+from support import build, measure_memory_as_case
 
 from harness.measure.flops import measure_flops
 

@@ -1,7 +1,7 @@
 """The real parts: peft LoRA counts, NF4 weights, 8-bit optimizer state, checkpointing."""
 
 import torch
-from conftest import build, saved_for_backward_bytes
+from support import build, saved_for_backward_bytes
 
 from harness.spec.shapes import llama_shape as resolve_llama_shape
 

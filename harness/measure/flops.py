@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.measure.timing import CudaTimer
 from harness.measure.workload import Workload
 
 # Dense (no sparsity) peak tensor throughput, TFLOP/s, from vendor datasheets. Keys are matched as
@@ -120,14 +121,12 @@ def measured_matmul_tflops(
     for _ in range(3):
         a @ b
     torch.cuda.synchronize(device)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        a @ b
-    end.record()
-    end.synchronize()
-    seconds = start.elapsed_time(end) / 1000.0
-    del a, b
+
+    def matmuls() -> None:  # each product is dropped at once: one output matrix alive at a time
+        for _ in range(repeats):
+            a @ b
+
+    seconds = CudaTimer().time(matmuls)()
     return 2 * size**3 * repeats / seconds / 1e12
 
 

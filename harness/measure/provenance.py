@@ -249,7 +249,3 @@ def collect(device: torch.device) -> dict:
     }
     prov.update(_gpu(device))
     return prov
-
-
-def hardware_label(prov: dict) -> str:
-    return prov.get("gpu_name") or prov.get("cpu_model") or "unknown"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from harness.report.frame import config_label
 from harness.spec.units import MIB
 
 
 def _case_label(record: dict) -> str:
+    """The configuration as every report names it (harness/report/frame.py), then method and checkpointing."""
     cfg = record["config"]
-    model = cfg["model"]
-    name = f"llama:{model['preset']}" if model["name"] == "llama" else f"mlp:{model['depth']}x{model['width']}"
     ckpt = "ckpt" if cfg["checkpointing"]["enabled"] else "-"
-    return f"{name} {cfg['method']['name']} {cfg['precision']['name']} {ckpt}"
+    return f"{config_label(cfg)} {cfg['method']['name']} {ckpt}"
 
 
 def _fmt(value, spec: str) -> str:
