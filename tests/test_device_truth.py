@@ -314,3 +314,23 @@ def test_memory_and_flop_passes_leave_no_tensor_behind_for_the_next_phase():
             assert mode.live_bytes == baseline, phase
         measure_flops(workload)
         assert mode.live_bytes == baseline
+
+
+def test_attention_kernel_under_autocast_is_the_one_that_runs():
+    """Under amp the Python call sees fp32 q, k beside a bf16 v (a mix only the math kernel takes); autocast casts
+    them before SDPA chooses. The kernel read back must be the one whose op actually runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ran(TorchDispatchMode):
+        ops: set = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if "scaled_dot_product" in str(func):
+                self.ops.add(str(func))
+            return func(*args, **(kwargs or {}))
+
+    _, _, workload = build(["model=llama", "model.preset=tiny", "precision=amp_bf16"])
+    with Ran() as ran:
+        workload.run("fwd_train")
+    assert ran.ops == {"aten._scaled_dot_product_flash_attention_for_cpu.default"}  # the fused CPU kernel ran
+    assert kernels_used(workload)["fwd_train"] == "flash"

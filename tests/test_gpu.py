@@ -10,6 +10,15 @@ from harness.measure.case import run_case
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
+
+@pytest.fixture(autouse=True)
+def _whole_card_after_each_test():
+    """A budget caps this process's allocator (set_per_process_memory_fraction): give the next test the card."""
+    yield
+    for index in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
+
+
 BASE = ["device=cuda", "model=llama", "model.preset=tiny", "measure.repeats=5", "measure.warmup=1"]
 
 

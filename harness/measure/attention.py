@@ -32,9 +32,26 @@ class _SdpaChoices(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
-            choice = torch.nn.attention.SDPBackend(torch._fused_sdp_choice(*args, **kwargs))
+            cast_args, cast_kwargs = _as_autocast_runs_it(args, kwargs)
+            choice = torch.nn.attention.SDPBackend(torch._fused_sdp_choice(*cast_args, **cast_kwargs))
             self.kernels.append(KERNEL_NAMES.get(choice.name, choice.name.lower()))
         return func(*args, **kwargs)
+
+
+def _as_autocast_runs_it(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """SDPA is on autocast's lower-precision list: under autocast the kernel is chosen for q, k, v (and a float
+    mask) cast to the autocast dtype, not for the dtypes the Python call sees (under amp, rotary leaves q and k in
+    fp32 beside a 16-bit v, a mix only the math kernel takes)."""
+    query = args[0] if args else kwargs.get("query")
+    device_type = query.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return args, kwargs
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(value):
+        return value.to(dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
 
 
 def kernel_name(kernels: list[str]) -> str | None:

@@ -172,7 +172,7 @@ def cuda_budget(device: torch.device, budget_bytes: int, context: dict) -> dict:
     context_bytes = context.get("context_bytes")
     if context_bytes is None:
         raise RuntimeError(f"CUDA budget: the context could not be measured ({context.get('method')})")
-    total = torch.cuda.get_device_properties(device).total_memory
+    total = torch.cuda.mem_get_info(device)[1]  # what the allocator's fraction is taken of
     allowed = budget_bytes - context_bytes
     if allowed <= 0:
         raise BudgetExceeded(

@@ -23,6 +23,8 @@ def load_libraries(device: torch.device, cfg: Any) -> list[str]:
     computes in; returns what was loaded (for the record)."""
     loaded = []
     dtypes = {PRECISION_WEIGHT_DTYPE[cfg.precision.name], AUTOCAST_DTYPE.get(cfg.precision.name, torch.float32)}
+    if cfg.method.name == "qlora":
+        dtypes.add(torch.bfloat16)  # NF4 matmuls compute in bf16 whatever the precision
     with torch.cuda.device(device):
         for dtype in sorted(dtypes, key=str):
             a = torch.randn(64, 64, device=device, dtype=dtype, requires_grad=True)
@@ -35,11 +37,17 @@ def load_libraries(device: torch.device, cfg: Any) -> list[str]:
             torch.nn.functional.conv2d(x, torch.randn(1, 1, 3, 3, device=device))
             loaded.append("cuDNN")
         if cfg.method.name in BITSANDBYTES_METHODS:
+            import bitsandbytes as bnb
             import bitsandbytes.functional as bnbf
 
-            w = torch.randn(64, 64, device=device, dtype=torch.bfloat16)
-            packed, state = bnbf.quantize_4bit(w, quant_type="nf4")
-            bnbf.dequantize_4bit(packed, state)
+            if cfg.method.name == "qlora":
+                w = torch.randn(64, 64, device=device, dtype=torch.bfloat16)
+                packed, state = bnbf.quantize_4bit(w, quant_type="nf4")
+                bnbf.dequantize_4bit(packed, state)
+            else:  # one step of the 8-bit optimizer on a tensor large enough for 8-bit state
+                p = torch.nn.Parameter(torch.randn(cfg.method.min_8bit_size, device=device))
+                p.grad = torch.randn_like(p)
+                bnb.optim.AdamW8bit([p], min_8bit_size=cfg.method.min_8bit_size).step()
             loaded.append("bitsandbytes")
         torch.cuda.synchronize(device)
     return loaded

@@ -77,7 +77,16 @@ def run_in_subprocess(case: Case, log_path: Path) -> dict:
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(case, send, str(log_path)))
     started = time.monotonic()
-    proc.start()
+    try:
+        proc.start()
+    except (OSError, EOFError) as exc:  # the forkserver could not start or died: a record, and the sweep goes on
+        return _parent_error_record(
+            case,
+            f"could not start the case process ({type(exc).__name__}: {exc}); "
+            f"{START_METHOD_ENV}=spawn starts each case from scratch",
+            "ProcessStart",
+            "start",
+        )
     send.close()
     message, stage, timed_out = None, "start", False
     try:
