@@ -88,3 +88,15 @@ def test_write_is_atomic_and_never_overwrites(tmp_path):
         write_record(dict(record, status="error"), tmp_path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_bad_start_method_is_named_and_nothing_is_created(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("BENCH_START_METHOD", "bogus")
+    out = tmp_path / "never"
+    assert main(["run", "device=cpu", "model=mlp", "model.depth=2", "model.width=8", f"output_dir={out}"]) == 2
+    assert (
+        "BENCH_START_METHOD: 'bogus' is not a start method here; allowed: forkserver, spawn" in capsys.readouterr().err
+    )
+    assert not out.exists()

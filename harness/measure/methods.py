@@ -16,17 +16,15 @@ from harness.measure import models
 from harness.spec.shapes import (
     ADAPTER_METHODS,
     AUTOCAST_PRECISIONS,
+    PRECISIONS,
+    WEIGHT_BYTES,
     adapters_in_model_dtype,
     default_targets,
     mlp_checkpoint_segments,
 )
 
-PRECISION_WEIGHT_DTYPE = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "amp_bf16": torch.float32,
-    "amp_fp16": torch.float32,
-}
+# The weights' dtype follows spec/shapes.py's byte sizes (autocast keeps fp32 master weights).
+PRECISION_WEIGHT_DTYPE = {p: torch.bfloat16 if WEIGHT_BYTES[p] == 2 else torch.float32 for p in PRECISIONS}
 AUTOCAST_DTYPE = {name: getattr(torch, dtype) for name, dtype in AUTOCAST_PRECISIONS.items()}
 
 

@@ -25,12 +25,18 @@ START_METHODS = ("forkserver", "spawn")
 STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that are not its record
 
 
-def _context():
+def start_method() -> str:
+    """BENCH_START_METHOD, checked (the sweep asks before it creates anything)."""
     method = os.environ.get(START_METHOD_ENV, "forkserver")
     if method not in START_METHODS:
         raise ConfigError(
             START_METHOD_ENV, f"{method!r} is not a start method here; allowed: {', '.join(START_METHODS)}"
         )
+    return method
+
+
+def _context():
+    method = start_method()
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["harness.run.preload"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.records.io import write_record
-from harness.run.process import run_in_subprocess
+from harness.run.process import run_in_subprocess, start_method
 from harness.spec.case import Case
 from harness.spec.compose import override_key
 
@@ -59,6 +59,7 @@ def run_sweep(
     from harness.spec.compose import make_case
 
     cases = [c if isinstance(c, Case) else make_case(c) for c in cases]  # override lists: tests, one-off calls
+    start_method()  # a bad BENCH_START_METHOD stops here, before any folder is made
     output_dir.mkdir(parents=True, exist_ok=True)
     logs = output_dir / "logs"
     logs.mkdir(exist_ok=True)
