@@ -10,7 +10,7 @@ RUN ?=
 RESULTS ?=
 RESULTS_ARG := $(if $(RESULTS),--results $(RESULTS))
 
-.PHONY: bench test lint benchmark venv clean-venv submit tables plots report
+.PHONY: bench test lint benchmark venv clean-venv submit tables plots report site
 
 venv: $(STAMP)
 
@@ -37,9 +37,14 @@ plots: $(STAMP)
 	$(BENCH) table $(RESULTS_ARG)
 	$(BENCH) plot $(RESULTS_ARG)
 
-# The claims report: tables, plots, then a verdict per seed claim into <results>/claims.md.
+# The claims report: tables, plots, then a verdict per seed claim into <results>/claims.md, then the site.
 report: plots
 	$(BENCH) claims $(RESULTS_ARG) --format md --out $(if $(RESULTS),$(RESULTS),results)/claims.md
+	$(BENCH) site $(RESULTS_ARG)
+
+# The results folder as a static website in <results>/site/ (open site/index.html; the plots it shows first).
+site: plots
+	$(BENCH) site $(RESULTS_ARG)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)

@@ -12,69 +12,11 @@ import sys
 from pathlib import Path
 
 from harness import __version__
-from harness.help import DEFAULT_SUITE, MAIN_HELP, run_help
-from harness.run.plan import check_device, default_suite, output_path, split_output_dir
+from harness.cli_estimate import cmd_estimate
+from harness.cli_run import EXIT_BAD_INPUT, EXIT_CASE_FAILED, EXIT_OK, cmd_run
+from harness.help import MAIN_HELP
+from harness.run.plan import check_device, output_path, split_output_dir
 from harness.spec.config import ConfigError
-
-EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def cmd_run(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(run_help())
-        return EXIT_OK
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    show_cfg = "--cfg" in argv
-    force = "--force" in argv
-    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg", "--force")]
-    unknown = [a for a in overrides if a.startswith("-")]
-    if unknown:
-        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --force, --help")
-    overrides = [f"suite={default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
-
-    from harness.spec.compose import plan_cases
-
-    chosen, overrides = split_output_dir(overrides)
-    cases = plan_cases(overrides, multirun)
-    output_dir = output_path(chosen, cases[0].suite or ("sweep" if multirun else "case"))
-    if show_cfg:
-        from omegaconf import OmegaConf
-
-        for case in cases:
-            print(f"# bench run {' '.join(case.overrides)}\n{OmegaConf.to_yaml(case.cfg)}")
-        return EXIT_OK
-    check_device(cases)
-
-    from harness.report.summary import format_table
-    from harness.run.sweep import run_sweep
-
-    print(f"bench: {len(cases)} case(s) -> {output_dir}", file=sys.stderr)
-    result = run_sweep(cases, output_dir, force=force)
-    for line in result.unreadable:
-        print(f"bench: not a record, left as it is: {output_dir}/{line}", file=sys.stderr)
-    if result.records:
-        print(format_table(result.records))
-    failed = result.count("error")
-    print(
-        f"\n{len(result.records)} ran ({result.count('ok')} ok, {result.count('oom')} out of memory, "
-        f"{result.count('error')} error), {len(result.skipped)} skipped (already recorded in {output_dir}/; "
-        f"--force reruns them)"
-        + (f", {result.not_run} not run (interrupted)" if result.interrupted else "")
-        + f"; logs in {output_dir}/logs/"
-    )
-    if result.interrupted:
-        print(
-            f"bench: interrupted; every record written is complete. Resume with the same command and "
-            f"output_dir={output_dir}",
-            file=sys.stderr,
-        )
-        return 130
-    if result.count("ok") + result.count("oom"):
-        print(
-            f"submit them to the shared results folder: make submit RUN={output_dir}\n"
-            f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots"
-        )
-    return EXIT_CASE_FAILED if failed else EXIT_OK
 
 
 def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -144,6 +86,12 @@ def cmd_plot(argv: list[str]) -> int:
     from harness.report.plots import write_plots
 
     return _generate(argv, "plot", "Regenerate the comparison plots from the results folder alone.", PLOTS, write_plots)
+
+
+def cmd_site(argv: list[str]) -> int:
+    from harness.report.site import write_site
+
+    return _generate(argv, "site", "The results folder as a static website (opens from disk).", "site", write_site)
 
 
 def cmd_cite(argv: list[str]) -> int:
@@ -272,7 +220,9 @@ COMMANDS = {
     "plot": cmd_plot,
     "cite": cmd_cite,
     "claims": cmd_claims,
+    "site": cmd_site,
     "fit": cmd_fit,
+    "estimate": cmd_estimate,
 }
 
 

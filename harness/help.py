@@ -15,7 +15,9 @@ usage: bench run [-m] [OVERRIDES ...]     run one case, a suite (suite=NAME) or 
        bench plot [--results DIR] [--out DIR]    the comparison plots (SVG + PNG), byte-identical per folder
        bench cite ID [--results DIR]             a Markdown snippet for an article, with reproducing commands
        bench claims [--results DIR] [--format md|json] [--out FILE]   a verdict for every seed claim
+       bench site [--results DIR] [--out DIR]    the results folder as a static website (default <results>/site/)
        bench fit [OVERRIDES] fit.search=workload.batch_size   the largest batch (or seq_len) that fits
+       bench estimate [OVERRIDES] [--card GB ...] [--format table|json]   will it fit: predicted, in a second
 
 The results folder is --results DIR (--to for submit), else $BENCH_RESULTS_DIR, else results/.
 
@@ -31,7 +33,7 @@ def run_help() -> str:
     from harness.spec.config import SCHEMAS, BenchConfig, field_docs
 
     lines = [
-        "usage: bench run [-m|--multirun] [--cfg] [OVERRIDES ...]",
+        "usage: bench run [-m|--multirun] [--cfg] [--force] [--no-wait] [OVERRIDES ...]",
         "",
         "Runs one case, or every case of `suite=NAME`, each in its own process; writes one JSON record",
         "per case into output_dir (default: results/runs/<UTC time>-<name>/). `-m` crosses comma lists",
@@ -39,10 +41,12 @@ def run_help() -> str:
         "`--cfg` prints the composed config of each case and runs nothing.",
         "Rerunning with the same output_dir skips cases already recorded there (by config hash);",
         "`--force` reruns them.",
+        "`launcher=slurm` makes each case a SLURM job (submitit); `--no-wait` returns once they are",
+        "submitted, and rerunning the same command collects their records and resumes.",
         "",
         "groups (GROUP=OPTION):",
     ]
-    for group in ("model", "method", "precision", "checkpointing", "device", "suite"):
+    for group in ("model", "method", "precision", "checkpointing", "device", "parallel", "launcher", "suite"):
         options = group_options(group)
         if group == "suite":
             options = [DEFAULT_SUITE + " (smoke without a GPU, default-gpu with one)"] + options

@@ -467,6 +467,52 @@ def test_not_measured_kind():
     assert claims.judge(claim, claims.empty_groups()) == Verdict(NOT_MEASURED, "needs a cluster", "", "—")
 
 
+def _rank_row(parallel: str, world: int, params: float, optimizer: float, step_s: float) -> dict:
+    row = {col: None for col in claims.empty_groups().columns}
+    row.update(
+        hardware="cpu-x",
+        hardware_label="CPU x",
+        torch="2.13.0",
+        environment="lock",
+        hash_without_parallel="h",
+        config=f"mlp:8x513 fp32 bs4x64{'' if parallel == 'none' else f' {parallel}×{world}'}",
+        method="full_adamw",
+        parallel=parallel,
+        world_size=world,
+        n=1,
+        n_oom=0,
+        params_bytes_median=params,
+        grads_bytes_median=params,
+        optimizer_bytes_median=optimizer,
+        predicted_params_bytes_median=params,
+        predicted_grads_bytes_median=params,
+        predicted_optimizer_bytes_median=optimizer,
+        peak_step_bytes_median=4 * params,
+        step_s_median=step_s,
+    )
+    return row
+
+
+def test_sharding_claim_13_per_rank_state_against_one_process():
+    frame = pd.DataFrame
+    columns = claims.empty_groups().columns
+    one = _rank_row("none", 1, 1000.0, 2000.0, 1.0)
+    # FSDP2 on 2 ranks: half, plus 2% of padding; DDP: a replica, reported beside it
+    sharded = _rank_row("fsdp", 2, 510.0, 1020.0, 1.5)
+    replica = _rank_row("ddp", 2, 1000.0, 2000.0, 1.2)
+    v = claims.judge_sharding(REGISTRY[13], frame([one, sharded, replica], columns=columns))
+    assert v.verdict == HOLDS and v.hardware == "CPU x"
+    assert "per rank parameters 1/1.96, gradients 1/1.96, optimizer state 1/1.96" in v.measured
+    assert "step time 1.50×" in v.measured and "(DDP, a replica): parameters 1.00×" in v.measured
+    # a rank holding more than 1/N (+5%) of one process's state: sharding does not hold there
+    unsharded = _rank_row("fsdp", 2, 600.0, 2000.0, 1.5)
+    assert claims.judge_sharding(REGISTRY[13], frame([one, unsharded], columns=columns)).verdict == FAILS
+    # no single-process twin on that hardware: nothing to compare with
+    assert claims.judge_sharding(REGISTRY[13], frame([sharded], columns=columns)).verdict == NOT_MEASURED
+    # and the claims about one device do not read multi-rank rows
+    assert len(selection.measured_rows(frame([one, sharded], columns=columns))) == 1
+
+
 # --- the registry and the import chain ----------------------------------------------------------------------
 
 
@@ -483,6 +529,7 @@ def test_every_registry_judge_kind_has_a_test_here():
         "precision",
         "finite_differences",
         "gradient_norms",
+        "sharding",
         "not_measured",
     }
     assert {c["judge"]["kind"] for c in REGISTRY.values()} <= tested == set(claims.JUDGES)

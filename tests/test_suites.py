@@ -73,7 +73,9 @@ def planned(name: str) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
     cases = plan_cases([f"suite={name}"], False)
     assert {case.suite for case in cases} == {name}
     configs = tuple(json.dumps(case.config, sort_keys=True) for case in cases)
-    assert all(case.config == to_container(compose_case(list(case.overrides))) for case in cases)
+    # the case is its overrides alone (the launcher, how cases start, is no part of it)
+    composed = [to_container(compose_case(list(case.overrides))) for case in cases]
+    assert all(case.config == {k: v for k, v in c.items() if k != "launcher"} for case, c in zip(cases, composed))
     return tuple(case.overrides for case in cases), configs
 
 
@@ -150,6 +152,10 @@ def largest_temporary(config: dict) -> int:
     tokens = config["workload"]["batch_size"] * config["workload"]["seq_len"]
     if config["model"]["name"] == "llama":
         return tokens * analytic.llama_shape(config["model"])["vocab_size"] * 6
+    if config["model"]["name"] == "hf":
+        from harness.spec.hf_inventory import hf_model
+
+        return tokens * hf_model(config["model"])["shape"]["vocab_size"] * 6
     return tokens * config["model"]["width"] * 6
 
 
@@ -159,8 +165,10 @@ def predicted_bytes(config: dict) -> dict:
     float64 copy the finite-difference pass makes (weights, gradients and a forward's activations at twice the
     fp32 bytes). Gradients and activations never peak together (the backward frees activations as it makes
     gradients), so their sum over-counts."""
-    mem = analytic.memory(config)
+    mem = analytic.memory(config)  # one process's: at least what a rank holds under FSDP2
     state = mem["params_bytes"] + mem["grads_bytes"] + mem["optimizer_bytes"]
+    if (config.get("parallel") or {}).get("name") == "ddp":
+        state += mem["grads_bytes"]  # DDP's buckets: one more copy of every gradient
     activations = analytic.activation_bytes(config)
     how = "analytic.activation_bytes"
     if activations is None:

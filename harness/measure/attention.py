@@ -61,7 +61,7 @@ def kernel_name(kernels: list[str]) -> str | None:
 
 def kernels_used(workload) -> dict | None:
     """{fwd_train: kernel, fwd_infer: kernel} for a transformers model; None for a model without attention."""
-    config = getattr(workload.model, "config", None)
+    config = getattr(workload.base, "config", None)
     implementation = getattr(config, "_attn_implementation", None)
     if implementation is None:
         return None

@@ -22,6 +22,7 @@ from harness.measure.workload import Workload
 from harness.records.predicted import prediction
 from harness.records.schema import build_record
 from harness.spec.case import Case
+from harness.spec.parallel import is_multi_rank
 from harness.spec.shapes import PHASES
 from harness.spec.units import GIB
 
@@ -141,7 +142,9 @@ def _other_process_warning(phases: dict) -> str | None:
     return f"{len(others)} other process(es) held memory on this GPU during the case (pids {sorted(others)})"
 
 
-def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, dict, list]:
+def measure_case(cfg: Any, device: torch.device, stage: Stage, wrap: Callable | None = None) -> tuple[dict, dict, list]:
+    """The figures of one case in this process; `wrap` makes the model a rank's DDP / FSDP2 form
+    (harness/measure/ranks.py)."""
     metrics: dict = {}
     budget_bytes = int(cfg.device.memory_budget_gib * GIB) if cfg.device.memory_budget_gib is not None else None
     nvml, cpu_budget, libraries = None, None, []
@@ -160,7 +163,7 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage) -> tuple[dict, di
 
     with budget_mod.counting(cpu_budget):
         stage("load")
-        trainable = build_trainable(cfg, device)
+        trainable = build_trainable(cfg, device, wrap)
         stage("inputs")
         workload = Workload(cfg, trainable, device)
     with budget_mod.counting(cpu_budget, workload):
@@ -237,6 +240,10 @@ def run_case(case: Case | list[str], report: Callable[[str], None] | None = None
         case = make_case(case)
     cfg, config, overrides = case.cfg, case.config, list(case.overrides)
     device = resolve_device(cfg)
+    if is_multi_rank(config):  # its ranks, started by torchrun, measure it; this process waits for their record
+        from harness.measure.launch import run_multi_rank
+
+        return run_multi_rank(case, device, report)
     if device.type == "cuda":
         if torch.cuda._is_in_bad_fork():
             raise RuntimeError(

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from harness.measure.sharding import fsdp_grad_bytes, is_fsdp, local
 from harness.spec.allocator import allocated_bytes
 from harness.spec.shapes import ADAMW_METHODS
 
@@ -20,7 +21,10 @@ def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -
 
 def trainable_bytes(model: torch.nn.Module) -> int:
     """Bytes the allocator holds for one tensor shaped like each trainable parameter, in its dtype and on its
-    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/spec/allocator.py)."""
+    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/spec/allocator.py); under
+    FSDP2, this rank's padded shards (harness/measure/sharding.py)."""
+    if is_fsdp(model):
+        return fsdp_grad_bytes(model)
     return sum(
         allocated_bytes(p.numel() * p.element_size(), p.device.type) for p in model.parameters() if p.requires_grad
     )
@@ -31,7 +35,7 @@ def adamw_expected_bytes(optimizer: torch.optim.Optimizer) -> int:
     float32 `step` per parameter, on the parameter's device with the fused kernel, on the CPU without it."""
     total = 0
     for group in optimizer.param_groups:
-        for p in group["params"]:
+        for p in map(local, group["params"]):  # a rank's own shard under FSDP2
             step_device = p.device.type if group.get("fused") or group.get("capturable") else "cpu"
             total += 2 * allocated_bytes(p.numel() * p.element_size(), p.device.type)
             total += allocated_bytes(4, step_device)

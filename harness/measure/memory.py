@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.distributed._tools.fsdp2_mem_tracker import _FSDPRefType
 from torch.distributed._tools.mem_tracker import _MemRefType
 
-from harness.measure.trackers import CategoryPeakTracker, DevicePhase, RssPeak, snapshot
+from harness.measure.sharding import is_fsdp, local
+from harness.measure.trackers import CategoryPeakTracker, DevicePhase, FsdpCategoryPeakTracker, RssPeak, snapshot
 from harness.measure.workload import Workload
 from harness.records.schema import PEAK_INFER_HOLDS
 from harness.spec.allocator import allocated_bytes
@@ -26,7 +28,7 @@ from harness.spec.shapes import TRAINING_PHASES
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
-    st = t.untyped_storage()
+    st = local(t).untyped_storage()
     return (st.data_ptr(), st.device.type, st.device.index)
 
 
@@ -36,7 +38,7 @@ def unique_tensor_bytes(tensors) -> int:
     seen: dict[tuple, int] = {}
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.device.type != "meta":
-            seen[_storage_key(t)] = allocated_bytes(t.untyped_storage().nbytes(), t.device.type)
+            seen[_storage_key(t)] = allocated_bytes(local(t).untyped_storage().nbytes(), t.device.type)
     return sum(seen.values())
 
 
@@ -87,6 +89,44 @@ class TrackedPhase:
     category_peaks: dict[str, int]
     recompute_act_peak: int
     end_of_forward: dict[str, int]
+    gathered_peak: int  # FSDP2: the most parameter bytes gathered at once (unsharded + in all-gather buffers)
+
+
+# The tracker's category for each quantity of the record: FSDPMemTracker splits parameters and gradients into
+# sharded (what the rank keeps) and unsharded (gathered for one unit's compute), and names its own state key.
+CATEGORIES = {
+    False: {
+        "params": _MemRefType.PARAM,
+        "buffers": _MemRefType.BUFFER,
+        "grads": _MemRefType.GRAD,
+        "optimizer": _MemRefType.OPT,
+        "activations": _MemRefType.ACT,
+    },
+    True: {
+        "params": _FSDPRefType.SHARDED_PARAM,
+        "buffers": _FSDPRefType.BUFFER,
+        "grads": _FSDPRefType.SHARDED_GRAD,
+        "optimizer": _FSDPRefType.OPT,
+        "activations": _FSDPRefType.ACT,
+    },
+}
+# FSDP2's transient memory, each category's peak over the step: what a rank holds beyond its shards
+FSDP_TRANSIENT = {
+    "unsharded_params_peak_bytes": _FSDPRefType.UNSHARDED_PARAM,
+    "unsharded_grads_peak_bytes": _FSDPRefType.UNSHARDED_GRAD,
+    "all_gather_peak_bytes": _FSDPRefType.ALL_GATHER,
+    "reduce_scatter_peak_bytes": _FSDPRefType.REDUCE_SCATTER,
+}
+
+
+def _tracker(workload: Workload, tracked: tuple):
+    """The tracker for `tracked` (the model, and the optimizer when training): FSDPMemTracker for an FSDP2 model."""
+    if is_fsdp(workload.model):
+        optimizer = workload.optimizer if workload.optimizer in tracked else None
+        return FsdpCategoryPeakTracker(workload.model, optimizer)
+    tracker = CategoryPeakTracker()
+    tracker.track_external(*tracked)
+    return tracker
 
 
 def _tracked_phase(
@@ -98,11 +138,11 @@ def _tracked_phase(
     end_of_forward: dict[str, int] = {}
     unreleased = None
     with DevicePhase(workload.device, nvml) as device_phase:
-        tracker = CategoryPeakTracker()
-        tracker.track_external(*tracked)
-        at_entry = snapshot(tracker, "current")
+        tracker = _tracker(workload, tracked)
         rss.start()
         with tracker:
+            # read inside: FSDPMemTracker registers the sharded parameters and optimizer state on entering
+            at_entry = snapshot(tracker, "current")
             if phase == "step":
                 # The same work as Workload.step, opened up to read what the forward leaves for backward.
                 loss = workload.forward_loss()
@@ -111,7 +151,7 @@ def _tracked_phase(
                 del loss
                 workload.optimizer_step()
             elif phase == "fwd_train":
-                unreleased = workload.forward_loss()
+                unreleased = workload.forward_only_loss()
             else:
                 workload.run(phase, instrumented=True)
         at_peak = snapshot(tracker, "peak")
@@ -123,7 +163,13 @@ def _tracked_phase(
     if unreleased is not None:
         workload.release_graph(unreleased)  # after the figures were read
     result = TrackedPhase(
-        figures, at_entry, at_peak, dict(tracker.category_peaks), tracker.recompute_act_peak, end_of_forward
+        figures,
+        at_entry,
+        at_peak,
+        dict(tracker.category_peaks),
+        tracker.recompute_act_peak,
+        end_of_forward,
+        tracker.gathered_peak,
     )
     del tracker
     gc.collect()
@@ -156,29 +202,32 @@ def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
     # the step's readings (the last phase): optimizer state and parameters as it starts, its peaks
     at_entry, at_peak, peaks = tracked.at_entry, tracked.at_peak, tracked.category_peaks
     end_of_forward, recompute_act_peak = tracked.end_of_forward, tracked.recompute_act_peak
-    optimizer_bytes = at_entry.get(_MemRefType.OPT.value, 0)
-    persistent = (
-        at_peak.get(_MemRefType.PARAM.value, 0)
-        + at_peak.get(_MemRefType.BUFFER.value, 0)
-        + at_peak.get(_MemRefType.GRAD.value, 0)
-        + at_peak.get(_MemRefType.ACT.value, 0)
-    )
+    fsdp = is_fsdp(model)
+    cat = {name: ref.value for name, ref in CATEGORIES[fsdp].items()}
+    transient = {name: ref.value for name, ref in FSDP_TRANSIENT.items()} if fsdp else {}
+    optimizer_bytes = at_entry.get(cat["optimizer"], 0)
+    persistent = sum(at_peak.get(cat[k], 0) for k in ("params", "buffers", "grads", "activations"))
+    persistent += sum(at_peak.get(v, 0) for v in transient.values())
     memory = {
-        "params_bytes": at_entry.get(_MemRefType.PARAM.value, 0) + quant_bytes,
-        "buffers_bytes": at_entry.get(_MemRefType.BUFFER.value, 0),
+        "params_bytes": at_entry.get(cat["params"], 0) + quant_bytes,
+        "buffers_bytes": at_entry.get(cat["buffers"], 0),
         "quantization_state_bytes": quant_bytes,
-        "grads_bytes": peaks.get(_MemRefType.GRAD.value, 0),
+        "grads_bytes": peaks.get(cat["grads"], 0),
         "optimizer_bytes": optimizer_bytes,
         "optimizer_bytes_direct": optimizer_state_bytes(optimizer),
         # What the forward holds for backward (read at its end, so forward temporaries already freed are
         # out), or more where recomputation under checkpointing brings more back at once.
-        "activations_bytes": max(end_of_forward.get(_MemRefType.ACT.value, 0), recompute_act_peak),
-        "activations_end_of_forward_bytes": end_of_forward.get(_MemRefType.ACT.value, 0),
+        "activations_bytes": max(end_of_forward.get(cat["activations"], 0), recompute_act_peak),
+        "activations_end_of_forward_bytes": end_of_forward.get(cat["activations"], 0),
         "activations_recompute_peak_bytes": recompute_act_peak,
-        # What the step's peak holds beyond state, gradients and activations: backward and optimizer
-        # temporaries (foreach/fused buffers count here, not as optimizer state).
+        # What the step's peak holds beyond state, gradients and activations (and, under FSDP2, gathered
+        # parameters and gradients and the collectives' buffers): backward and optimizer temporaries
+        # (foreach/fused buffers count here, not as optimizer state).
         "temp_bytes": at_peak.get("Total", 0) - persistent - optimizer_bytes,
     }
+    if fsdp:
+        memory["fsdp"] = {name: peaks.get(ref, 0) for name, ref in transient.items()}
+        memory["fsdp"]["gathered_peak_bytes"] = tracked.gathered_peak
     workload.reset_grads()
     step, infer = phases["step"], phases["fwd_infer"]
     memory.update(

@@ -7,19 +7,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from harness.measure import models
+from harness.measure import hf_models, models
+from harness.spec.hf_inventory import hf_model
+from harness.spec.parameters import lora_targets
 from harness.spec.shapes import (
     ADAPTER_METHODS,
     AUTOCAST_PRECISIONS,
     PRECISIONS,
+    TRANSFORMERS_MODELS,
     WEIGHT_BYTES,
     adapters_in_model_dtype,
-    default_targets,
     mlp_checkpoint_segments,
 )
 
@@ -30,9 +32,10 @@ AUTOCAST_DTYPE = {name: getattr(torch, dtype) for name, dtype in AUTOCAST_PRECIS
 
 @dataclass
 class Trainable:
-    model: nn.Module
+    model: nn.Module  # what the phases call: the model, or its DDP / FSDP2 form in a multi-rank case
     optimizer: torch.optim.Optimizer
     resolved: dict = field(default_factory=dict)
+    base: nn.Module | None = None  # the model under a DDP wrapper (its config, its input embeddings)
 
 
 def _enable_checkpointing(model: nn.Module, cfg: Any, resolved: dict) -> None:
@@ -50,15 +53,24 @@ def _enable_checkpointing(model: nn.Module, cfg: Any, resolved: dict) -> None:
 
 def _base_model(cfg: Any, device: torch.device, resolved: dict) -> nn.Module:
     seed = cfg.workload.seed
+    if cfg.model.name == "hf":  # what the config.json builds, for reports that group by architecture
+        described = hf_model(cfg.model)
+        resolved["model_type"] = described["data"]["model_type"]
+        resolved["architecture"] = described["inventory"]["class"]
+        resolved["attn_implementation"] = described["attn_implementation"]
     if cfg.method.name == "qlora":
         resolved["base_weights"] = "nf4 + double quantization, bf16 compute (bitsandbytes)"
-        if cfg.model.name == "llama":
+        if cfg.model.name in TRANSFORMERS_MODELS:
             resolved["loading_path"] = "save_pretrained -> from_pretrained(BitsAndBytesConfig)"
+            if cfg.model.name == "hf":
+                return hf_models.load_hf_nf4(cfg.model, device, seed)
             return models.load_llama_nf4(cfg.model, device, seed)
         resolved["loading_path"] = "nn.Linear -> bitsandbytes Linear4bit"
         return models.quantize_mlp_nf4(models.build_mlp(cfg.model, torch.device("cpu"), torch.float32, seed), device)
     dtype = PRECISION_WEIGHT_DTYPE[cfg.precision.name]
     resolved["weight_dtype"] = str(dtype).removeprefix("torch.")
+    if cfg.model.name == "hf":
+        return hf_models.build_hf(cfg.model, device, dtype, seed)
     if cfg.model.name == "llama":
         return models.build_llama(cfg.model, device, dtype, seed)
     return models.build_mlp(cfg.model, device, dtype, seed)
@@ -68,9 +80,9 @@ def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     method = cfg.method
-    targets = list(method.target_modules if method.target_modules is not None else default_targets(cfg.model.name))
+    targets = list(lora_targets(cfg))
     resolved["target_modules"] = targets
-    if method.name == "qlora" and cfg.model.name == "llama":
+    if method.name == "qlora" and cfg.model.name in TRANSFORMERS_MODELS:
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=cfg.checkpointing.enabled,
@@ -85,11 +97,11 @@ def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
         lora_dropout=method.dropout,
         target_modules=targets,
         bias="none",
-        task_type="CAUSAL_LM" if cfg.model.name == "llama" else None,
+        task_type="CAUSAL_LM" if cfg.model.name in TRANSFORMERS_MODELS else None,
     )
     # Pure bf16 keeps the adapters in bf16 too; peft would otherwise upcast them to fp32.
     peft_model = get_peft_model(model, lora, autocast_adapter_dtype=not adapters_in_model_dtype(cfg.precision.name))
-    if cfg.method.name == "qlora" and cfg.model.name == "llama" and cfg.checkpointing.enabled:
+    if cfg.method.name == "qlora" and cfg.model.name in TRANSFORMERS_MODELS and cfg.checkpointing.enabled:
         resolved["checkpointing"] = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
     adapter = next(p for n, p in peft_model.named_parameters() if "lora_" in n)
     resolved["adapter_dtype"] = str(adapter.dtype).removeprefix("torch.")
@@ -132,7 +144,9 @@ def _keep_cpu_4bit_layout(model: nn.Module, resolved: dict) -> None:
         resolved["bnb_cpu_inference_repacking"] = f"disabled on {count} Linear4bit modules"
 
 
-def build_trainable(cfg: Any, device: torch.device) -> Trainable:
+def build_trainable(cfg: Any, device: torch.device, wrap: Callable | None = None) -> Trainable:
+    """The model with its method applied and its optimizer; `wrap(model, cfg, device, resolved)` (a multi-rank
+    case: harness/measure/sharding.py) comes between the two, so the optimizer holds the parameters it trains."""
     resolved: dict = {"device": str(device)}
     model = _base_model(cfg, device, resolved)
     if device.type == "cpu" and cfg.method.name == "qlora":
@@ -142,5 +156,11 @@ def build_trainable(cfg: Any, device: torch.device) -> Trainable:
     else:
         _enable_checkpointing(model, cfg, resolved)
     resolved.setdefault("checkpointing", "off")
+    # from_pretrained (the QLoRA path) returns a model in eval mode, and a PeftModel wrapper in train mode would
+    # keep the workload from switching it: train like a freshly built model (dropout on where the config has it)
+    model.train()
+    base = model
+    if wrap is not None:
+        model = wrap(model, cfg, device, resolved)
     optimizer = _optimizer(model, cfg, device, resolved)
-    return Trainable(model=model, optimizer=optimizer, resolved=resolved)
+    return Trainable(model=model, optimizer=optimizer, resolved=resolved, base=base)

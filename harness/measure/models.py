@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from harness.spec.hf_inventory import cache_dir  # noqa: F401  (one cache folder for every room)
 from harness.spec.shapes import llama_shape
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -74,7 +75,7 @@ def llama_config(model_cfg: Any):
 
 
 @contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
+def default_dtype(dtype: torch.dtype):
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -85,7 +86,7 @@ def _default_dtype(dtype: torch.dtype):
 
 def build_mlp(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int) -> DeepMlp:
     torch.manual_seed(seed)
-    with torch.device(device), _default_dtype(dtype):
+    with torch.device(device), default_dtype(dtype):
         return DeepMlp(
             model_cfg.depth, model_cfg.width, model_cfg.activation, model_cfg.residual, model_cfg.norm, model_cfg.bias
         )
@@ -103,22 +104,29 @@ def build_llama(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: 
         )
     torch.manual_seed(seed)
     # Built directly on the device in the target dtype: an 8B model in fp32 would not fit a 24 GB card.
-    with torch.device(device), _default_dtype(dtype):
+    with torch.device(device), default_dtype(dtype):
         return LlamaForCausalLM(llama_config(model_cfg))
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "backprop-bench"))
 
 
 def saved_llama_path(model_cfg: Any, seed: int) -> Path:
     """A local save_pretrained copy of the random-weight model, made once and reused (the QLoRA loading path)."""
-    import transformers
-
     if model_cfg.weights_path:
         return Path(model_cfg.weights_path)
+    return saved_pretrained_path(
+        llama_config(model_cfg), lambda: build_llama(model_cfg, CPU, torch.bfloat16, seed), seed
+    )
+
+
+CPU = torch.device("cpu")
+
+
+def saved_pretrained_path(config: Any, build: Any, seed: int) -> Path:
+    """Where `build()` (a random-weight model of `config`, in bf16 on the CPU) is saved once with save_pretrained,
+    keyed by the config, the seed and the transformers release."""
+    import transformers
+
     key = json.dumps(
-        {"config": llama_config(model_cfg).to_dict(), "seed": seed, "transformers": transformers.__version__},
+        {"config": config.to_dict(), "seed": seed, "transformers": transformers.__version__},
         sort_keys=True,
         default=str,
     )
@@ -127,7 +135,7 @@ def saved_llama_path(model_cfg: Any, seed: int) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     # bf16 on disk: the compute dtype, and half the bytes of fp32 for the 8B model.
-    model = build_llama(model_cfg, torch.device("cpu"), torch.bfloat16, seed)
+    model = build()
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".staging-"))
     try:
         model.save_pretrained(staging)

@@ -7,11 +7,16 @@ import re
 import threading
 
 import torch
+from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker, _FSDPRefType
 from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
 
+# FSDP2's parameters gathered for compute: a unit's unsharded parameters, and the all-gather buffers in flight
+# (the next unit's, prefetched while this one computes)
+GATHERED = (_FSDPRefType.UNSHARDED_PARAM.value, _FSDPRefType.ALL_GATHER.value)
 
-class CategoryPeakTracker(MemTracker):
-    """MemTracker that also keeps the peak of each category, and the activation peak during recomputation.
+
+class CategoryPeaks:
+    """Mixed into torch's trackers: the peak of each category, and the activation peak during recomputation.
 
     The activation peak (end of the forward) and the gradient peak (end of the backward) happen at other
     moments than the step's total peak; one snapshot cannot give all three. MemTracker marks a module
@@ -19,10 +24,33 @@ class CategoryPeakTracker(MemTracker):
     recreated there count while they live.
     """
 
+    category_peaks: dict[str, int]
+    recompute_act_peak: int
+    gathered_peak: int
+
+    def _update_peak_stats(self, peak_state) -> None:
+        super()._update_peak_stats(peak_state)
+        recomputing = self._mod_tracker.is_bw and self._in_ac
+        gathered = 0
+        for dev_snap in self._curr_mem_snap.values():
+            for ref, value in dev_snap.items():
+                key = ref_key(ref)
+                if value > self.category_peaks.get(key, 0):
+                    self.category_peaks[key] = value
+                if recomputing and key == _MemRefType.ACT.value:
+                    self.recompute_act_peak = max(self.recompute_act_peak, value)
+                if key in GATHERED:
+                    gathered += value
+        self.gathered_peak = max(self.gathered_peak, gathered)
+
+
+class CategoryPeakTracker(CategoryPeaks, MemTracker):
+    """MemTracker with category peaks, for a model in one process (or a DDP replica)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.category_peaks: dict[str, int] = {}
-        self.recompute_act_peak = 0
+        self.recompute_act_peak = self.gathered_peak = 0
 
     def track_external(self, *external) -> None:
         # MemTracker hooks every parameter for its gradient, and register_hook raises on a frozen one (the
@@ -34,16 +62,15 @@ class CategoryPeakTracker(MemTracker):
                         self._param_to_grad_hook_handles.setdefault(param, (NoHook(), NoHook()))
         super().track_external(*external)
 
-    def _update_peak_stats(self, peak_state) -> None:
-        super()._update_peak_stats(peak_state)
-        recomputing = self._mod_tracker.is_bw and self._in_ac
-        for dev_snap in self._curr_mem_snap.values():
-            for ref, value in dev_snap.items():
-                key = ref_key(ref)
-                if value > self.category_peaks.get(key, 0):
-                    self.category_peaks[key] = value
-                if recomputing and key == _MemRefType.ACT.value:
-                    self.recompute_act_peak = max(self.recompute_act_peak, value)
+
+class FsdpCategoryPeakTracker(CategoryPeaks, FSDPMemTracker):
+    """FSDPMemTracker with category peaks, for an FSDP2 model: it tells sharded from gathered parameters and
+    gradients, and counts the all-gather and reduce-scatter buffers."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        super().__init__(model, optimizer)
+        self.category_peaks: dict[str, int] = {}
+        self.recompute_act_peak = self.gathered_peak = 0
 
 
 class NoHook:

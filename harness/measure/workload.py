@@ -14,19 +14,26 @@ from typing import Any, Callable
 import torch
 
 from harness.measure.methods import AUTOCAST_DTYPE, Trainable
-from harness.spec.shapes import PHASES
+from harness.measure.sharding import forward_only, is_fsdp
+from harness.spec.shapes import PHASES, TRANSFORMERS_MODELS
 
 
 class Workload:
     def __init__(self, cfg: Any, trainable: Trainable, device: torch.device):
         self.cfg = cfg
         self.model = trainable.model
+        self.base = trainable.base if trainable.base is not None else trainable.model
+        self._forward_only = forward_only(self.model)
+        # FSDP2 reuses its all-gather buffers: gathered under inference_mode they would become inference tensors
+        # that the next training forward cannot use. no_grad saves nothing for backward either.
+        self._inference = torch.no_grad if is_fsdp(self.model) else torch.inference_mode
+        trainable.resolved["fwd_infer_context"] = self._inference.__name__
         self.optimizer = trainable.optimizer
         self.device = device
         batch, seq = cfg.workload.batch_size, cfg.workload.seq_len
         gen = torch.Generator(device="cpu").manual_seed(cfg.workload.seed)
-        if cfg.model.name == "llama":
-            vocab = self.model.config.vocab_size
+        if cfg.model.name in TRANSFORMERS_MODELS:
+            vocab = self.base.config.vocab_size
             ids = torch.randint(0, vocab, (batch, seq), generator=gen)
             # use_cache=False: a matched forward computes logits (and the loss), not a KV cache for generation
             # that would keep every layer's keys and values alive in fwd_infer
@@ -42,6 +49,8 @@ class Workload:
         self.samples = batch
         self.tokens = batch * seq
         amp = AUTOCAST_DTYPE.get(cfg.precision.name)
+        if amp is not None and is_fsdp(self.model):
+            amp = None  # FSDP2's MixedPrecisionPolicy casts parameters and inputs instead (sharding.wrap)
         self._autocast: Callable[[], Any] = (
             (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
         )
@@ -69,11 +78,17 @@ class Workload:
     def fwd_infer(self) -> None:
         if self.model.training:
             self.model.eval()
-        with torch.inference_mode(), self._autocast():
+        with self._inference(), self._autocast():
             self.model(**self.inputs)
 
+    def forward_only_loss(self) -> torch.Tensor:
+        """forward_loss for a forward that no backward follows (fwd_train): a DDP model must not wait for a
+        gradient reduction after it (harness/measure/sharding.py)."""
+        with self._forward_only():
+            return self.forward_loss()
+
     def fwd_train(self) -> None:
-        self.forward_loss()
+        self.forward_only_loss()
 
     def fwd_bwd(self) -> None:
         self.backward(self.forward_loss())
@@ -108,7 +123,7 @@ class Workload:
         checkpointing and adapters), even under inference_mode; torch's module trackers (MemTracker,
         FlopCounterMode) then fail on that tensor. fwd_infer computes no gradient, so the hooks change
         nothing it allocates: lift them while an instrumented pass runs, then put them back."""
-        get = getattr(self.model, "get_input_embeddings", None)
+        get = getattr(self.base, "get_input_embeddings", None)
         embeddings = get() if get else None
         if embeddings is None or not embeddings._forward_hooks:
             yield

@@ -58,6 +58,9 @@ def record_filename(record: dict) -> str:
     cfg = record["config"]
     ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
     label = f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}"
+    parallel = cfg.get("parallel") or {}
+    if parallel.get("name", "none") != "none":
+        label += f"_{parallel['name']}{parallel['nproc'] * parallel['nnodes']}"
     return f"{label}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
 
 

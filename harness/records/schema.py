@@ -97,7 +97,7 @@ REQUIRED_GPU_PROVENANCE = {
 }
 # The config fields the tables group and label by (dotted under `config`).
 REQUIRED_CONFIG = {
-    "model.name": "mlp or llama",
+    "model.name": "mlp, llama or hf",
     "method.name": "full_adamw, adamw8bit, lora, qlora or sgd",
     "precision.name": "fp32, bf16, amp_bf16 or amp_fp16",
     "checkpointing.enabled": "gradient checkpointing on or off",

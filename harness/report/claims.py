@@ -30,6 +30,7 @@ from harness.report.judges import (
     judge_range,
 )
 from harness.report.judges_model import judge_adam_7b, judge_llama8b_lora, judge_lora_405b
+from harness.report.judges_scale import judge_sharding
 from harness.report.selection import checkpointing_pairs  # noqa: F401  (plots pair rows the same way)
 from harness.report.verdict import CONDITIONAL, FAILS, HOLDS, NOT_MEASURED, Verdict  # noqa: F401
 
@@ -51,6 +52,7 @@ JUDGES = {
     "precision": judge_precision,
     "finite_differences": judge_finite_differences,
     "gradient_norms": judge_gradient_norms,
+    "sharding": judge_sharding,
     "not_measured": judge_not_measured,
 }
 

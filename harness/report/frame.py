@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.records.folder import Stored, hardware_key, hardware_label
 from harness.records.schema import METRICS, canonical_json, config_hash, lookup
+from harness.spec.families import SHAPE_FIELDS
 from harness.spec.shapes import ADAPTER_METHODS
 from harness.spec.units import table_scale
 
@@ -30,7 +31,15 @@ GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
 def config_label(config: dict) -> str:
     """Short, stable name of a configuration for tables and plot axes."""
     model = config["model"]
-    if model["name"] == "llama":
+    if model["name"] == "hf":  # a preset's name, or the folder of the config.json it was built from
+        source = model.get("preset") or Path(str(model.get("config"))).parent.name
+        shape = ",".join(f"{k}={model[k]}" for k in SHAPE_FIELDS if model.get(k) is not None)
+        name = (
+            f"hf:{source}"
+            + (f"[{shape}]" if shape else "")
+            + (f":{model['attn_implementation']}" if model.get("attn_implementation") else "")
+        )
+    elif model["name"] == "llama":
         name = f"llama:{model.get('preset')}" + (
             f":{model['attn_implementation']}" if model.get("attn_implementation") != "sdpa" else ""
         )
@@ -44,7 +53,12 @@ def config_label(config: dict) -> str:
             name += "+ln"
     label = f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
     budget = (config.get("device") or {}).get("memory_budget_gib")
-    return label + (f" budget {budget:g} GiB" if budget is not None else "")
+    label += f" budget {budget:g} GiB" if budget is not None else ""
+    parallel = config.get("parallel") or {}
+    if parallel.get("name", "none") != "none":
+        label += f" {parallel['name']}×{parallel['nproc'] * parallel['nnodes']}"
+        label += "" if parallel.get("reshard_after_forward", True) or parallel["name"] != "fsdp" else " no-reshard"
+    return label
 
 
 ENV_LISTED = 4  # differences named in an environment label; more are counted and fingerprinted
@@ -89,6 +103,7 @@ def record_row(stored: Stored, root: Path) -> dict:
         "oom_phase": (r.get("error") or {}).get("phase") if r["status"] == "oom" else None,
         "config": config_label(cfg),
         "model": cfg["model"]["name"],
+        "model_type": (r.get("resolved") or {}).get("model_type") or {"llama": "llama"}.get(cfg["model"]["name"]),
         "preset": cfg["model"].get("preset"),
         "depth": cfg["model"].get("depth"),
         "width": cfg["model"].get("width"),
@@ -103,6 +118,10 @@ def record_row(stored: Stored, root: Path) -> dict:
         "seq_len": cfg["workload"]["seq_len"],
         "lora_r": cfg["method"].get("r") if cfg["method"]["name"] in ADAPTER_METHODS else None,
         "memory_budget_gib": (cfg.get("device") or {}).get("memory_budget_gib"),
+        # records from before the parallel group ran in one process
+        "parallel": (cfg.get("parallel") or {}).get("name", "none"),
+        "world_size": r.get("resolved", {}).get("world_size", 1),
+        "reshard": (cfg.get("parallel") or {}).get("reshard_after_forward"),
         "repeats_per_run": cfg["measure"]["repeats"],
         "harness_version": prov.get("harness_version"),
         "git_sha": prov.get("git_sha"),
@@ -114,6 +133,7 @@ def record_row(stored: Stored, root: Path) -> dict:
         # the same configuration but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit) are matched
         "hash_without_checkpointing": config_hash({**cfg, "checkpointing": None}),
         "hash_without_method": config_hash({**cfg, "method": None}),
+        "hash_without_parallel": config_hash({**cfg, "parallel": None}),
         "source": stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path),
     }
     for metric in METRICS:
@@ -146,6 +166,7 @@ GROUP_COPIED = (
     "device_type",
     "config",
     "model",
+    "model_type",
     "preset",
     "depth",
     "attn",
@@ -163,6 +184,10 @@ GROUP_COPIED = (
     "width",
     "lora_r",
     "memory_budget_gib",
+    "parallel",
+    "world_size",
+    "reshard",
+    "hash_without_parallel",
 )
 GROUP_COUNTS = (
     "n",

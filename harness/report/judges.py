@@ -43,7 +43,7 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
     num = ok[ok["method"] == j["numerator"]].set_index(key)
     den = ok[ok["method"] == j["denominator"]].set_index(key)
     with quiet_fragmentation():
-        pairs = num.join(den, lsuffix="_num", rsuffix="_den", how="inner")
+        pairs = num.join(den, suffixes=("_num", "_den"), how="inner")
         hardware = hardware_of(pairs.reset_index().rename(columns={"hardware_label_num": "hardware_label"}))
     if pairs.empty:
         return Verdict.not_measured()

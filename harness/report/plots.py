@@ -34,6 +34,7 @@ from harness.report.figure import (
     x_positions,
 )
 from harness.report.frame import grouped, memory_unit, quiet_fragmentation, records_frame  # noqa: E402
+from harness.report.plots_architectures import plot_architectures  # noqa: E402
 from harness.report.plots_model import plot_predicted_vs_measured, plot_scaling  # noqa: E402
 from harness.report.selection import checkpointing_pairs  # noqa: E402
 
@@ -303,6 +304,7 @@ def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
             written += plot_throughput(hw_groups, caption, out / hw / "throughput")
             written += plot_predicted_vs_measured(hw_groups, caption, out / hw / "predicted_vs_measured")
             written += plot_scaling(hw_groups, caption, out / hw)
+            written += plot_architectures(hw_groups, caption, out / hw / "predicted_vs_measured_architectures")
         caption = (
             f"data: {len(frame)} record(s) in {RECORDS}/ ({', '.join(sorted(groups['hardware'].unique()))}) · "
             f"backprop-bench {__version__} · regenerate with `bench plot`"

@@ -24,6 +24,9 @@ CONFIGURATION = (
     "batch_size",
     "seq_len",
     "memory_budget_gib",
+    "parallel",
+    "world_size",
+    "reshard",
 )
 
 
@@ -47,9 +50,13 @@ def select(groups: pd.DataFrame, where: dict | None) -> pd.DataFrame:
     return out
 
 
-def measured_rows(groups: pd.DataFrame) -> pd.DataFrame:
-    """Groups with at least one ok repeat."""
-    return groups[groups["n"] > 0]
+def measured_rows(groups: pd.DataFrame, multi_rank: bool = False) -> pd.DataFrame:
+    """Groups with at least one ok repeat; single-process ones unless `multi_rank` (the claims about one device
+    are judged on one device: a DDP or FSDP2 case is a configuration of its own)."""
+    rows = groups[groups["n"] > 0]
+    if multi_rank or "parallel" not in rows:
+        return rows
+    return rows[rows["parallel"].fillna("none") == "none"]
 
 
 def hardware_of(rows: pd.DataFrame) -> str:
@@ -64,7 +71,7 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     with quiet_fragmentation():
         off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
         on = ok[ok["checkpointing"].astype(bool)].set_index(key)
-        joined = off.join(on, lsuffix="_off", rsuffix="_on", how="inner").reset_index().copy()
+        joined = off.join(on, suffixes=("_off", "_on"), how="inner").reset_index().copy()
     if joined.empty:
         return joined
     joined = joined.assign(

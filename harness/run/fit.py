@@ -64,51 +64,28 @@ def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
     return search, limit, rest
 
 
-def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: int) -> dict:
-    """Largest value whose predicted params + grads + optimizer state + activations fit the budget."""
-    from harness.spec import analytic
+def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: int, device_type: str = "cpu") -> dict:
+    """Largest value whose predicted params + grads + optimizer state + activations fit the budget
+    (harness/spec/estimate.py, the same search `bench estimate` answers with)."""
+    from harness.spec.estimate import largest, peak_function
 
     if budget_bytes is None:
         return {"value": None, "reason": "no budget or device size known to compare with"}
-    section, key = search.split(".")
-
-    def need(value: int) -> int | None:
-        cfg = json.loads(json.dumps(config))
-        cfg[section][key] = value
-        mem = analytic.memory(cfg)
-        act = analytic.activation_bytes(cfg)
-        if act is None:
-            return None
-        return mem["params_bytes"] + mem["grads_bytes"] + mem["optimizer_bytes"] + act
-
-    first = need(1)
-    if first is None:
+    found = largest(config, search, budget_bytes, limit, peak_function(config, device_type))
+    if found["value"] is None:
         return {"value": None, "reason": "the analytic model has no activation formula for this configuration"}
-    if first > budget_bytes:
-        return {
-            "value": 0,
-            "predicted_bytes_at_1": first,
-            "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound",
-        }
-    lo, hi = 1, 2
-    while hi <= limit and need(hi) <= budget_bytes:
-        lo, hi = hi, hi * 2
-    hi = min(hi, limit + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if need(mid) <= budget_bytes else (lo, mid)
-    return {
-        "value": lo,
-        "predicted_bytes": need(lo),
-        "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound",
-    }
+    return {**found, "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
 
 
 class _ProbeFailed(Exception):
     """A probe ended in status error: the search cannot tell fitting from not fitting any more."""
 
 
-def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> FitResult:
+def search(base: list[str], search_key: str, limit: int, output_dir: Path, start: int | None = None) -> FitResult:
+    """Measure until the largest fitting value is bracketed, then bisect. From `start` (the prediction): its
+    neighbour first, then a step of start / 9, doubling while the probes keep agreeing. An exact prediction takes
+    2 probes, one off (below 10) at most 3; an answer within 10% of the prediction is bracketed by the third probe and found
+    after log2(start / 9) more. Without a prediction: doubling from 1."""
     from harness.records.io import write_record
     from harness.run.process import run_in_subprocess
     from harness.spec.compose import make_case
@@ -133,6 +110,13 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
         return tried[value]
 
     try:
+        if start:
+            lo, hi = gallop(probe, min(max(1, start), limit), limit, -(-start // 9))
+            while hi is not None and hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if probe(mid) else (lo, mid)
+            result.max_fitting, result.first_not_fitting = lo or None, hi
+            return result
         value = 1
         while value <= limit and probe(value):
             result.max_fitting = value
@@ -156,6 +140,30 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path) -> Fi
     return result
 
 
+def gallop(probe, value: int, limit: int, tenth: int) -> tuple[int, int | None]:
+    """(largest value seen fitting or 0, smallest seen not fitting or None at the limit), from `value` outwards:
+    steps of 1, then `tenth` (covering 10% either side of `value`), then doubling."""
+    steps = iter([1, tenth])
+    step = 1
+    if probe(value):
+        lo = value
+        while lo < limit:
+            step = next(steps, step * 2)
+            nxt = min(lo + step, limit)
+            if not probe(nxt):
+                return lo, nxt
+            lo = nxt
+        return lo, None
+    hi = value
+    while hi > 1:
+        step = next(steps, step * 2)
+        nxt = max(hi - step, 1)
+        if probe(nxt):
+            return nxt, hi
+        hi = nxt
+    return 0, hi
+
+
 def write_fit_json(output_dir: Path, result: FitResult, predicted: dict, device: dict, command: str) -> Path:
     from harness.records.io import write_new_file
 
@@ -172,6 +180,13 @@ def write_fit_json(output_dir: Path, result: FitResult, predicted: dict, device:
         "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return write_new_file(output_dir / "fit.json", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _device_bytes(on_cuda: bool, index: int) -> int | None:
+    """The card's memory, for the prediction the search starts from (no budget given: the device itself)."""
+    import torch
+
+    return torch.cuda.get_device_properties(index).total_memory if on_cuda else None
 
 
 @dataclass
@@ -201,7 +216,10 @@ def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_di
             "device.memory_budget_gib",
             "bench fit on a CPU needs a budget (a CPU has no device memory to fill): e.g. device.memory_budget_gib=0.5",
         )
-    result = search(base, search_key, limit, output_dir)
+    budget_bytes = int(budget * GIB) if budget is not None else _device_bytes(on_cuda, cfg.device.index)
+    device_type = "cuda" if on_cuda else "cpu"
+    predicted = predicted_max(first.config, search_key, budget_bytes, limit, device_type)
+    result = search(base, search_key, limit, output_dir, predicted.get("value") or None)
     prov = result.provenance or {}
     device = (
         {
@@ -212,9 +230,7 @@ def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_di
         if prov
         else {"type": "cuda" if on_cuda else "cpu"}
     )
-    budget_bytes = int(budget * GIB) if budget is not None else prov.get("gpu_memory_bytes")
     device.update({"memory_budget_gib": budget, "budget_emulated": budget is not None})
-    predicted = predicted_max(first.config, search_key, budget_bytes, limit)
     path = write_fit_json(output_dir, result, predicted, device, command)
     where = f"{budget} GiB (emulated budget)" if budget is not None else f"{device.get('name')}"
     return FitOutcome(result, predicted, device, path, where)

@@ -24,6 +24,8 @@ class SweepResult:
     unreadable: list[str] = field(default_factory=list)  # files in output_dir that are not records
     not_run: int = 0  # cases left when the sweep was interrupted
     interrupted: bool = False
+    submitted: list = field(default_factory=list)  # jobs still running when the command returned (--no-wait)
+    job_failures: list[str] = field(default_factory=list)  # jobs that ended without writing a record
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r["status"] == status)
@@ -48,12 +50,19 @@ def existing_results(output_dir: Path) -> tuple[dict[str, Path], list[str]]:
 
 
 def run_sweep(
-    cases: list[Case | list[str]], output_dir: Path, progress: bool = True, force: bool = False
+    cases: list[Case | list[str]],
+    output_dir: Path,
+    progress: bool = True,
+    force: bool = False,
+    launcher: dict | None = None,
+    wait: bool = True,
 ) -> SweepResult:
     """Run every case not already recorded in output_dir (matched by config hash; `force` reruns them all).
 
     Records are written whole or not at all (harness.records.io.write_new_file), so a sweep stopped by Ctrl-C or
-    a kill leaves only complete records, and rerunning the same command resumes it."""
+    a kill leaves only complete records, and rerunning the same command resumes it. A `launcher` other than
+    local makes each case a submitit job (harness/run/jobs.py); without `wait` the command returns once they
+    are submitted (SweepResult.submitted), and a later rerun collects and resumes."""
     from tqdm import tqdm
 
     from harness.spec.compose import make_case
@@ -66,6 +75,8 @@ def run_sweep(
     result = SweepResult(output_dir=output_dir)
     done, result.unreadable = ({}, []) if force else existing_results(output_dir)
     bar = tqdm(total=len(cases), unit="case", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    if launcher is not None and launcher["name"] != "local":
+        return _run_as_jobs(cases, result, done, launcher, wait, bar)
     try:
         for index, case in enumerate(cases):
             previous = done.get(case.config_hash)
@@ -83,5 +94,34 @@ def run_sweep(
     except KeyboardInterrupt:
         result.interrupted = True
         result.not_run = len(cases) - len(result.records) - len(result.skipped)
+    bar.close()
+    return result
+
+
+def _run_as_jobs(cases: list[Case], result: SweepResult, done: dict, launcher: dict, wait: bool, bar) -> SweepResult:
+    from harness.run.jobs import run_jobs
+
+    pending = []
+    for index, case in enumerate(cases):
+        previous = done.get(case.config_hash)
+        if previous is not None:
+            result.skipped.append(previous)
+            bar.update(1)
+        else:
+            pending.append((index, case))
+
+    def finished(record: dict | None, path: str | None) -> None:
+        if record is None:
+            result.job_failures.append(path or "a job ended without a record")
+        else:
+            result.records.append(record)
+            result.paths.append(Path(path))
+        bar.update(1)
+
+    try:
+        result.submitted = run_jobs(pending, result.output_dir, launcher, wait, finished)
+    except KeyboardInterrupt:  # the jobs go on; a rerun collects their records
+        result.interrupted = True
+        result.not_run = len(pending) - len(result.records) - len(result.job_failures)
     bar.close()
     return result

@@ -3,6 +3,15 @@ tensors of each op as PyTorch defines them, the way Korthikanti et al. 2022 coun
 
 from __future__ import annotations
 
+from harness.spec.activations_hf import (
+    Block,
+    checkpointed_bytes,
+    frozen_base_saving,
+    full_training_bytes,
+    hf_block,
+)
+from harness.spec.families import family
+from harness.spec.hf_inventory import hf_model
 from harness.spec.parameters import lora_targets, parameter_tensors
 from harness.spec.shapes import (
     ADAPTER_METHODS,
@@ -67,125 +76,94 @@ def mlp_activation_bytes(config: dict) -> dict:
     }
 
 
-def _rmsnorm_bytes(t: int, h: int, e: int) -> int:
-    """HF LlamaRMSNorm: x.float() (the input itself when fp32), pow/mean/rsqrt (fp32 rsqrt: 1 per token),
-    x * rsqrt cast back to the model dtype, then weight * that (saved: the normalised tensor; its output is
-    what the next linears save)."""
-    return t * h * 4 + t * 4 + t * h * e + t * h * e
+def llama_block(model: dict) -> Block:
+    """model=llama as a Block: the Llama family's layer (harness/spec/activations_hf.py counts every family)."""
+    s = llama_shape(model)
+    return Block(
+        hidden=s["hidden_size"],
+        layers=s["num_layers"],
+        heads=s["num_heads"],
+        kv_heads=s["num_kv_heads"],
+        head_dim=s["hidden_size"] // s["num_heads"],
+        ff=s["intermediate_size"],
+        vocab=s["vocab_size"],
+    )
 
 
-def llama_layer_activation_bytes(config: dict, attention_kernel: str | None = None) -> int:
-    """One decoder layer (RMSNorm, attention, RMSNorm, SwiGLU), derived the way Korthikanti et al. 2022 count
-    a GPT layer, from what each op saves for backward:
-
-    - two RMSNorms (above);
-    - SDPA with a fused kernel (flash, efficient, cudnn; `attention_kernel` None assumes one): rotated q,
-      rotated k and v at their own head counts (GQA is passed through), the output (which the o_proj reads
-      in place) and an fp32 logsumexp per head and token;
-    - SDPA's math kernel (`_scaled_dot_product_attention_math`, which SDPA falls back to when no fused
-      kernel takes the inputs): q scaled, k repeated to every query head and scaled, v repeated, all upcast
-      to fp32 from a 16-bit model, and the fp32 softmax (s x s per head), then the o_proj input;
-    - eager: q, k and v repeated to every query head, the fp32 softmax (s x s per head; plus its 16-bit cast
-      in a 16-bit model) and the o_proj input (a contiguous copy of the attention output);
-    - SwiGLU: gate, SiLU(gate), up and their product: 4 x d_ff per token.
-    """
-    s = llama_shape(config["model"])
-    h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
-    hd = h // nh
-    b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
-    t = b * seq
-    e = COMPUTE_BYTES[config["precision"]["name"]]
-    if config["model"]["attn_implementation"] == "eager":
-        attention = 3 * t * h * e + b * nh * seq * seq * (4 + (e if e != 4 else 0)) + t * h * e
-    elif attention_kernel == "math":
-        attention = 3 * t * h * 4 + b * nh * seq * seq * 4 + t * h * e
-    else:
-        attention = t * h * e + 2 * t * kv * hd * e + t * h * e + b * nh * seq * 4
-    return 2 * _rmsnorm_bytes(t, h, e) + attention + 4 * t * ff * e
+def transformer_block(model: dict) -> tuple[Block, str, str | None]:
+    """(Block, attention implementation, model_type) of a transformers model section (llama or hf)."""
+    if model["name"] == "llama":
+        return llama_block(model), model["attn_implementation"], "llama"
+    described = hf_model(model)
+    model_type = described["data"]["model_type"]
+    block = hf_block(model_type, described["shape"], described["inventory"]["config"])
+    return block, described["attn_implementation"], model_type
 
 
-def llama_activation_bytes(config: dict, attention_kernel: str | None = None) -> dict:
-    """Layers, plus the head: final RMSNorm, the fp32 log-softmax over the vocabulary, the shifted int64
-    labels and an 8-byte scalar of the loss; plus the rotary cos/sin (1 x s x head_dim each, shared)."""
-    s = llama_shape(config["model"])
-    b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
-    t = b * seq
-    e = COMPUTE_BYTES[config["precision"]["name"]]
-    h, layers = s["hidden_size"], s["num_layers"]
-    layer = llama_layer_activation_bytes(config, attention_kernel)
-    head = _rmsnorm_bytes(t, h, e) + t * s["vocab_size"] * 4 + t * 8 + 8
-    rotary = 2 * seq * (h // s["num_heads"]) * e
-    if not config["checkpointing"]["enabled"]:
-        return {
-            "activations_bytes": layers * layer + head + rotary,
-            "formula": "layers x (2 RMSNorm + attention + SwiGLU) + final norm + fp32 log-softmax + labels",
-        }
-    stored = layers * t * h * e
-    # while a layer is recomputed, its stored input is also its first norm's input: one storage in fp32
-    recompute = stored + layer - (t * h * 4 if e == 4 else 0) + rotary
-    return {
-        "activations_bytes": max(stored + head + rotary, recompute),
-        "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)",
-    }
-
-
-def llama_lora_activation_bytes(config: dict, attention_kernel: str | None = None) -> dict:
-    """LoRA on every linear of the decoder (the default targets), no checkpointing: full training's count,
-    less what frozen weights make unnecessary, plus the adapters' own:
-
-    - every RMSNorm weight is frozen: its normalised input is not saved (-t·h·e per norm, 2 per layer + 1);
-    - lm_head is frozen: the final norm's output is not saved (-t·h·e);
-    - the embedding is frozen, so the first layer's input needs no gradient: its first norm saves neither
-      the input nor the rsqrt (-(t·h·4 + t·4));
-    - each adapted linear's A output is saved by B: +t·r per adapter, in the adapter dtype.
-    The frozen linears' own inputs are still saved, by the LoRA A beside them.
-    """
-    full = llama_activation_bytes(config, attention_kernel)
-    s = llama_shape(config["model"])
-    t = config["workload"]["batch_size"] * config["workload"]["seq_len"]
-    e = COMPUTE_BYTES[config["precision"]["name"]]
-    h, layers, r = s["hidden_size"], s["num_layers"], config["method"]["r"]
-    adapter_e = adapter_bytes(config["precision"]["name"])
-    adapted = sum(1 for t_ in parameter_tensors(config) if t_.name in lora_targets(config) and t_.linear_in)
-    frozen = (2 * layers + 1) * t * h * e + t * h * e + t * h * 4 + t * 4
-    return {
-        "activations_bytes": full["activations_bytes"] - frozen + adapted * t * r * adapter_e,
-        "formula": "full training's count - frozen norms, head and first-layer input + t·r per adapter",
-    }
-
-
-def activations(config: dict, attention_kernel: str | None = None) -> dict:
-    """What the training forward holds for backward; `attention_kernel` is the SDPA kernel that ran (the
-    record's `resolved.attention_kernel.fwd_train`), None where it is not known (a fused one is assumed)."""
-    if config["model"]["name"] == "mlp":
-        return mlp_activation_bytes(config)
-    if config["precision"]["name"].startswith("amp"):
+def transformer_activations(config: dict, attention_kernel: str | None, device_type: str) -> dict:
+    """A transformers causal LM (model=llama, model=hf): full training without or with checkpointing; LoRA and
+    QLoRA on the default targets without checkpointing, as full training's count less what a frozen base does
+    not keep (harness/spec/activations_hf.py, frozen_base_saving) plus each adapter's r-wide A output (saved by
+    B, in the adapter dtype). QLoRA counts as LoRA on an fp32 model: prepare_model_for_kbit_training upcasts
+    every weight it does not quantize to fp32, so hidden states flow in fp32, and bitsandbytes' 4-bit matmul
+    saves only its packed weight."""
+    model, method, ckpt = config["model"], config["method"], config["checkpointing"]["enabled"]
+    precision = config["precision"]["name"]
+    if precision.startswith("amp"):
         # autocast saves 16-bit copies of weights and fp32 norms beside 16-bit matmuls: derived for the mlp only
-        return {"activations_bytes": None, "formula": "not modelled: llama under autocast"}
-    method = config["method"]
-    if (
-        method["name"] == "lora"
-        and not config["checkpointing"]["enabled"]
-        and (method.get("target_modules") is None or set(method["target_modules"]) == set(LLAMA_DEFAULT_TARGETS))
-    ):
-        out = llama_lora_activation_bytes(config, attention_kernel)
-    elif method["name"] in ADAPTER_METHODS:
-        # With checkpointing peft makes the embedding output require grad; other target sets change which
-        # frozen linears save their inputs; QLoRA's preparation upcasts to fp32: not derived yet.
-        return {
-            "activations_bytes": None,
-            "formula": "not modelled: llama with a frozen base, beyond LoRA on every linear without checkpointing",
+        return {"activations_bytes": None, "formula": f"not derived: {model['name']} under autocast"}
+    block, attn, model_type = transformer_block(model)
+    if family(model_type) is None:
+        return {"activations_bytes": None, "formula": f"not derived: no block family for model_type {model_type}"}
+    b, s = config["workload"]["batch_size"], config["workload"]["seq_len"]
+    e = COMPUTE_BYTES[precision]
+    args = (block, b, s, e, attn, attention_kernel, device_type)
+    if method["name"] in ADAPTER_METHODS:
+        targets = set(lora_targets(config))
+        default = set(hf_model(model)["inventory"]["default_targets"]) if model["name"] == "hf" else None
+        if ckpt or targets != (default or set(LLAMA_DEFAULT_TARGETS)):
+            # With checkpointing peft makes the embedding output require grad and recomputation stops inside an
+            # adapter; other target sets change which frozen linears save their inputs: not derived yet.
+            return {
+                "activations_bytes": None,
+                "formula": "not derived: a frozen base under checkpointing, or LoRA beyond the default targets",
+            }
+        adapted = sum(1 for t in parameter_tensors(config) if t.name in targets and t.linear_in)
+        adapters = adapted * b * s * method["r"] * adapter_bytes(precision)
+        frozen = frozen_base_saving(block, b, s, e, device_type)
+        out = {
+            "activations_bytes": full_training_bytes(*args) - frozen + adapters,
+            "formula": "full training's count - what a frozen base does not keep + t·r per adapter",
         }
-    elif attention_kernel == "math" and config["checkpointing"]["enabled"]:
-        # the recompute's peak holds the math kernel's transient fp32 upcasts and s x s scores: not derived
-        return {"activations_bytes": None, "formula": "not modelled: SDPA's math kernel under checkpointing"}
+    elif attention_kernel == "math" and ckpt and block.style != "gpt2":
+        # the recompute's peak holds the math kernel's transient fp32 upcasts and s x s scores: not derived for
+        # llama-like blocks; gpt2's count (the math kernel is what its dropout selects on a CPU) holds, measured
+        return {"activations_bytes": None, "formula": "not derived: SDPA's math kernel under checkpointing"}
+    elif ckpt:
+        out = {
+            "activations_bytes": checkpointed_bytes(*args),
+            "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)",
+        }
     else:
-        out = llama_activation_bytes(config, attention_kernel)
-    if config["model"]["attn_implementation"] == "sdpa":
+        out = {
+            "activations_bytes": full_training_bytes(*args),
+            "formula": "layers x (norms + attention + MLP) + final norm + fp32 log-softmax + labels",
+        }
+    out["formula"] += f" [{block.style} block, {model_type}]"
+    if attn == "sdpa":
         kernel = attention_kernel or "a fused kernel (assumed: the kernel that ran was not recorded)"
         out["formula"] += f"; SDPA {kernel}"
     return out
 
 
-def activation_bytes(config: dict, attention_kernel: str | None = None) -> int | None:
-    return activations(config, attention_kernel)["activations_bytes"]
+def activations(config: dict, attention_kernel: str | None = None, device_type: str = "cpu") -> dict:
+    """What the training forward holds for backward; `attention_kernel` is the SDPA kernel that ran (the
+    record's `resolved.attention_kernel.fwd_train`), None where it is not known (a fused one is assumed);
+    `device_type` decides what a dropout mask takes (a bool on CUDA, the tensor's dtype on a CPU)."""
+    if config["model"]["name"] == "mlp":
+        return mlp_activation_bytes(config)
+    return transformer_activations(config, attention_kernel, device_type)
+
+
+def activation_bytes(config: dict, attention_kernel: str | None = None, device_type: str = "cpu") -> int | None:
+    return activations(config, attention_kernel, device_type)["activations_bytes"]

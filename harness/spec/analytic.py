@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from harness.spec.activations import activation_bytes, activations, checkpoint_segments
+from harness.spec.hf_inventory import hf_model
 from harness.spec.parameters import (
     adamw8bit_state_bytes,
     lora_parameter_count,
@@ -21,6 +22,7 @@ from harness.spec.parameters import (
     parameter_tensors,
 )
 from harness.spec.shapes import ADAPTER_METHODS, llama_shape
+from harness.spec.sharded import compute_config, rank_memory
 
 # The analytic model's public names, wherever they are computed: callers read them from here.
 __all__ = [
@@ -60,12 +62,18 @@ def flop_ratio(config: dict) -> dict:
             k = min(checkpoint_segments(config), depth)
             ratio += (k - 1) * (depth // k) / depth
         return {"flop_ratio": ratio, "formula": "3 - 1/depth (+ recomputed layers / depth)"}
-    s = llama_shape(model)
     b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
     t = b * seq
-    h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
-    hd = h // nh
-    linear = 2 * t * (h * nh * hd + 2 * h * kv * hd + nh * hd * h + 3 * h * ff)
+    if model["name"] == "hf":  # the linears inside the decoder layers of the model itself
+        s = hf_model(model)["shape"]
+        h, nh, hd = s["hidden_size"], s["num_heads"], s["head_dim"]
+        weights = sum(p.numel for p in parameter_tensors(config) if p.in_layer and p.linear_in) // s["num_layers"]
+    else:
+        s = llama_shape(model)
+        h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
+        hd = h // nh
+        weights = h * nh * hd + 2 * h * kv * hd + nh * hd * h + 3 * h * ff
+    linear = 2 * t * weights
     attention = 2 * 2 * b * nh * seq * seq * hd  # q k^T and probs v, every s x s entry (non-causal count)
     layer = linear + attention
     head = 2 * t * h * s["vocab_size"]
@@ -95,9 +103,12 @@ def predict(config: dict, device_type: str = "cpu", attention_kernel: str | None
     """Everything the record carries under `predicted`: `memory` in logical bytes, `memory_allocated` what
     the allocator of `device_type` holds for the same storages (what the tracker measures on that device)."""
     mem = memory(config, device_type)
-    act = activations(config, attention_kernel)
+    rank = rank_memory(config, device_type, 0)  # a multi-rank case: rank 0's shard is the largest
+    if rank is not None:
+        mem = {**mem, **rank}
+    act = activations(compute_config(config), attention_kernel, device_type)
     flops = flop_ratio(config)
-    return {
+    out = {
         "memory": {
             "params_bytes": mem["params_bytes"],
             "grads_bytes": mem["grads_bytes"],
@@ -110,6 +121,9 @@ def predict(config: dict, device_type: str = "cpu", attention_kernel: str | None
         "formulas": {"activations_bytes": act["formula"], "flop_ratio": flops["formula"]},
         "tolerance": dict(TOLERANCE),
     }
+    if rank is not None:
+        out["rank"] = {k: v for k, v in rank.items() if k not in out["memory"] and k != "allocated"}
+    return out
 
 
 def compare(predicted: dict, metrics: dict) -> list[dict]:

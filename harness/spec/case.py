@@ -37,4 +37,8 @@ def canonical_json(obj: Any) -> str:
 
 def config_hash(config: dict) -> str:
     """16 hex digits of the resolved config alone: repeats of one configuration share it."""
+    # A single-process case hashes as it did before the parallel group existed, so its earlier records still
+    # resume and group with it; a multi-rank case's parallel section is part of what it measures.
+    if (config.get("parallel") or {}).get("name") == "none":
+        config = {k: v for k, v in config.items() if k != "parallel"}
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]

@@ -18,7 +18,19 @@ from harness import repo_root
 from harness.spec.case import Case
 from harness.spec.config import ConfigError, validate
 
-GROUPS = ("model", "method", "precision", "checkpointing", "workload", "measure", "device", "suite")
+GROUPS = (
+    "model",
+    "method",
+    "precision",
+    "checkpointing",
+    "workload",
+    "measure",
+    "device",
+    "parallel",
+    "launcher",
+    "suite",
+)
+LAUNCHER = "launcher"  # how cases start, not what they measure: kept out of a case (harness/spec/parallel.py)
 
 
 def suites_dir() -> Path:
@@ -141,9 +153,30 @@ def expand_suite(suite: Any) -> list[list[str]]:
     return [merge_overrides(list(suite.base), list(variant), combo) for variant in suite.variants for combo in crossed]
 
 
+def is_launcher_override(override: str) -> bool:
+    return override_key(override).split(".")[0] == LAUNCHER
+
+
 def make_case(overrides: list[str], suite: str | None = None) -> Case:
     """Compose and validate `overrides` (ConfigError for anything invalid) into a Case."""
-    return Case(tuple(overrides), to_container(compose_case(list(overrides))), suite)
+    overrides = [o for o in overrides if not is_launcher_override(o)]
+    config = to_container(compose_case(overrides))
+    config.pop(LAUNCHER, None)
+    return Case(tuple(overrides), config, suite)
+
+
+def plan_launcher(user_overrides: list[str], cases: list[Case]) -> dict:
+    """The launcher section the user asked for (`launcher=slurm launcher.partition=gpu ...`), validated against
+    the planned cases."""
+    from harness.spec.parallel import validate_launcher
+
+    cfg = compose_config([o for o in user_overrides if is_launcher_override(o)])
+    nnodes = max((c.config["parallel"]["nnodes"] for c in cases), default=1)
+    try:
+        validate_launcher(cfg.launcher, nnodes)
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, user_overrides) from None
+    return to_container(cfg.launcher)
 
 
 def plan_cases(user_overrides: list[str], multirun: bool) -> list[Case]:
@@ -152,7 +185,7 @@ def plan_cases(user_overrides: list[str], multirun: bool) -> list[Case]:
     User overrides win over a suite's; with `-m` their comma lists are crossed with the suite's cases.
     """
     suite_name = next((o.split("=", 1)[1] for o in user_overrides if override_key(o) == "suite"), None)
-    user = [o for o in user_overrides if override_key(o) != "suite"]
+    user = [o for o in user_overrides if override_key(o) != "suite" and not is_launcher_override(o)]
     user_variants = expand_sweep(user) if multirun else [user]
     if suite_name is not None:
         suite = compose_config([f"suite={suite_name}"]).suite

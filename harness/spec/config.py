@@ -13,6 +13,13 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from harness.spec.families import HfModelConfig
+from harness.spec.fields import ConfigError as ConfigError  # re-exported: callers import it from here
+from harness.spec.fields import doc
+from harness.spec.fields import positive_int as _positive_int
+from harness.spec.fields import require as _require
+from harness.spec.hf_inventory import hf_model
+from harness.spec.parallel import LauncherConfig, ParallelConfig, validate_parallel
 from harness.spec.presets import LLAMA_PRESETS
 from harness.spec.shapes import ADAPTER_METHODS, LLAMA_SHAPE_KEYS, METHODS, PRECISIONS, QLORA_PRECISIONS, llama_shape
 
@@ -20,34 +27,6 @@ DEVICES = ("auto", "cpu", "cuda")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 MLP_ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid")
 MLP_MAX_DEPTH = 4096
-
-
-class ConfigError(ValueError):
-    """A config value that cannot run: names the dotted key and what is allowed (exit code 2)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
-
-
-def doc(text: str, default: Any = None, *, factory: Any = None) -> Any:
-    """A config field with its one-line documentation, which `bench run --help` reads from the dataclass."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(key, message)
-
-
-def _positive_int(value: Any, key: str) -> None:
-    _require(
-        isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        key,
-        f"must be an integer > 0, got {value!r}",
-    )
 
 
 @dataclass
@@ -158,13 +137,16 @@ class SuiteConfig:
 
 @dataclass
 class BenchConfig:
-    model: Any = doc("Model group: mlp | llama.", MISSING)
+    model: Any = doc("Model group: mlp | llama | hf.", MISSING)
     method: MethodConfig = doc("Method group.", MISSING)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    # how a sweep's cases are started: taken out of each case's config (harness/spec/compose.py)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     suite: Optional[SuiteConfig] = doc("A sweep: `suite=NAME` runs every case of suites/suite/NAME.yaml.", None)
     output_dir: Optional[str] = doc("Where records go; null = a new timestamped folder under results/runs/.", None)
 
@@ -172,7 +154,7 @@ class BenchConfig:
 def validate(cfg: Any) -> None:
     """Cross-field rules that a schema cannot express. Raises ConfigError before anything is built."""
     model = cfg.model
-    _require(model.name in ("mlp", "llama"), "model", f"unknown model {model.name!r}; allowed: mlp, llama")
+    _require(model.name in ("mlp", "llama", "hf"), "model", f"unknown model {model.name!r}; allowed: mlp, llama, hf")
     if model.name == "mlp":
         _positive_int(model.depth, "model.depth")
         _require(model.depth <= MLP_MAX_DEPTH, "model.depth", f"must be <= {MLP_MAX_DEPTH}, got {model.depth}")
@@ -182,6 +164,13 @@ def validate(cfg: Any) -> None:
             "model.activation",
             f"unknown activation {model.activation!r}; allowed: {', '.join(MLP_ACTIVATIONS)}",
         )
+    elif model.name == "hf":
+        _require(
+            model.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
+            "model.attn_implementation",
+            f"unknown {model.attn_implementation!r}; allowed: null, {', '.join(ATTN_IMPLEMENTATIONS)}",
+        )
+        hf_model(model)  # the config.json, built on the meta device once: ConfigError where it cannot be
     else:
         _require(
             model.preset in LLAMA_PRESETS,
@@ -283,6 +272,7 @@ def validate(cfg: Any) -> None:
         "device.memory_budget_gib",
         f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}",
     )
+    validate_parallel(cfg)
 
 
 # Every schema, with the config-group option it stands for: Hydra's ConfigStore registers them
@@ -290,12 +280,15 @@ def validate(cfg: Any) -> None:
 SCHEMAS: dict[str, type] = {
     "model=mlp": MlpConfig,
     "model=llama": LlamaModelConfig,
+    "model=hf": HfModelConfig,
     "method": MethodConfig,
     "precision": PrecisionConfig,
     "checkpointing": CheckpointingConfig,
     "workload": WorkloadConfig,
     "measure": MeasureConfig,
     "device": DeviceConfig,
+    "parallel": ParallelConfig,
+    "launcher": LauncherConfig,
 }
 
 

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from harness.spec.allocator import allocated_bytes
+from harness.spec.hf_inventory import hf_model
 from harness.spec.shapes import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, default_targets, llama_shape
 
 # bitsandbytes 8-bit optimizers: block-wise quantization in blocks of 256, one fp32 absmax per block and state,
@@ -19,6 +20,7 @@ BNB8_QMAP_BYTES = 2 * 256 * 4
 # and its fp32 offset).
 NF4_BLOCK, NF4_NESTED_BLOCK = 64, 256
 NF4_TENSOR_CONSTANTS = (16 * 4, 256 * 4, 4)  # bytes of each per-tensor constant, one storage each
+NF4_COMPUTE_BYTES = 2  # bnb_4bit_compute_dtype=bfloat16 (harness/measure/models.py nf4_config)
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,23 @@ class Tensor:
     numel: int
     linear_in: int = 0  # for weights of linear layers: (in, out), which LoRA adapts
     linear_out: int = 0
+    in_layer: bool = False  # model=hf: inside a decoder layer
+    # model=hf: bitsandbytes quantizes this weight, or this bias's linear (None: every linear but lm_head)
+    quantized: bool | None = None
+
+
+def hf_parameter_tensors(model: dict) -> list[Tensor]:
+    """model=hf: every parameter of the model transformers builds, listed on the meta device."""
+    out = []
+    for name, numel, d_in, d_out, in_layer, quantized, count in hf_model(model)["inventory"]["tensors"]:
+        out += [Tensor(name, numel, d_in, d_out, in_layer, quantized)] * count
+    return out
 
 
 def parameter_tensors(config: dict) -> list[Tensor]:
     model = config["model"]
+    if model["name"] == "hf":
+        return hf_parameter_tensors(model)
     if model["name"] == "mlp":
         w, out = model["width"], []
         for _ in range(model["depth"]):
@@ -65,9 +80,13 @@ def parameter_tensors(config: dict) -> list[Tensor]:
 
 
 def lora_targets(config: dict) -> tuple[str, ...]:
+    """method.target_modules, else every linear layer of attention and MLP: for model=hf the leaf names of the
+    linears inside the decoder layers of the model itself (harness/spec/hf_inventory.py)."""
     method = config["method"]
     if method.get("target_modules") is not None:
         return tuple(method["target_modules"])
+    if config["model"]["name"] == "hf":
+        return tuple(hf_model(config["model"])["inventory"]["default_targets"])
     return default_targets(config["model"]["name"])
 
 
@@ -146,8 +165,11 @@ def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
     if method == "qlora":
         # bitsandbytes quantizes every linear but lm_head; prepare_model_for_kbit_training upcasts the rest to fp32
         for t in tensors:
-            quantized = t.linear_in and t.name != "lm_head"
-            sizes = nf4_storages(t.numel) if quantized else [4 * t.numel]
+            quantized = t.quantized if t.quantized is not None else (t.linear_in and t.name != "lm_head")
+            if t.name == "bias" and quantized:  # Linear4bit casts its bias to the compute dtype at the first forward
+                sizes = [NF4_COMPUTE_BYTES * t.numel]
+            else:
+                sizes = nf4_storages(t.numel) if quantized else [4 * t.numel]
             out += [Storage("params_bytes", n) for n in sizes]
         adapter_e = 4
     else:

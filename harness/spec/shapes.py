@@ -25,6 +25,8 @@ AUTOCAST_PRECISIONS = {"amp_bf16": "bfloat16", "amp_fp16": "float16"}
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # autocast keeps fp32 master weights
 COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 2, "amp_fp16": 2}  # what matmuls save under autocast
 
+TRANSFORMERS_MODELS = ("llama", "hf")  # model groups built by transformers: token ids in, a causal-LM loss out
+
 LLAMA_SHAPE_KEYS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size")
 LLAMA_DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MLP_DEFAULT_TARGETS = ("linear",)

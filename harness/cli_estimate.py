@@ -1,0 +1,72 @@
+"""`bench estimate [OVERRIDES] [--card GB ...] [--format table|json] [--results DIR]`: will it fit, answered from
+the analytic model in a second, with no GPU and no weights; beside it, how far such predictions were from the
+measurements in the results folder. `bench fit` then measures (harness/run/fit.py).
+
+torch is imported only where no closed form covers the configuration's activations: then the real model and
+method are traced under FakeTensorMode (harness/measure/traced.py), which takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.spec.config import ConfigError
+
+USAGE = "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace]"
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="bench estimate",
+        usage=USAGE,
+        description="Predicted memory of a training step and of inference, per card: whether it fits and the "
+        "largest batch size and sequence length that would. No GPU, no weights, no download.",
+    )
+    parser.add_argument("--card", type=float, action="append", metavar="GB", help="a card size in GiB (repeatable)")
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS_DIR, else results/)")
+    parser.add_argument(
+        "--no-trace", action="store_true", help="where no closed form exists, answer null instead of tracing"
+    )
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if a.startswith("-")]
+    if unknown:
+        raise ConfigError("arguments", f"unknown option {unknown[0]!r}; usage: {USAGE}")
+    for gb in args.card or []:
+        if not 0 < gb <= 1 << 20:
+            raise ConfigError("--card", f"must be a positive number of GiB, got {gb:g}")
+    return args, rest
+
+
+def traced(config: dict) -> dict:
+    print("bench: no closed form covers these activations; tracing the model (imports torch)...", file=sys.stderr)
+    from harness.measure.traced import traced_activations
+
+    return traced_activations(config)
+
+
+def cmd_estimate(argv: list[str]) -> int:
+    from harness.records import folder as results_folder
+    from harness.report.estimate_calibration import calibration, device_overheads
+    from harness.report.estimate_table import as_json, table
+    from harness.spec import estimate
+    from harness.spec.compose import make_case
+
+    args, overrides = parse(argv)
+    if any(o.split("=", 1)[0] in ("suite", "output_dir") for o in overrides):
+        raise ConfigError("overrides", "bench estimate answers for one configuration: no suite=, no output_dir=")
+    config = make_case(overrides).config  # exit 2 on bad input, before anything is computed
+    cards = sorted(set(args.card)) if args.card else list(estimate.CARDS_GB)
+    predicted = estimate.step(config, "cuda", None if args.no_trace else traced)
+    stored, problems = results_folder.read_folder(results_folder.resolve(args.results))
+    for p in problems:
+        print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
+    answer = {
+        "config": config,
+        "predicted": predicted,
+        "calibration": calibration(stored, config),
+        "cards": estimate.cards(config, predicted, device_overheads(stored, cards), cards),
+    }
+    print(as_json(answer) if args.format == "json" else table(answer))
+    return 0

@@ -1,0 +1,88 @@
+"""`bench run`: planning a sweep (a suite, `-m`, one case), running it here or as jobs, and its summary."""
+
+from __future__ import annotations
+
+import sys
+
+from harness.help import DEFAULT_SUITE, run_help
+from harness.run.plan import check_device, default_suite, output_path, split_output_dir
+from harness.spec.config import ConfigError
+
+# Exit codes of every command (harness/cli.py's docstring says what each means).
+EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def cmd_run(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(run_help())
+        return EXIT_OK
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    show_cfg = "--cfg" in argv
+    force = "--force" in argv
+    wait = "--no-wait" not in argv
+    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg", "--force", "--no-wait")]
+    unknown = [a for a in overrides if a.startswith("-")]
+    if unknown:
+        raise ConfigError(
+            "arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --force, --no-wait, --help"
+        )
+    overrides = [f"suite={default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
+
+    from harness.spec.compose import plan_cases, plan_launcher
+
+    chosen, overrides = split_output_dir(overrides)
+    cases = plan_cases(overrides, multirun)
+    launcher = plan_launcher(overrides, cases)
+    if not wait and launcher["name"] != "slurm":
+        raise ConfigError(
+            "--no-wait", f"applies to launcher=slurm (launcher={launcher['name']} runs its cases on this machine)"
+        )
+    output_dir = output_path(chosen, cases[0].suite or ("sweep" if multirun else "case"))
+    if show_cfg:
+        from omegaconf import OmegaConf
+
+        for case in cases:
+            print(f"# bench run {' '.join(case.overrides)}\n{OmegaConf.to_yaml(case.cfg)}")
+        return EXIT_OK
+    if launcher["name"] != "slurm":  # a SLURM job's node has its own devices
+        cases = check_device(cases)
+
+    from harness.report.summary import format_table
+    from harness.run.sweep import run_sweep
+
+    print(f"bench: {len(cases)} case(s) -> {output_dir}", file=sys.stderr)
+    result = run_sweep(cases, output_dir, force=force, launcher=launcher, wait=wait)
+    for failure in result.job_failures:
+        print(f"bench: {failure}", file=sys.stderr)
+    if result.submitted:
+        print(
+            f"bench: {len(result.submitted)} job(s) submitted ({launcher['name']}); each writes its record into "
+            f"{output_dir}/. Rerun the same command with output_dir={output_dir} to collect them and resume.",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    for line in result.unreadable:
+        print(f"bench: not a record, left as it is: {output_dir}/{line}", file=sys.stderr)
+    if result.records:
+        print(format_table(result.records))
+    failed = result.count("error")
+    print(
+        f"\n{len(result.records)} ran ({result.count('ok')} ok, {result.count('oom')} out of memory, "
+        f"{result.count('error')} error), {len(result.skipped)} skipped (already recorded in {output_dir}/; "
+        f"--force reruns them)"
+        + (f", {result.not_run} not run (interrupted)" if result.interrupted else "")
+        + f"; logs in {output_dir}/logs/"
+    )
+    if result.interrupted:
+        print(
+            f"bench: interrupted; every record written is complete. Resume with the same command and "
+            f"output_dir={output_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    if result.count("ok") + result.count("oom"):
+        print(
+            f"submit them to the shared results folder: make submit RUN={output_dir}\n"
+            f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots"
+        )
+    return EXIT_CASE_FAILED if failed else EXIT_OK

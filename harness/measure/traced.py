@@ -1,0 +1,102 @@
+"""A traced prediction, where no closed form is derived: the real model and method run one training forward and
+backward under FakeTensorMode (tensors with shapes and dtypes, no storage: nothing is allocated), with PyTorch's
+MemTracker counting what it would hold, as the memory pass counts a real run (harness/measure/memory.py).
+
+QLoRA cannot be traced (bitsandbytes quantizes real weights as they load); its activations are LoRA's on an fp32
+model (harness/spec/activations.py says why, and tests/test_hf_activations.py measures it), so the trace runs
+that instead and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.distributed._tools.mem_tracker import _MemRefType
+
+from harness.measure.methods import build_trainable
+from harness.measure.trackers import CategoryPeakTracker, snapshot
+from harness.measure.workload import Workload
+from harness.spec.case import Case
+from harness.spec.estimate import with_value
+from harness.spec.shapes import TRANSFORMERS_MODELS
+
+ACT = _MemRefType.ACT.value
+
+
+def traced_config(config: dict) -> tuple[dict | None, str]:
+    """The configuration to trace, and what it stands for (None: what cannot be traced, and why)."""
+    if config["method"]["name"] != "qlora":
+        return config, "traced: the model and method under FakeTensorMode with MemTracker"
+    if config["precision"]["name"] != "fp32":
+        # under autocast LoRA's fp32 base would keep 16-bit copies of its frozen weights, which 4-bit matmuls do not
+        return None, "not traced: QLoRA under autocast (bitsandbytes quantizes real weights as they load)"
+    traced = json.loads(json.dumps(config))
+    traced["method"]["name"] = "lora"
+    traced["precision"]["name"] = "fp32"
+    return traced, "traced as LoRA on an fp32 model (QLoRA's activations), under FakeTensorMode with MemTracker"
+
+
+def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
+    """Module.to for a traced model: each converted parameter and buffer is assigned, not swapped in place."""
+    device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+    for module in self.modules():
+        for key, p in list(module._parameters.items()):
+            if p is not None:
+                cast = dtype if dtype is not None and p.is_floating_point() else p.dtype
+                module._parameters[key] = torch.nn.Parameter(p.to(device or p.device, cast), p.requires_grad)
+        for key, buffer in list(module._buffers.items()):
+            if buffer is not None:
+                module._buffers[key] = buffer.to(device or buffer.device)
+    return self
+
+
+def layers_of(config: dict) -> int:
+    from harness.spec.activations import transformer_block
+
+    return transformer_block(config["model"])[0].layers
+
+
+def traced_activations(config: dict) -> dict:
+    """{activations_bytes, formula} from traced steps on the CPU device type; activations_bytes None with the
+    reason where the trace fails. A decoder holds a + b x layers for backward (each layer alike, with or without
+    checkpointing), and tracing time grows faster than the depth: a deeper model is traced at 1 and 2 layers and
+    extrapolated."""
+    if config["model"]["name"] not in TRANSFORMERS_MODELS or layers_of(config) <= 2:
+        return trace(config)
+    one, two = (trace(with_value(config, "model.num_layers", n)) for n in (1, 2))
+    if one["activations_bytes"] is None or two["activations_bytes"] is None:
+        return one if one["activations_bytes"] is None else two
+    layers = layers_of(config)
+    per_layer = two["activations_bytes"] - one["activations_bytes"]
+    return {
+        "activations_bytes": one["activations_bytes"] + (layers - 1) * per_layer,
+        "formula": f"{one['formula']}, at 1 and 2 layers, extrapolated to {layers}",
+    }
+
+
+def trace(config: dict) -> dict:
+    """One traced step of `config`."""
+    traced, how = traced_config(config)
+    if traced is None:
+        return {"activations_bytes": None, "formula": how}
+    traced = {**traced, "device": {**traced["device"], "name": "cpu", "memory_budget_gib": None}}
+    cfg = Case((), traced).cfg
+    device = torch.device("cpu")
+    try:
+        # peft moves its adapters with Module.to(), which swaps a fake parameter in place and fails there
+        with FakeTensorMode(allow_non_fake_inputs=True), mock.patch.object(torch.nn.Module, "to", _to_by_assignment):
+            torch.manual_seed(cfg.workload.seed)
+            workload = Workload(cfg, build_trainable(cfg, device), device)
+            tracker = CategoryPeakTracker()
+            tracker.track_external(workload.model, workload.optimizer)
+            with tracker:
+                loss = workload.forward_loss()
+                end_of_forward = snapshot(tracker, "current").get(ACT, 0)
+                workload.backward(loss)
+                del loss
+    except Exception as exc:  # a model or method the fake mode cannot run: say so, never a guess
+        return {"activations_bytes": None, "formula": f"trace failed: {type(exc).__name__}: {str(exc)[:300]}"}
+    return {"activations_bytes": max(end_of_forward, tracker.recompute_act_peak), "formula": how}

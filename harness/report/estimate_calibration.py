@@ -1,0 +1,113 @@
+"""What `bench estimate` takes from the results folder: how far the analytic model's predictions were from the
+measurement of configurations like the one asked about (per hardware: n, measured / predicted), and what a GPU adds
+to the tensors it holds (the CUDA context and the allocator's reserve over what it allocated), per card. Where the
+folder has no such record the answer says so, and for the device figure falls back to REFERENCES.md's published
+range, labelled as such. No torch.
+"""
+
+from __future__ import annotations
+
+from harness.records.folder import Stored, hardware_key
+from harness.records.predicted import prediction
+from harness.spec.fields import ConfigError
+from harness.spec.hf_inventory import hf_model
+from harness.spec.units import GB, GIB
+
+# REFERENCES.md §2: "The CUDA context alone takes roughly 0.3-2 GB that torch's allocator counters never see (HF
+# docs measured 1.3 GB)."
+PUBLISHED_CONTEXT_BYTES = (int(0.3 * GB), int(2 * GB))
+PUBLISHED_SOURCE = (
+    "published range, not measured here: CUDA context 0.3-2 GB (REFERENCES.md §2, HF docs); the allocator's "
+    "reserve over allocated is not included (no GPU record for this card in the results folder)"
+)
+CARD_MATCH = 0.05  # a GPU belongs to a card size when its memory is within 5% of it (80 GB: 79.6 GiB on an H100)
+COMPARED = ("activations_bytes", "peak_step_bytes")
+
+
+def model_kind(config: dict, resolved: dict | None = None) -> str | None:
+    """What makes two configurations' predictions comparable: the block they are built from (a model=hf record
+    names its model_type in `resolved`; a config is read for it)."""
+    model = config.get("model") or {}
+    if (resolved or {}).get("model_type"):
+        return resolved["model_type"]
+    if model.get("name") == "hf":
+        try:
+            return hf_model(model)["data"]["model_type"]
+        except (ConfigError, OSError):  # a config.json that is not on this machine
+            return None
+    return {"llama": "llama"}.get(model.get("name"), model.get("name"))
+
+
+def card_of(gpu_memory_bytes: int | None, cards) -> float | None:
+    if not gpu_memory_bytes:
+        return None
+    gib = gpu_memory_bytes / GIB
+    near = min(cards, key=lambda c: abs(c - gib))
+    return near if abs(near - gib) <= CARD_MATCH * near else None
+
+
+def device_overheads(stored: list[Stored], cards) -> dict:
+    """{card: (low, high, source)}: context + reserve from the folder's GPU records of that card, else the
+    published context range."""
+    seen: dict = {}
+    for s in stored:
+        r = s.record
+        prov, memory = r.get("provenance") or {}, (r.get("metrics") or {}).get("memory") or {}
+        card = card_of(prov.get("gpu_memory_bytes"), cards)
+        context = (memory.get("cuda_context") or {}).get("context_bytes")
+        reserved, allocated = memory.get("torch_max_reserved_bytes"), memory.get("torch_max_allocated_bytes")
+        if r.get("status") != "ok" or card is None or context is None or reserved is None or allocated is None:
+            continue
+        seen.setdefault(card, []).append((context + reserved - allocated, prov.get("gpu_name")))
+    out = {}
+    for card in cards:
+        if card in seen:
+            values = [v for v, _ in seen[card]]
+            names = ", ".join(sorted({str(n) for _, n in seen[card]}))
+            source = f"measured: CUDA context + allocator reserve in {len(values)} record(s) on {names}"
+            out[card] = (min(values), max(values), source)
+        else:
+            out[card] = (*PUBLISHED_CONTEXT_BYTES, PUBLISHED_SOURCE)
+    return out
+
+
+def _ratio(measured, predicted) -> float | None:
+    ok = isinstance(measured, (int, float)) and isinstance(predicted, (int, float)) and predicted > 0
+    return measured / predicted if ok else None
+
+
+def calibration(stored: list[Stored], config: dict) -> dict:
+    """How far the current analytic model is from the measurements of configurations like `config` (same block,
+    method and checkpointing), per hardware: n, and measured / predicted ranges for activations and the step's peak
+    (the peak's prediction leaves temporaries out, so measured / predicted above 1 is expected there)."""
+    kind = model_kind(config)
+    like = (config["method"]["name"], config["checkpointing"]["enabled"])
+    rows: dict[str, dict] = {}
+    for s in stored:
+        r = s.record
+        cfg = r.get("config") or {}
+        if (
+            r.get("status") != "ok"
+            or (cfg.get("method", {}).get("name"), cfg.get("checkpointing", {}).get("enabled")) != like
+        ):
+            continue
+        if model_kind(cfg, r.get("resolved")) != kind:
+            continue
+        predicted = prediction(cfg, r.get("provenance") or {}, r.get("resolved"), r.get("metrics"))
+        memory = (r.get("metrics") or {}).get("memory") or {}
+        alloc, act = predicted.get("memory_allocated") or {}, (predicted.get("memory") or {}).get("activations_bytes")
+        parts = [alloc.get(k) for k in ("params_bytes", "grads_bytes", "optimizer_bytes")] + [act]
+        peak = sum(parts) if all(isinstance(p, int) for p in parts) else None
+        key = hardware_key(r.get("provenance") or {})
+        row = rows.setdefault(key, {"hardware": key, "n": 0, **{k: [] for k in COMPARED}})
+        row["n"] += 1
+        for key, pred in (("activations_bytes", act), ("peak_step_bytes", peak)):
+            ratio = _ratio(memory.get(key), pred)
+            if ratio is not None:
+                row[key].append(ratio)
+    out = []
+    for row in sorted(rows.values(), key=lambda x: x["hardware"]):
+        ranges = {k: [min(row[k]), max(row[k])] if row[k] else None for k in COMPARED}
+        out.append({"hardware": row["hardware"], "n": row["n"], "measured_over_predicted": ranges})
+    what = f"{kind} {like[0]}, checkpointing {'on' if like[1] else 'off'}"
+    return {"like": what, "rows": out, "note": None if out else f"not yet measured: no record of {what} in the folder"}

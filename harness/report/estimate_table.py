@@ -1,0 +1,82 @@
+"""`bench estimate`'s answer, for people (a table) and for programs (JSON): the prediction, what the device adds,
+each card's verdict, and beside them how far such predictions were from measurement. No torch."""
+
+from __future__ import annotations
+
+import json
+
+from harness.spec.estimate import PEAK_HOLDS
+from harness.spec.units import GIB
+
+
+def gib(value) -> str:
+    return f"{value / GIB:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def describe(config: dict, predicted: dict) -> str:
+    model, method, work = config["model"], config["method"], config["workload"]
+    name = model.get("preset") or model.get("config") or model["name"]
+    adapters = f" r={method['r']}" if method["name"] in ("lora", "qlora") else ""
+    params = predicted["params"]
+    return (
+        f"{model['name']}:{name}, {method['name']}{adapters}, {config['precision']['name']}, checkpointing "
+        f"{'on' if config['checkpointing']['enabled'] else 'off'}, batch {work['batch_size']} x {work['seq_len']} "
+        f"tokens; {params['total'] / 1e9:.3g} B parameters, {params['trainable'] / 1e6:.4g} M trainable"
+    )
+
+
+def _ratio(pair) -> str:
+    return f"{pair[0]:.2f}-{pair[1]:.2f}" if pair else "-"
+
+
+def calibration_lines(calibration: dict) -> list[str]:
+    head = f"how far such predictions ({calibration['like']}) were from measurement in the results folder:"
+    if not calibration["rows"]:
+        return [head, f"  {calibration['note']}"]
+    lines = [head]
+    for row in calibration["rows"]:
+        r = row["measured_over_predicted"]
+        lines.append(
+            f"  {row['hardware']}: n={row['n']}, measured/predicted activations {_ratio(r['activations_bytes'])}, "
+            f"step peak {_ratio(r['peak_step_bytes'])} (the peak's prediction leaves temporaries out)"
+        )
+    return lines
+
+
+def table(answer: dict) -> str:
+    p, config = answer["predicted"], answer["config"]
+    lines = [
+        f"bench estimate: {describe(config, p)}",
+        "predicted by the analytic model (harness/spec/analytic.py), storages rounded as the CUDA allocator holds them",
+        "",
+        f"{'training step':<34}{'GiB':>8}",
+        f"{'  parameters':<34}{gib(p['params_bytes']):>8}",
+        f"{'  gradients':<34}{gib(p['grads_bytes']):>8}",
+        f"{'  optimizer state':<34}{gib(p['optimizer_bytes']):>8}",
+        f"{'  activations':<34}{gib(p['activations_bytes']):>8}   {p['formulas']['activations_bytes']}",
+        f"{'  peak':<34}{gib(p['peak_step_bytes']):>8}   {PEAK_HOLDS}",
+        f"{'inference (forward, no KV cache)':<34}{gib(p['peak_infer_bytes']):>8}   "
+        f"{p['formulas']['peak_infer_bytes']}",
+        "",
+        *calibration_lines(answer["calibration"]),
+        "",
+        "per card (GiB of device memory); device level = the step's peak + CUDA context (+ allocator reserve where",
+        "measured); largest batch at this sequence length, largest sequence at this batch size, both predicted:",
+        f"{'card':>6}  {'device level GiB':>17}  {'fits?':<24}{'largest batch':>14}{'largest seq':>13}",
+    ]
+    sources = []
+    for row in answer["cards"]:
+        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}"
+        lines.append(
+            f"{row['card_gib']:>6g}  {level:>17}  {row['fits']:<24}"
+            f"{str(row['largest_batch_size']):>14}{str(row['largest_seq_len']):>13}"
+        )
+        if row["overhead_source"] not in sources:
+            sources.append(row["overhead_source"])
+    lines += ["", *(f"device level from: {s}" for s in sources)]
+    lines.append("measure it: bench fit (same overrides) fit.search=workload.batch_size, on the card or with a budget")
+    return "\n".join(lines)
+
+
+def as_json(answer: dict) -> str:
+    return json.dumps(answer, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,70 @@
+"""`bench site`: the results folder as a static website, default <results>/site/.
+
+    index.html               every claim's verdict at a glance, the hardware covered
+    claims/<id>.html         one per claim of suites/claims.yaml
+    explorer.html            every record as a row: filter, sort, follow; records.csv beside it
+    records/<id>.html        one per record: figures by category, predicted vs measured, provenance, cite
+    hardware/index.html, hardware/<hardware>.html   what was measured where, side by side across hardware
+    style.css, site.js       the only assets (shipped in this package); nothing is fetched from the network
+
+Pages link the plots of `bench plot` where they lie in the results folder (relative links: the site works opened
+from disk and served as static files, as long as the folder is served with it). The same folder gives
+byte-identical pages: no build time, inputs sorted, links relative; a file whose bytes did not change is not
+rewritten. Pages of this site's own folders that the folder no longer has are removed.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from harness.records.folder import Stored
+from harness.records.io import replace_file
+from harness.report.frame import grouped, records_frame
+from harness.report.site import claim_pages, explorer, hardware, record_page
+from harness.report.site.markup import SCRIPT, STYLESHEET
+
+PAGE_FOLDERS = ("claims", "records", "hardware")
+
+
+def static(name: str) -> str:
+    return resources.files(__name__).joinpath("static", name).read_text(encoding="utf-8")
+
+
+def pages(stored: list[Stored], root: Path, out: Path) -> dict[str, str]:
+    """Every file of the site: its path under `out` -> its text."""
+    frame = records_frame(stored, root)
+    groups = grouped(frame)
+    by_id = {s.record["id"]: s for s in stored}
+    labels = dict(zip(frame["hardware"], frame["hardware_label"]))
+    hw = hardware.summary(frame, groups)
+    entries = claim_pages.entries(groups)
+    site = {
+        STYLESHEET: static(STYLESHEET),
+        SCRIPT: static(SCRIPT),
+        "index.html": claim_pages.home(entries, hw, len(stored)),
+        "explorer.html": explorer.explorer(frame, by_id, labels),
+        "records.csv": explorer.records_csv(frame),
+        "hardware/index.html": hardware.hardware_index(hw, root, out),
+    }
+    for e in entries:
+        site[e.href] = claim_pages.claim_page(e, root, out, set(by_id), labels)
+    for key in hw["hardware"]:
+        site[f"hardware/{key}.html"] = hardware.hardware_page(key, frame, groups, labels, root, out)
+    for ident in sorted(by_id):
+        site[f"records/{ident}.html"] = record_page.record_page(by_id[ident], root, out)
+    return site
+
+
+def write_site(stored: list[Stored], root: Path, out: Path) -> list[Path]:
+    """Write the site into `out`; returns the entry points (home, explorer, CSV) for the command to print."""
+    site = pages(stored, root, out)
+    for name, text in sorted(site.items()):
+        path, data = out / name, text.encode("utf-8")
+        if not path.is_file() or path.read_bytes() != data:
+            replace_file(path, data)
+    for folder in PAGE_FOLDERS:
+        for stale in sorted((out / folder).glob("*.html")):
+            if f"{folder}/{stale.name}" not in site:
+                stale.unlink()
+    return [out / "index.html", out / "explorer.html", out / "records.csv"]

@@ -1,0 +1,174 @@
+"""`model=hf`: which config.json a case builds (a preset, or a local file, with the shape fields set on top), whether
+transformers can build it as a decoder-only causal LM, and its shapes read the same way for every architecture.
+No torch: the config is plain JSON here; harness/spec/hf_inventory.py builds the model on the meta device.
+
+Block families, each with its own activation count (harness/spec/activations_hf.py):
+- llama-like: RMSNorm, rotary, gated MLP, GQA — llama, mistral, qwen2 (q/k/v biases), qwen3 (RMSNorm on each
+  head's q and k), gemma2 (four norms a layer, soft-caps, sliding windows, scaled embeddings), phi3 (fused
+  qkv_proj and gate_up_proj);
+- gpt2: LayerNorm, GELU MLP, learned positions, Conv1D projections, dropout.
+Any other decoder-only model_type transformers knows is built and counted too (parameters exactly), its
+activations traced rather than derived.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from harness.spec.fields import ConfigError, doc
+from harness.spec.hf_presets import ALL_HF_PRESETS
+
+
+@dataclass
+class HfModelConfig:
+    name: str = doc(
+        "Model family: any decoder-only causal LM transformers builds from a config.json, with random weights.", "hf"
+    )
+    preset: Optional[str] = doc(
+        "A release's config.json shipped with the harness (harness/spec/hf_presets.py); or model.config.", None
+    )
+    config: Optional[str] = doc("A local config.json (or its directory), instead of model.preset.", None)
+    hidden_size: Optional[int] = doc("Model width; null takes the config's.", None)
+    num_layers: Optional[int] = doc("Decoder layers; null takes the config's.", None)
+    num_heads: Optional[int] = doc("Attention (query) heads; null takes the config's.", None)
+    num_kv_heads: Optional[int] = doc("Key/value heads (grouped-query attention); null takes the config's.", None)
+    head_dim: Optional[int] = doc("Width of one attention head; null takes the config's.", None)
+    intermediate_size: Optional[int] = doc("MLP hidden width; null takes the config's.", None)
+    vocab_size: Optional[int] = doc("Vocabulary size; null takes the config's.", None)
+    attn_implementation: Optional[str] = doc(
+        "eager | sdpa; null = sdpa where transformers supports it for the architecture, else eager.", None
+    )
+    weights_path: Optional[str] = doc(
+        "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None
+    )
+
+
+FAMILIES = {
+    **{t: "llama-like" for t in ("llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3")},
+    "gpt2": "gpt2",
+}
+
+# The model section's shape fields, and the config.json key each sets. GPT-2's file spells them its own way.
+SHAPE_FIELDS = {
+    "hidden_size": "hidden_size",
+    "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads",
+    "num_kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "intermediate_size": "intermediate_size",
+    "vocab_size": "vocab_size",
+}
+GPT2_FIELDS = {
+    "hidden_size": "n_embd",
+    "num_layers": "n_layer",
+    "num_heads": "n_head",
+    "intermediate_size": "n_inner",
+    "vocab_size": "vocab_size",
+}
+# Where an architecture's config.json names a shape differently (resolved configs keep the file's names).
+ALIASES = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
+}
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def family(model_type: str) -> str | None:
+    """The block family whose activation count is derived, or None (traced instead)."""
+    return FAMILIES.get(model_type)
+
+
+def _read_config_file(path: str) -> dict:
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / "config.json"
+    if not file.is_file():
+        raise ConfigError("model.config", f"no config.json at {str(file)!r}; give a local config.json file")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError("model.config", f"{str(file)!r} is not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise ConfigError("model.config", f"{str(file)!r} has no `model_type`; a transformers config.json has one")
+    return data
+
+
+def hf_config(model: Any) -> dict:
+    """The config.json a case builds: the preset's (or the file's) keys with the model section's shape fields on top,
+    each under the key the architecture's config uses. `model` is the config's model section (dict or DictConfig)."""
+    preset, path = model.get("preset"), model.get("config")
+    if (preset is None) == (path is None):
+        raise ConfigError(
+            "model.preset",
+            f"model=hf needs exactly one of model.preset=NAME (allowed: {', '.join(ALL_HF_PRESETS)}) or "
+            f"model.config=PATH (a local config.json)" + ("; both were given" if preset is not None else ""),
+        )
+    if preset is not None:
+        if preset not in ALL_HF_PRESETS:
+            raise ConfigError("model.preset", f"unknown preset {preset!r}; allowed: {', '.join(ALL_HF_PRESETS)}")
+        data = json.loads(json.dumps(ALL_HF_PRESETS[preset]))
+    else:
+        data = _read_config_file(path)
+    fields = GPT2_FIELDS if data["model_type"] == "gpt2" else SHAPE_FIELDS
+    for key in SHAPE_FIELDS:
+        value = model.get(key)
+        if value is None:
+            continue
+        if key not in fields:
+            raise ConfigError(
+                f"model.{key}", f"{data['model_type']} has no such field; allowed here: {', '.join(fields)}"
+            )
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"model.{key}", f"must be an integer > 0, got {value!r}")
+        data[fields[key]] = value
+    return data
+
+
+def check_decoder_only(data: dict, key: str) -> None:
+    """Refuse what is not a decoder-only causal LM, from the file alone (transformers' own check follows when the
+    model is built: harness/spec/hf_inventory.py)."""
+    model_type = data["model_type"]
+    if data.get("is_encoder_decoder"):
+        raise ConfigError(
+            key,
+            f"{model_type!r} is an encoder-decoder model (is_encoder_decoder: true); allowed: decoder-only causal "
+            f"LMs, e.g. model_type {', '.join(FAMILIES)}",
+        )
+    architectures = data.get("architectures") or []
+    if architectures and not any(str(a).endswith(CAUSAL_SUFFIXES) for a in architectures):
+        raise ConfigError(
+            key,
+            f"architectures {architectures} has no causal LM (a class ending in {' or '.join(CAUSAL_SUFFIXES)}); "
+            "allowed: decoder-only causal LMs",
+        )
+
+
+def value(config: dict, key: str, default: Any = None) -> Any:
+    """A config value under any of the names architectures give it."""
+    for name in ALIASES.get(key, (key,)):
+        if config.get(name) is not None:
+            return config[name]
+    return default
+
+
+def shape(config: dict) -> dict:
+    """Shapes of a resolved config (transformers' `to_dict()`, every default filled in), named alike for every
+    architecture: what the activation counts read."""
+    h = value(config, "hidden_size")
+    nh = value(config, "num_attention_heads")
+    return {
+        "hidden_size": h,
+        "num_layers": value(config, "num_hidden_layers"),
+        "num_heads": nh,
+        "num_kv_heads": config.get("num_key_value_heads") or nh,
+        "head_dim": config.get("head_dim") or h // nh,
+        # GPT-2's n_inner: null means 4 x n_embd (GPT2Block)
+        "intermediate_size": value(config, "intermediate_size") or 4 * h,
+        "vocab_size": config["vocab_size"],
+        "tie_word_embeddings": config.get("tie_word_embeddings", True),
+    }

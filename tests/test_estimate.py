@@ -1,0 +1,155 @@
+"""`bench estimate`: in seconds, without torch or weights; every answer beside how far such predictions were from
+measurement, the device figure labelled with where it comes from; `bench fit` starting from the estimate."""
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.records import folder as results_folder
+from harness.records.folder import Stored
+from harness.report.estimate_calibration import PUBLISHED_CONTEXT_BYTES, calibration, device_overheads
+from harness.run import fit as fit_mod
+from harness.spec import estimate
+from harness.spec.compose import make_case
+from harness.spec.units import GIB
+
+QWEN_QLORA = ["model=hf", "model.preset=qwen2.5-7b", "method=qlora", "workload.batch_size=1", "workload.seq_len=2048"]
+
+
+def test_the_qwen_qlora_question_is_answered_in_under_5_seconds_without_torch():
+    code = (
+        "import sys, json\nfrom harness.cli import main\n"
+        f"rc = main(['estimate', *{QWEN_QLORA!r}, '--format', 'json'])\n"
+        "print(json.dumps({'rc': rc, 'loaded': sorted({'torch', 'transformers', 'pandas'} & set(sys.modules))}))"
+    )
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    elapsed = time.monotonic() - started
+    *answer_lines, last = out.stdout.strip().splitlines()
+    assert json.loads(last) == {"rc": 0, "loaded": []}
+    assert elapsed < 5, f"{elapsed:.1f} s"
+    answer = json.loads("\n".join(answer_lines))
+    predicted = answer["predicted"]
+    assert predicted["params"]["total"] == 7_615_616_512
+    assert predicted["peak_step_bytes"] == sum(
+        predicted[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")
+    )
+    assert [row["card_gib"] for row in answer["cards"]] == list(estimate.CARDS_GB)
+    assert answer["calibration"]["note"].startswith("not yet measured")  # no qwen2 QLoRA record in results/
+    assert all(row["overhead_source"].startswith("published range") for row in answer["cards"])
+
+
+def test_cards_answer_consistently():
+    config = make_case(QWEN_QLORA).config
+    predicted = estimate.step(config)
+    overheads = {gb: (*PUBLISHED_CONTEXT_BYTES, "published") for gb in estimate.CARDS_GB}
+    rows = estimate.cards(config, predicted, overheads)
+    assert [row["largest_batch_size"] for row in rows] == sorted(row["largest_batch_size"] for row in rows)
+    need = estimate.peak_function(config)
+    for row in rows:
+        card = row["card_gib"] * GIB
+        low, high = row["device_low_bytes"], row["device_high_bytes"]
+        assert (low, high) == tuple(predicted["peak_step_bytes"] + o for o in PUBLISHED_CONTEXT_BYTES)
+        assert row["fits"] == ("yes" if high <= card else "no" if low > card else "depends on the context")
+        # the largest batch it names fits by the same count at the high end of the context, and one more does not
+        b = row["largest_batch_size"]
+        if b:
+            assert need(estimate.with_value(config, "workload.batch_size", b)) <= card - PUBLISHED_CONTEXT_BYTES[1]
+        assert need(estimate.with_value(config, "workload.batch_size", b + 1)) > card - PUBLISHED_CONTEXT_BYTES[1]
+
+
+def _gpu_record(gib: float, context: int, reserved: int, allocated: int) -> Stored:
+    record = {
+        "status": "ok",
+        "provenance": {"device_type": "cuda", "gpu_name": "NVIDIA H100", "gpu_memory_bytes": int(gib * GIB)},
+        "metrics": {
+            "memory": {
+                "cuda_context": {"context_bytes": context},
+                "torch_max_reserved_bytes": reserved,
+                "torch_max_allocated_bytes": allocated,
+            }
+        },
+    }
+    return Stored(Path("x.json"), record)
+
+
+def test_the_device_figure_comes_from_gpu_records_of_that_card_else_the_published_range():
+    stored = [_gpu_record(79.6, 500 * 2**20, 10 * GIB, 9 * GIB), _gpu_record(79.6, 600 * 2**20, 10 * GIB, 9 * GIB)]
+    overheads = device_overheads(stored, estimate.CARDS_GB)
+    low, high, source = overheads[80]
+    assert (low, high) == (500 * 2**20 + GIB, 600 * 2**20 + GIB)
+    assert source == "measured: CUDA context + allocator reserve in 2 record(s) on NVIDIA H100"
+    assert overheads[24] == (*PUBLISHED_CONTEXT_BYTES, overheads[24][2]) and "published range" in overheads[24][2]
+
+
+def test_calibration_says_how_far_such_predictions_were_from_the_folders_measurements():
+    stored, _ = results_folder.read_folder(results_folder.resolve())
+    llama = make_case(["model=hf", "model.preset=tiny-llama", "method=full_adamw"]).config  # counted as model=llama
+    found = calibration(stored, llama)
+    assert found["rows"] and found["note"] is None
+    for row in found["rows"]:
+        assert row["n"] > 0 and row["hardware"].startswith("cpu-")
+        lo, hi = row["measured_over_predicted"]["activations_bytes"]
+        assert 0.5 < lo <= hi < 2
+    unseen = calibration(stored, make_case(["model=hf", "model.preset=tiny-gpt2", "method=sgd"]).config)
+    assert (
+        unseen["rows"] == []
+        and unseen["note"] == "not yet measured: no record of gpt2 sgd, checkpointing off in the folder"
+    )
+
+
+class FakeProbes:
+    """bench fit's probes without processes: `fits_up_to` decides each probe's status."""
+
+    def __init__(self, monkeypatch, fits_up_to: int):
+        self.values: list[int] = []
+        self.fits_up_to = fits_up_to
+        monkeypatch.setattr("harness.run.process.run_in_subprocess", self.run)
+        monkeypatch.setattr("harness.records.io.write_record", lambda record, out: out / f"{len(self.values)}.json")
+        monkeypatch.setattr("harness.spec.compose.make_case", lambda overrides: overrides)
+
+    def run(self, overrides, log):
+        value = int(overrides[-1].split("=")[1])
+        self.values.append(value)
+        status = "ok" if value <= self.fits_up_to else "oom"
+        return {"status": status, "provenance": {"device_type": "cpu"}, "error": None}
+
+
+@pytest.mark.parametrize("truth", [9, 50, 90, 100, 101, 333])
+def test_fit_brackets_an_answer_within_10_percent_of_the_prediction_by_the_third_probe(truth, tmp_path, monkeypatch):
+    for predicted in range(math.ceil(truth * 0.9), math.floor(truth * 1.1) + 1):
+        probes = FakeProbes(monkeypatch, truth)
+        result = fit_mod.search([], "workload.batch_size", 1 << 16, tmp_path, predicted)
+        assert (result.max_fitting, result.first_not_fitting) == (truth, truth + 1)
+        window = math.ceil(predicted / 9)  # the step after the neighbour: 10% either side
+        assert len(probes.values) <= (2 if predicted == truth else 3 + math.ceil(math.log2(window))), probes.values
+
+
+def test_fit_from_an_exact_or_one_off_prediction_takes_at_most_3_probes(tmp_path, monkeypatch):
+    """Below 10, within 10% of the answer is exact, and one off is the model's error there."""
+    for truth in range(1, 12):
+        for predicted in (truth - 1, truth, truth + 1):
+            if not 1 <= predicted <= 9:
+                continue
+            probes = FakeProbes(monkeypatch, truth)
+            result = fit_mod.search([], "workload.batch_size", 1 << 16, tmp_path, predicted)
+            assert result.max_fitting == truth, (truth, predicted, probes.values)
+            assert len(probes.values) <= (2 if predicted >= truth else 3), (truth, predicted, probes.values)
+
+
+@pytest.mark.slow
+def test_bench_fit_with_a_good_prediction_takes_at_most_3_probes(tmp_path, capsys):
+    """README's worked example under a CPU budget: the analytic prediction (9) is one above the measured answer."""
+    from harness.cli import main
+
+    mlp = ["device=cpu", "model=mlp", "model.depth=4", "model.width=256", "workload.seq_len=64"]
+    probe = ["measure.repeats=3", "measure.warmup=0", "measure.flops=false", "device.memory_budget_gib=0.0075"]
+    assert main(["fit", *mlp, *probe, "fit.search=workload.batch_size", f"output_dir={tmp_path}"]) == 0
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["max_fitting"] == 8 and fit["first_not_fitting"] == 9 and fit["predicted"]["value"] == 9
+    assert len(fit["probes"]) <= 3
