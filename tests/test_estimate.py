@@ -21,10 +21,10 @@ from harness.spec.units import GIB
 QWEN_QLORA = ["model=hf", "model.preset=qwen2.5-7b", "method=qlora", "workload.batch_size=1", "workload.seq_len=2048"]
 
 
-def test_the_qwen_qlora_question_is_answered_in_under_5_seconds_without_torch():
+def test_the_qwen_qlora_question_is_answered_in_under_5_seconds_without_torch(tmp_path):
     code = (
         "import sys, json\nfrom harness.cli import main\n"
-        f"rc = main(['estimate', *{QWEN_QLORA!r}, '--format', 'json'])\n"
+        f"rc = main(['estimate', *{QWEN_QLORA!r}, '--format', 'json', '--results', {str(tmp_path)!r}])\n"
         "print(json.dumps({'rc': rc, 'loaded': sorted({'torch', 'transformers', 'pandas'} & set(sys.modules))}))"
     )
     started = time.monotonic()
@@ -40,7 +40,7 @@ def test_the_qwen_qlora_question_is_answered_in_under_5_seconds_without_torch():
         predicted[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")
     )
     assert [row["card_gib"] for row in answer["cards"]] == list(estimate.CARDS_GB)
-    assert answer["calibration"]["note"].startswith("not yet measured")  # no qwen2 QLoRA record in results/
+    assert answer["calibration"]["note"].startswith("not yet measured")  # an empty results folder
     assert all(row["overhead_source"].startswith("published range") for row in answer["cards"])
 
 
@@ -96,7 +96,11 @@ def test_calibration_says_how_far_such_predictions_were_from_the_folders_measure
         assert row["n"] > 0 and row["hardware"].startswith("cpu-")
         lo, hi = row["measured_over_predicted"]["activations_bytes"]
         assert 0.5 < lo <= hi < 2
-    unseen = calibration(stored, make_case(["model=hf", "model.preset=tiny-gpt2", "method=sgd"]).config)
+    # records of the architectures-cpu suite: each family's activations, as tests/test_hf_activations.py checks them
+    for preset in ("tiny-qwen3", "tiny-gemma2", "tiny-gpt2"):
+        rows = calibration(stored, make_case(["model=hf", f"model.preset={preset}", "method=lora"]).config)["rows"]
+        assert all(0.95 <= r <= 1.05 for row in rows for r in row["measured_over_predicted"]["activations_bytes"])
+    unseen = calibration([], make_case(["model=hf", "model.preset=tiny-gpt2", "method=sgd"]).config)
     assert (
         unseen["rows"] == []
         and unseen["note"] == "not yet measured: no record of gpt2 sgd, checkpointing off in the folder"

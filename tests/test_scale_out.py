@@ -42,8 +42,12 @@ def test_per_rank_prediction_by_hand():
     assert fsdp["memory"]["params_bytes"] == PADDED_PARAMS
     assert fsdp["memory"]["grads_bytes"] == PADDED_PARAMS
     assert fsdp["memory"]["optimizer_bytes"] == 2 * LOCAL_STATE[0] + STEPS  # rank 0 holds the largest shard
-    # the blocks gathered at once: the one computed and the one prefetched, 2 x 17 rows each
-    assert fsdp["rank"]["fsdp_gathered_bytes"] == 2 * (2 * 17 * W + 2 * 17) * BYTES
+    # the blocks gathered at once: the one computed and the one prefetched, 2 x 17 rows each; without
+    # resharding after forward, every block
+    block = (2 * 17 * W + 2 * 17) * BYTES
+    assert fsdp["rank"]["fsdp_gathered_bytes"] == 2 * block
+    kept = analytic.predict(make_case([*MLP, "parallel=fsdp", "parallel.reshard_after_forward=false"]).config)
+    assert kept["rank"]["fsdp_gathered_bytes"] == DEPTH * block
     single = analytic.predict(make_case(MLP).config)
     ddp = analytic.predict(make_case([*MLP, "parallel=ddp"]).config)
     assert ddp["memory"] == single["memory"] and single["memory"]["params_bytes"] == SINGLE_PARAMS
@@ -116,7 +120,7 @@ def test_two_ranks_hold_what_the_padding_rule_and_the_replica_say(style, single_
             assert memory["params_bytes"] == PADDED_PARAMS == single["params_bytes"] // 2 + DEPTH * (W + 1) // 2 * 4
             assert memory["grads_bytes"] == PADDED_PARAMS
             assert memory["optimizer_bytes"] == 2 * LOCAL_STATE[entry["rank"]] + STEPS
-            # the unit computed and the one prefetched, or one all-gather buffer more while its copy-out finishes
+            # the unit computed and the one prefetched, or one all-gather output more while its copy-out runs
             gathered, block = memory["fsdp"]["gathered_peak_bytes"], 2 * (17 * W + 17) * BYTES
             assert gathered in (entry["predicted_memory"]["fsdp_gathered_bytes"], 3 * block), gathered
         else:

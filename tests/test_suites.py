@@ -340,6 +340,13 @@ def _readable_by_judge(claim: dict, configs: list[dict]) -> str | None:
             if "fp32" in {c["precision"]["name"] for c in g} and len({c["precision"]["name"] for c in g}) > 1
         ]
         return None if groups else "no full AdamW configuration in fp32 and a 16-bit precision"
+    if kind == "sharding":
+        pairs = [
+            g
+            for g in _groups(_memory(configs), "parallel")
+            if {c["parallel"]["name"] for c in g} >= {"none", j["style"]}
+        ]
+        return None if pairs else f"no configuration measured in one process and with parallel={j['style']}"
     raise AssertionError(f"claim {claim['id']}: judge kind {kind!r} has no check here; add one to _readable_by_judge")
 
 

@@ -58,6 +58,7 @@ def _base_model(cfg: Any, device: torch.device, resolved: dict) -> nn.Module:
         resolved["model_type"] = described["data"]["model_type"]
         resolved["architecture"] = described["inventory"]["class"]
         resolved["attn_implementation"] = described["attn_implementation"]
+        resolved["hf_config"] = described["data"]  # the config.json it was built from: a path alone can change
     if cfg.method.name == "qlora":
         resolved["base_weights"] = "nf4 + double quantization, bf16 compute (bitsandbytes)"
         if cfg.model.name in TRANSFORMERS_MODELS:

@@ -30,7 +30,11 @@ def _ratio(pair) -> str:
 
 
 def calibration_lines(calibration: dict) -> list[str]:
-    head = f"how far such predictions ({calibration['like']}) were from measurement in the results folder:"
+    head = (
+        f"how far such predictions ({calibration['like']}) were from measurement in the results folder (the step's "
+        "peak: the sum of its categories, which runs above the measured peak where gradients and activations do "
+        "not coexist and below it by the temporaries):"
+    )
     if not calibration["rows"]:
         return [head, f"  {calibration['note']}"]
     lines = [head]
@@ -38,7 +42,7 @@ def calibration_lines(calibration: dict) -> list[str]:
         r = row["measured_over_predicted"]
         lines.append(
             f"  {row['hardware']}: n={row['n']}, measured/predicted activations {_ratio(r['activations_bytes'])}, "
-            f"step peak {_ratio(r['peak_step_bytes'])} (the peak's prediction leaves temporaries out)"
+            f"step peak {_ratio(r['peak_step_bytes'])}"
         )
     return lines
 

@@ -84,8 +84,8 @@ class _ProbeFailed(Exception):
 def search(base: list[str], search_key: str, limit: int, output_dir: Path, start: int | None = None) -> FitResult:
     """Measure until the largest fitting value is bracketed, then bisect. From `start` (the prediction): its
     neighbour first, then a step of start / 9, doubling while the probes keep agreeing. An exact prediction takes
-    2 probes, one off (below 10) at most 3; an answer within 10% of the prediction is bracketed by the third probe and found
-    after log2(start / 9) more. Without a prediction: doubling from 1."""
+    2 probes, one off (below 10) at most 3; an answer within 10% of the prediction is bracketed by the third probe
+    and found after log2(start / 9) more. Without a prediction: doubling from 1."""
     from harness.records.io import write_record
     from harness.run.process import run_in_subprocess
     from harness.spec.compose import make_case

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from harness.spec.activations import activation_bytes, activations, checkpoint_segments
+from harness.spec.activations import activation_bytes, activations, checkpoint_segments, transformer_block
 from harness.spec.hf_inventory import hf_model
 from harness.spec.parameters import (
     adamw8bit_state_bytes,
@@ -80,10 +80,14 @@ def flop_ratio(config: dict) -> dict:
     forward = s["num_layers"] * layer + head
     backward = 2 * forward
     if config["checkpointing"]["enabled"]:
-        backward += s["num_layers"] * layer
+        # recomputation stops at the last tensor a layer saves (torch.utils.checkpoint's early stop): in a
+        # llama-like block that is down_proj's input, so down_proj itself is never recomputed
+        block = transformer_block(model)[0]
+        skipped = 2 * t * block.hidden * block.ff if block.style == "llama" else 0
+        backward += s["num_layers"] * (layer - skipped)
     return {
         "flop_ratio": (forward + backward) / forward,
-        "formula": "3 (+ layers' forward / total forward with checkpointing); attention non-causal",
+        "formula": "3 (+ layers' forward but the last linear / total forward with checkpointing); attention non-causal",
     }
 
 

@@ -49,6 +49,8 @@ def _units(config: dict) -> list[list[tuple[tuple[int, int], int, bool]]]:
                 out += [((r, t.linear_in), a, True), ((t.linear_out, r), a, True)]
         return out
 
+    if model["name"] not in ("mlp", "llama"):
+        raise ValueError(f"the per-rank model knows the units of mlp and llama, not of model={model['name']}")
     if model["name"] == "mlp":
         per_block = len(tensors) // model["depth"]
         return [entries(tensors[i : i + per_block]) for i in range(0, len(tensors), per_block)] + [[]]
@@ -91,11 +93,14 @@ def fsdp_rank_memory(config: dict, device_type: str, rank: int) -> dict:
         # gathered whole in the compute dtype, each parameter padded as its shards are (world x padded shard)
         gathered.append(sum(world * fsdp_padded_numel(shape, world) * (gathered_e or e) for shape, e, _ in unit))
     blocks, root = gathered[:-1], gathered[-1]
+    # reshard_after_forward: the root unit held through the forward, the block computed and the one prefetched;
+    # without it, every block stays gathered from its forward to its backward. FSDP2 can hold one more unit for
+    # a moment (its all-gather output beside the parameters being copied out of it): measured, not predicted.
+    held = 2 * max(blocks, default=0) if config["parallel"]["reshard_after_forward"] else sum(blocks)
     return {
         **out,
         "allocated": alloc,
-        # the root unit held through the forward, the block computed and the one prefetched
-        "fsdp_gathered_bytes": root + 2 * max(blocks, default=0),
+        "fsdp_gathered_bytes": root + held,
         "formula": "FSDP2: padded shards (ceil(rows / world) rows); grads one padded buffer per unit; "
         "optimizer state on the unpadded local shard",
     }
