@@ -116,3 +116,23 @@ def test_a_case_on_device_index_1_runs_there():
     record = run_case([*MLP, "model.depth=2", "model.width=256", "device.index=1"])
     assert record["status"] == "ok", record["error"]
     assert record["resolved"]["device"] == "cuda:1" and record["metrics"]["timing"]["timer"] == "cuda_event"
+
+
+def test_more_ranks_than_gpus_exit_2_naming_the_key(capsys):
+    from harness.cli import main
+
+    ranks = torch.cuda.device_count() + 1
+    assert main(["run", *MLP, "model.depth=2", "parallel=ddp", f"parallel.nproc={ranks}"]) == 2
+    assert "parallel.nproc" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.parametrize("style", ["ddp", "fsdp"])
+def test_two_ranks_over_nccl_hold_what_the_per_rank_model_says(style):
+    record = run_case([*MLP, "model.depth=4", "model.width=513", f"parallel={style}", "parallel.nproc=2"])
+    assert record["status"] == "ok", record["error"]
+    assert record["provenance"]["distributed"]["backend"] == "nccl"
+    for entry in record["metrics"]["ranks"]:
+        for key in ("params_bytes", "grads_bytes", "optimizer_bytes"):
+            assert entry["memory"][key] == entry["predicted_memory"][key], (entry["rank"], key)
+        assert entry["memory"]["torch_max_allocated_bytes"] >= entry["memory"]["peak_step_bytes"] * 0.9
