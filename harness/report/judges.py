@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 
 from harness.report.frame import quiet_fragmentation
-from harness.report.selection import checkpointing_pairs, hardware_of, measured_rows, same_configuration_but, select
+from harness.report.selection import (
+    checkpointing_pairs,
+    depth_families,
+    hardware_of,
+    measured_rows,
+    same_configuration_but,
+    select,
+)
 from harness.report.verdict import Verdict
 from harness.spec import analytic
 from harness.spec.units import GIB, MIB
@@ -103,17 +110,8 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
     """Per configuration measured at `min_depths` depths or more (mlp, checkpointing off): a straight line
     through activation bytes against depth, judged by its R²."""
     j = claim["judge"]
-    rows = measured_rows(groups)
-    rows = rows[
-        (rows["model"] == "mlp")
-        & ~rows["checkpointing"].astype(bool)
-        & rows["depth"].notna()
-        & rows["activations_bytes_median"].notna()
-    ]
     families = []
-    for g in same_configuration_but(rows, "depth"):
-        if g["depth"].nunique() < j["min_depths"]:
-            continue
+    for g in depth_families(groups, j["min_depths"]):
         first = g.iloc[0]  # its label with the depth left open names the family
         families.append((first["hardware"], first["config"].replace(f"mlp:{int(first['depth'])}x", "mlp:Nx", 1), g))
     verdicts, measured, predicted = [], [], []
@@ -134,7 +132,8 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
             predicted.append(f"{name}: analytic formula, largest deviation {err:.2%}")
     if not verdicts:
         return Verdict.not_measured()
-    return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(rows))
+    judged = pd.concat([g for _, _, g in families])  # the hardware of the families judged, not of every mlp row
+    return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(judged))
 
 
 # a family of the attention judge: the configuration but for the sequence length and the attention kernel

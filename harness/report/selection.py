@@ -59,6 +59,19 @@ def measured_rows(groups: pd.DataFrame, multi_rank: bool = False) -> pd.DataFram
     return rows[rows["parallel"].fillna("none") == "none"]
 
 
+def depth_families(groups: pd.DataFrame, min_depths: int) -> list[pd.DataFrame]:
+    """mlp configurations (checkpointing off, activations measured) at `min_depths` depths or more, one frame
+    each: what claim 7's judge fits a line through."""
+    rows = measured_rows(groups)
+    rows = rows[
+        (rows["model"] == "mlp")
+        & ~rows["checkpointing"].astype(bool)
+        & rows["depth"].notna()
+        & rows["activations_bytes_median"].notna()
+    ]
+    return [g for g in same_configuration_but(rows, "depth") if g["depth"].nunique() >= min_depths]
+
+
 def hardware_of(rows: pd.DataFrame) -> str:
     return ", ".join(sorted(set(rows["hardware_label"]))) if len(rows) else "—"
 

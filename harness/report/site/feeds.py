@@ -11,7 +11,13 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.report.judges import ATTENTION_FAMILY
-from harness.report.selection import checkpointing_pairs, measured_rows, same_configuration_but, select
+from harness.report.selection import (
+    checkpointing_pairs,
+    depth_families,
+    measured_rows,
+    same_configuration_but,
+    select,
+)
 
 # The metric a claim's table shows beside each configuration (its predicted_ twin where the analytic model has one).
 KIND_METRICS = {
@@ -95,14 +101,7 @@ def _checkpointing(j: dict, groups: pd.DataFrame) -> pd.DataFrame:
 
 
 def _linear_in_depth(j: dict, groups: pd.DataFrame) -> pd.DataFrame:
-    rows = measured_rows(groups)
-    rows = rows[
-        (rows["model"] == "mlp")
-        & ~rows["checkpointing"].astype(bool)
-        & rows["depth"].notna()
-        & rows["activations_bytes_median"].notna()
-    ]
-    return _union(groups, [g for g in same_configuration_but(rows, "depth") if g["depth"].nunique() >= j["min_depths"]])
+    return _union(groups, depth_families(groups, j["min_depths"]))
 
 
 def _attention(j: dict, groups: pd.DataFrame) -> pd.DataFrame:
