@@ -217,11 +217,12 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
     for g in same_configuration_but(ok, "precision"):
         first = g.iloc[0]  # its label without the precision names the family
         families.append((first["hardware"], first["config"].replace(f" {first['precision']} ", " ", 1), g))
-    results, measured = [], []
+    results, measured, judged = [], [], []
     for _, base, g in sorted(families, key=lambda f: f[:2]):
         ref = g[g["precision"] == j["reference"]]
         if ref.empty:
             continue
+        judged.append(g)
         ref_peak = ref["peak_step_bytes_median"].iloc[0]
         for _, row in g[g["precision"] != j["reference"]].iterrows():
             ratio = row["peak_step_bytes_median"] / ref_peak
@@ -238,7 +239,7 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
         "; ".join(measured),
         "bf16: weights, grads, states and activations halve; autocast keeps fp32 weights, grads and "
         "states (16 B/param) and halves only matmul activations",
-        hardware_of(ok),
+        hardware_of(pd.concat(judged)),  # the families judged, not every full AdamW row
     )
 
 
