@@ -138,6 +138,11 @@ def test_two_ranks_hold_what_the_padding_rule_and_the_replica_say(style, single_
     slowest = max(ranks, key=lambda r: r["time"]["step"])
     assert record["metrics"]["time"]["step"]["median_s"] == slowest["time"]["step"]
     assert record["metrics"]["time_rank"] == slowest["rank"]
+    # every rank steps its own batch (2 x 8 tokens) in the slowest rank's median step
+    step_s = record["metrics"]["time"]["step"]["median_s"]
+    assert record["metrics"]["throughput"]["global_step_tokens_per_s"] == pytest.approx(2 * 2 * 8 / step_s)
+    largest = max(ranks, key=lambda r: r["memory"]["peak_step_bytes"])
+    assert record["metrics"]["memory"]["peak_step_bytes"] == largest["memory"]["peak_step_bytes"]
 
 
 def _rank_pid(rank: int, timeout_s: float = 120.0) -> int:

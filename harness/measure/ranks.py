@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from harness.measure import faults, provenance, sharding
-from harness.measure.case import Stage, measure_case
+from harness.measure.case import Stage, measure_case, resolve_device
 from harness.records.io import replace_file
 from harness.records.ranks import RECORD_FILE, error_file, pid_file, rank_record, stage_file
 from harness.spec.case import Case
@@ -29,13 +29,6 @@ from harness.spec.case import Case
 def load_case(exchange: Path) -> Case:
     data = json.loads((exchange / "case.json").read_text())
     return Case(tuple(data["overrides"]), data["config"], data.get("suite"))
-
-
-def _device(cfg, local_rank: int) -> torch.device:
-    name = cfg.device.name
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device("cuda", local_rank) if name == "cuda" else torch.device("cpu")
 
 
 class RankTerminated(Exception):
@@ -55,7 +48,9 @@ def run_rank(exchange: Path) -> int:
     case = load_case(exchange)
     cfg = case.cfg
     info = sharding.rank_from_environment()
-    device = _device(cfg, info.local_rank)
+    device = resolve_device(cfg)
+    if device.type == "cuda":  # one device per rank: torchrun's local rank, not device.index
+        device = torch.device("cuda", info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.workload.seed)  # the same weights on every rank: FSDP2 shards each rank's full copy

@@ -6,6 +6,7 @@ Every rank runs the matched workload on its own batch (workload.batch_size is pe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ def rank_from_environment() -> RankInfo:
         rank=int(os.environ["RANK"]),
         local_rank=int(os.environ["LOCAL_RANK"]),
         world_size=int(os.environ["WORLD_SIZE"]),
-        backend="",
+        backend="",  # known once the process group is up (init_process_group)
         node_rank=int(os.environ.get("GROUP_RANK", "0")),
     )
 
@@ -51,7 +52,7 @@ def init_process_group(device: torch.device, timeout_s: float | None) -> RankInf
     if device.type == "cuda":
         kwargs["device_id"] = device
     dist.init_process_group(**kwargs)
-    return RankInfo(info.rank, info.local_rank, info.world_size, backend, info.node_rank)
+    return dataclasses.replace(info, backend=backend)
 
 
 def close_process_group() -> None:
