@@ -1,7 +1,10 @@
 """backprop-bench. The package's rooms, by where their code runs:
 
-- spec/     what a case is, without torch: config schema and validation, presets, Hydra composition (the only
-            Hydra user), the analytic model, shared shapes and rules;
+- config/   what a case is, without torch: the typed configuration tree and its validation, Hydra composition
+            (compose.py, the only Hydra user), the planned Case, the rules every room shares;
+- families/ one module per model family (mlp, llama, hf): its validation, labels, shapes, and how it is built
+            (torch imported only when a model is built);
+- predict/  the analytic model, without torch: parameters, activations, per-rank sharding, `bench estimate`;
 - measure/  what runs inside a case's own process, with torch: the workload, timing, memory, FLOPs, budgets;
 - run/      the parent: one process per case, sweeps, `bench fit`;
 - records/  the record: its schema, the one atomic write, validation, the results folder, submission;

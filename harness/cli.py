@@ -1,4 +1,4 @@
-"""`bench`: the command line. Thin: parsing and messages here, the work in harness.spec.compose / harness.run.sweep.
+"""`bench`: the command line. Thin: parsing and messages here, the work in harness.config.compose / harness.run.sweep.
 
 Exit codes: 0 every case ran or was already recorded (status ok, or oom: not fitting is a result); 1 some
 case recorded error; 2 bad input, nothing ran; 130 interrupted (rerun the same command to resume).
@@ -14,9 +14,9 @@ from pathlib import Path
 from harness import __version__
 from harness.cli_estimate import cmd_estimate
 from harness.cli_run import EXIT_BAD_INPUT, EXIT_CASE_FAILED, EXIT_OK, cmd_run
+from harness.config.groups import ConfigError
 from harness.help import MAIN_HELP
 from harness.run.plan import check_device, output_path, split_output_dir
-from harness.spec.config import ConfigError
 
 
 def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -177,8 +177,8 @@ def cmd_fit(argv: list[str]) -> int:
         return EXIT_OK
     import shlex
 
+    from harness.config.compose import make_case
     from harness.run import fit as fit_mod
-    from harness.spec.compose import make_case
 
     unknown = [a for a in argv if a.startswith("-")]
     if unknown:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.spec.config import ConfigError
+from harness.config.groups import ConfigError
 
 USAGE = "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace]"
 
@@ -47,11 +47,11 @@ def traced(config: dict) -> dict:
 
 
 def cmd_estimate(argv: list[str]) -> int:
+    from harness.config.compose import make_case
+    from harness.predict import estimate
     from harness.records import folder as results_folder
     from harness.report.estimate_calibration import calibration, device_overheads
     from harness.report.estimate_table import as_json, table
-    from harness.spec import estimate
-    from harness.spec.compose import make_case
 
     args, overrides = parse(argv)
     if any(o.split("=", 1)[0] in ("suite", "output_dir") for o in overrides):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from harness.config.groups import ConfigError
 from harness.help import DEFAULT_SUITE, run_help
 from harness.run.plan import check_device, default_suite, output_path, split_output_dir
-from harness.spec.config import ConfigError
 
 # Exit codes of every command (harness/cli.py's docstring says what each means).
 EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,7 +28,7 @@ def cmd_run(argv: list[str]) -> int:
         )
     overrides = [f"suite={default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
 
-    from harness.spec.compose import plan_cases, plan_launcher
+    from harness.config.compose import plan_cases, plan_launcher
 
     chosen, overrides = split_output_dir(overrides)
     cases = plan_cases(overrides, multirun)

@@ -1,5 +1,5 @@
 """What `bench --help` and `bench run --help` print: the groups and their options from suites/, every field
-with its one-line doc from the schema (harness/spec/config.py)."""
+with its one-line doc from the schema (harness/config/groups.py)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ examples:
 
 
 def run_help() -> str:
-    from harness.spec.compose import group_options
-    from harness.spec.config import SCHEMAS, BenchConfig, field_docs
+    from harness.config.compose import group_options
+    from harness.config.groups import SCHEMAS, BenchConfig, field_docs
 
     lines = [
         "usage: bench run [-m|--multirun] [--cfg] [--force] [--no-wait] [OVERRIDES ...]",

@@ -3,9 +3,9 @@ measure memory in the case's order, count what autograd saves. (Fixtures are in 
 
 import torch
 
+from harness.config.compose import compose_case
 from harness.measure.methods import build_trainable
 from harness.measure.workload import Workload
-from harness.spec.compose import compose_case
 
 
 def build(overrides):

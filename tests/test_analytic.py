@@ -3,8 +3,8 @@
 import pytest
 from support import build, measure_memory_as_case
 
-from harness.spec import analytic
-from harness.spec.compose import to_container
+from harness.config.compose import to_container
+from harness.predict import analytic
 
 
 def _config(overrides):

@@ -3,9 +3,9 @@
 import pytest
 
 from harness.cli import main
+from harness.config.compose import compose_case, plan_cases
+from harness.config.groups import ConfigError
 from harness.help import run_help
-from harness.spec.compose import compose_case, plan_cases
-from harness.spec.config import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 import torch
 from support import build, measure_memory_as_case
 
+from harness.config.compose import to_container
 from harness.measure import faults
 from harness.measure.attention import kernels_used
 from harness.measure.case import run_case
@@ -17,13 +18,12 @@ from harness.measure.cuda_context import context_from
 from harness.measure.memory import unique_tensor_bytes
 from harness.measure.nvml import attribute_processes
 from harness.measure.trackers import RssPeak
+from harness.predict import analytic
+from harness.predict.allocator import allocated_bytes, allocated_total
 from harness.records.io import read_record
 from harness.run import exits
 from harness.run.sweep import run_sweep
-from harness.spec import analytic
-from harness.spec.allocator import allocated_bytes, allocated_total
-from harness.spec.compose import to_container
-from harness.spec.units import GIB
+from harness.units import GIB
 
 TINY_MLP = [
     "device=cpu",
@@ -198,7 +198,7 @@ def test_attention_kernel_that_ran_is_read_from_sdpa_itself():
 @pytest.mark.parametrize("overrides", [["precision=fp32"], ["precision=bf16"], ["method=lora"]])
 def test_math_kernel_activations_match_the_analytic_formula(overrides):
     """SDPA's math fallback saves q, k and v repeated to every head in fp32 and the s x s softmax: derived in
-    harness/spec/analytic.py, exact against the tracker when the math kernel is forced."""
+    harness/predict/analytic.py, exact against the tracker when the math kernel is forced."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):

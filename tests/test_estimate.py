@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.config.compose import make_case
+from harness.predict import estimate
 from harness.records import folder as results_folder
 from harness.records.folder import Stored
 from harness.report.estimate_calibration import PUBLISHED_CONTEXT_BYTES, calibration, device_overheads
 from harness.run import fit as fit_mod
-from harness.spec import estimate
-from harness.spec.compose import make_case
-from harness.spec.units import GIB
+from harness.units import GIB
 
 QWEN_QLORA = ["model=hf", "model.preset=qwen2.5-7b", "method=qlora", "workload.batch_size=1", "workload.seq_len=2048"]
 
@@ -115,7 +115,7 @@ class FakeProbes:
         self.fits_up_to = fits_up_to
         monkeypatch.setattr("harness.run.process.run_in_subprocess", self.run)
         monkeypatch.setattr("harness.records.io.write_record", lambda record, out: out / f"{len(self.values)}.json")
-        monkeypatch.setattr("harness.spec.compose.make_case", lambda overrides: overrides)
+        monkeypatch.setattr("harness.config.compose.make_case", lambda overrides: overrides)
 
     def run(self, overrides, log):
         value = int(overrides[-1].split("=")[1])

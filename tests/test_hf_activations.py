@@ -1,4 +1,4 @@
-"""model=hf activations: each block family's closed form (harness/spec/activations_hf.py) against the tracker's
+"""model=hf activations: each block family's closed form (harness/predict/activations_hf.py) against the tracker's
 measurement of a small CPU configuration, in fp32 and bf16, checkpointing off and on; where no closed form is
 derived, null with its reason, and the traced prediction (FakeTensorMode + MemTracker) beside the measurement."""
 
@@ -6,11 +6,11 @@ import pytest
 from support import build, measure_memory_as_case
 from torch.distributed._tools.mem_tracker import _MemRefType
 
+from harness.config.compose import to_container
 from harness.measure.attention import kernels_used
 from harness.measure.trackers import CategoryPeakTracker, snapshot
-from harness.spec import analytic
-from harness.spec.activations_hf import layer_bytes
-from harness.spec.compose import to_container
+from harness.predict import analytic
+from harness.predict.activations_hf import layer_bytes
 
 FAMILIES = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-phi3", "tiny-gpt2"]
 SMALL = ["model=hf", "workload.batch_size=2", "workload.seq_len=32"]
@@ -106,8 +106,8 @@ def test_gpt2_layer_against_korthikanti():
     a Python expression that saves its input, tanh's output, 0.5·x and 1 + tanh, four 4h-wide tensors where a
     fused GELU saves one), 16·s·b for LayerNorm's fp32 mean and rstd, 4·a·s·b for SDPA's fp32 logsumexp, and none of
     the 5·a·s²·b: the fused kernels keep no s x s scores, dropout mask or dropped probabilities."""
-    from harness.spec.activations_hf import hf_block
-    from harness.spec.hf_inventory import hf_model
+    from harness.families.hf_inventory import hf_model
+    from harness.predict.activations_hf import hf_block
 
     described = hf_model({"name": "hf", "preset": "gpt2"})
     block = hf_block("gpt2", described["shape"], described["inventory"]["config"])

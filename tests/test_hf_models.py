@@ -7,10 +7,10 @@ import pytest
 from support import build
 
 from harness.cli import main
-from harness.spec import analytic
-from harness.spec.compose import to_container
-from harness.spec.hf_inventory import build_inventory, config_key, shipped_inventories
-from harness.spec.hf_presets import ALL_HF_PRESETS, HF_PRESETS
+from harness.config.compose import to_container
+from harness.families.hf_inventory import build_inventory, config_key, shipped_inventories
+from harness.families.hf_presets import ALL_HF_PRESETS, HF_PRESETS
+from harness.predict import analytic
 
 # Each release's total as its model card or paper states it (in billions, rounded as published), and the exact
 # count the model built on the meta device gives (which the rounding must match).

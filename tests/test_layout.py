@@ -37,8 +37,9 @@ def test_the_case_process_loads_neither_pandas_nor_matplotlib_nor_hydra():
     assert not {"pandas", "matplotlib", "hydra"} & loaded
 
 
-def test_spec_needs_no_torch():
-    loaded = _imported_after([m for m in _room_modules("spec") if m != "harness.spec.compose"])
+def test_config_families_and_predict_need_no_torch():
+    rooms = _room_modules("config") + _room_modules("families") + _room_modules("predict")
+    loaded = _imported_after([m for m in rooms if m != "harness.config.compose"])
     assert not {"torch", "hydra", "pandas"} & loaded
 
 
@@ -55,7 +56,7 @@ def test_only_compose_touches_hydra():
             )
             if any(n == "hydra" or n.startswith("hydra.") for n in names):
                 users.append(path.relative_to(PACKAGE).as_posix())
-    assert sorted(set(users)) == ["spec/compose.py"]
+    assert sorted(set(users)) == ["config/compose.py"]
 
 
 def test_no_private_name_is_imported_from_another_module():

@@ -13,7 +13,7 @@ from harness.records.io import read_record
 from harness.records.submit import TAKEN, submit
 from harness.report.tables import write_tables
 from harness.run.sweep import run_sweep
-from harness.spec.units import GIB
+from harness.units import GIB
 
 MLP = [
     "device=cpu",

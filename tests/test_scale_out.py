@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec import analytic
-from harness.spec.case import config_hash
-from harness.spec.compose import make_case, plan_cases, plan_launcher
-from harness.spec.config import ConfigError
-from harness.spec.parallel import fsdp_chunk_rows, fsdp_local_numel, fsdp_padded_numel
+from harness.config.case import config_hash
+from harness.config.compose import make_case, plan_cases, plan_launcher
+from harness.config.groups import ConfigError
+from harness.config.parallel import fsdp_chunk_rows, fsdp_local_numel, fsdp_padded_numel
+from harness.predict import analytic
 
 # width 33 does not divide by 2 ranks: the padding rule shows (17 rows on rank 0, 16 on rank 1, 17 stored on both)
 MLP = ["model=mlp", "model.depth=4", "model.width=33", "workload.batch_size=2", "workload.seq_len=8"]

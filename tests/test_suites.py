@@ -1,6 +1,6 @@
 """Every suite file under suites/suite/ plans into cases that can run, and says truthfully what it needs.
 
-No other test composes the suite files. When one crossed an axis into a combination that harness/spec/config.py
+No other test composes the suite files. When one crossed an axis into a combination that harness/config/groups.py
 refuses (precision=bf16 with method=qlora in default-gpu), `make bench` exited 2 on every CUDA machine before
 running anything. Here every suite is planned the way `bench run suite=NAME` plans it. Its case count is
 checked against a count made from the YAML by hand. Every GPU suite must name the card it is sized for, and the
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from harness import repo_root
-from harness.spec import analytic
-from harness.spec.compose import compose_case, plan_cases, suites_dir, to_container
+from harness.config.compose import compose_case, plan_cases, suites_dir, to_container
+from harness.predict import analytic
 
 SUITE_DIR = suites_dir() / "suite"  # where `bench run suite=NAME` looks (BENCH_SUITES_DIR moves it)
 SUITES = sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
@@ -153,7 +153,7 @@ def largest_temporary(config: dict) -> int:
     if config["model"]["name"] == "llama":
         return tokens * analytic.llama_shape(config["model"])["vocab_size"] * 6
     if config["model"]["name"] == "hf":
-        from harness.spec.hf_inventory import hf_model
+        from harness.families.hf_inventory import hf_model
 
         return tokens * hf_model(config["model"])["shape"]["vocab_size"] * 6
     return tokens * config["model"]["width"] * 6

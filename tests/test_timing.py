@@ -46,8 +46,8 @@ def test_timing_metrics_by_hand():
 
     import torch
 
+    from harness.config.compose import compose_case
     from harness.measure.case import _timing_metrics
-    from harness.spec.compose import compose_case
 
     cfg = compose_case(["device=cpu", "workload.batch_size=4", "workload.seq_len=8", "measure.repeats=3"])
     workload = SimpleNamespace(samples=4, tokens=32, device=torch.device("cpu"))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from harness.spec.shapes import FORWARD_PHASES
+from harness.config.rules import FORWARD_PHASES
 
 # SDPBackend names -> the names records use
 KERNEL_NAMES = {

@@ -26,7 +26,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from harness.spec.units import GIB
+from harness.units import GIB
 
 META = torch.device("meta")
 

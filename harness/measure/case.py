@@ -12,6 +12,9 @@ from typing import Any, Callable
 
 import torch
 
+from harness.config.case import Case
+from harness.config.parallel import is_multi_rank
+from harness.config.rules import PHASES
 from harness.measure import attention, faults, provenance, timing
 from harness.measure import budget as budget_mod
 from harness.measure import checks as checks_mod
@@ -21,10 +24,7 @@ from harness.measure.methods import build_trainable
 from harness.measure.workload import Workload
 from harness.records.predicted import prediction
 from harness.records.schema import build_record
-from harness.spec.case import Case
-from harness.spec.parallel import is_multi_rank
-from harness.spec.shapes import PHASES
-from harness.spec.units import GIB
+from harness.units import GIB
 
 
 def resolve_device(cfg: Any) -> torch.device:
@@ -235,7 +235,7 @@ def run_case(case: Case | list[str], report: Callable[[str], None] | None = None
     the parent (a list of overrides is composed here: for tests and one-off calls). `report` is told each stage
     the case enters (the parent listens)."""
     if not isinstance(case, Case):
-        from harness.spec.compose import make_case
+        from harness.config.compose import make_case
 
         case = make_case(case)
     cfg, config, overrides = case.cfg, case.config, list(case.overrides)

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
+from harness.config.rules import ADAMW_METHODS
 from harness.measure.sharding import fsdp_grad_bytes, is_fsdp, local
-from harness.spec.allocator import allocated_bytes
-from harness.spec.shapes import ADAMW_METHODS
+from harness.predict.allocator import allocated_bytes
 
 
 def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -> dict:
@@ -21,7 +21,7 @@ def _check(name: str, passed: bool, expected: Any, measured: Any, detail: str) -
 
 def trainable_bytes(model: torch.nn.Module) -> int:
     """Bytes the allocator holds for one tensor shaped like each trainable parameter, in its dtype and on its
-    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/spec/allocator.py); under
+    device (rounded to the CUDA allocator's blocks there, as the tracker counts: harness/predict/allocator.py); under
     FSDP2, this rank's padded shards (harness/measure/sharding.py)."""
     if is_fsdp(model):
         return fsdp_grad_bytes(model)

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from harness.config.rules import BITSANDBYTES_METHODS
 from harness.measure.methods import AUTOCAST_DTYPE, PRECISION_WEIGHT_DTYPE
-from harness.spec.shapes import BITSANDBYTES_METHODS
 
 
 def load_libraries(device: torch.device, cfg: Any) -> list[str]:

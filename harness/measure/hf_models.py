@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from harness.families.hf_inventory import build_config, causal_lm_class, hf_model
 from harness.measure.models import CPU, default_dtype, nf4_config, saved_pretrained_path
-from harness.spec.hf_inventory import build_config, causal_lm_class, hf_model
 
 
 def hf_config_and_class(model_cfg: Any):

@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 
+from harness.config.case import Case
 from harness.measure import provenance
 from harness.records.ranks import RECORD_FILE, error_file, failed_rank_record, stage_file
-from harness.spec.case import Case
 
 # Seconds the ranks get to end after torchrun is asked to stop them, before they are killed.
 STOP_GRACE_S = 15.0

@@ -19,12 +19,12 @@ import torch
 from torch.distributed._tools.fsdp2_mem_tracker import _FSDPRefType
 from torch.distributed._tools.mem_tracker import _MemRefType
 
+from harness.config.rules import TRAINING_PHASES
 from harness.measure.sharding import is_fsdp, local
 from harness.measure.trackers import CategoryPeakTracker, DevicePhase, FsdpCategoryPeakTracker, RssPeak, snapshot
 from harness.measure.workload import Workload
+from harness.predict.allocator import allocated_bytes
 from harness.records.schema import PEAK_INFER_HOLDS
-from harness.spec.allocator import allocated_bytes
-from harness.spec.shapes import TRAINING_PHASES
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -34,7 +34,7 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 def unique_tensor_bytes(tensors) -> int:
     """Bytes the allocator holds for the distinct storages behind `tensors` (views and shared storages
-    counted once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/spec/allocator.py)."""
+    counted once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/predict/allocator.py)."""
     seen: dict[tuple, int] = {}
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.device.type != "meta":

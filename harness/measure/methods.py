@@ -12,10 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from harness.measure import hf_models, models
-from harness.spec.hf_inventory import hf_model
-from harness.spec.parameters import lora_targets
-from harness.spec.shapes import (
+from harness.config.rules import (
     ADAPTER_METHODS,
     AUTOCAST_PRECISIONS,
     PRECISIONS,
@@ -24,8 +21,11 @@ from harness.spec.shapes import (
     adapters_in_model_dtype,
     mlp_checkpoint_segments,
 )
+from harness.families.hf_inventory import hf_model
+from harness.measure import hf_models, models
+from harness.predict.parameters import lora_targets
 
-# The weights' dtype follows spec/shapes.py's byte sizes (autocast keeps fp32 master weights).
+# The weights' dtype follows config/rules.py's byte sizes (autocast keeps fp32 master weights).
 PRECISION_WEIGHT_DTYPE = {p: torch.bfloat16 if WEIGHT_BYTES[p] == 2 else torch.float32 for p in PRECISIONS}
 AUTOCAST_DTYPE = {name: getattr(torch, dtype) for name, dtype in AUTOCAST_PRECISIONS.items()}
 

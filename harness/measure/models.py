@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
-from harness.spec.hf_inventory import cache_dir  # noqa: F401  (one cache folder for every room)
-from harness.spec.shapes import llama_shape
+from harness.config.rules import llama_shape
+from harness.families.hf_inventory import cache_dir  # noqa: F401  (one cache folder for every room)
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from harness.config.case import Case
 from harness.measure import faults, provenance, sharding
 from harness.measure.case import Stage, measure_case, resolve_device
 from harness.records.io import replace_file
 from harness.records.ranks import RECORD_FILE, error_file, pid_file, rank_record, stage_file
-from harness.spec.case import Case
 
 
 def load_case(exchange: Path) -> Case:

@@ -17,8 +17,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
 
-from harness.spec.allocator import allocated_bytes
-from harness.spec.parallel import BACKENDS, fsdp_padded_numel
+from harness.config.parallel import BACKENDS, fsdp_padded_numel
+from harness.predict.allocator import allocated_bytes
 
 
 @dataclass(frozen=True)

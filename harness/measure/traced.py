@@ -3,7 +3,7 @@ backward under FakeTensorMode (tensors with shapes and dtypes, no storage: nothi
 MemTracker counting what it would hold, as the memory pass counts a real run (harness/measure/memory.py).
 
 QLoRA cannot be traced (bitsandbytes quantizes real weights as they load); its activations are LoRA's on an fp32
-model (harness/spec/activations.py says why, and tests/test_hf_activations.py measures it), so the trace runs
+model (harness/predict/activations.py says why, and tests/test_hf_activations.py measures it), so the trace runs
 that instead and says so.
 """
 
@@ -16,12 +16,12 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed._tools.mem_tracker import _MemRefType
 
+from harness.config.case import Case
+from harness.config.rules import TRANSFORMERS_MODELS
 from harness.measure.methods import build_trainable
 from harness.measure.trackers import CategoryPeakTracker, snapshot
 from harness.measure.workload import Workload
-from harness.spec.case import Case
-from harness.spec.estimate import with_value
-from harness.spec.shapes import TRANSFORMERS_MODELS
+from harness.predict.estimate import with_value
 
 ACT = _MemRefType.ACT.value
 
@@ -54,7 +54,7 @@ def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module
 
 
 def layers_of(config: dict) -> int:
-    from harness.spec.activations import transformer_block
+    from harness.predict.activations import transformer_block
 
     return transformer_block(config["model"])[0].layers
 

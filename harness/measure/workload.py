@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import torch
 
+from harness.config.rules import PHASES, TRANSFORMERS_MODELS
 from harness.measure.methods import AUTOCAST_DTYPE, Trainable
 from harness.measure.sharding import forward_only, is_fsdp
-from harness.spec.shapes import PHASES, TRANSFORMERS_MODELS
 
 
 class Workload:

@@ -1,4 +1,4 @@
-"""Predicted beside measured: the analytic model's figures for a record's config (harness/spec/analytic.py, plain
+"""Predicted beside measured: the analytic model's figures for a record's config (harness/predict/analytic.py, plain
 functions of the config, without torch) and where the measurement falls outside their tolerance — a finding
 about the model or the harness, never hidden.
 
@@ -8,8 +8,8 @@ migrations that give older records the block (harness/records/validate.py); the 
 
 from __future__ import annotations
 
+from harness.predict import analytic
 from harness.records.schema import disagreements, finite
-from harness.spec import analytic
 
 
 def prediction(config: dict, provenance: dict, resolved: dict | None = None, metrics: dict | None = None) -> dict:

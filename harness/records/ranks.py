@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.config.case import Case
+from harness.predict.sharded import rank_memory
 from harness.records.predicted import prediction
 from harness.records.schema import build_record
-from harness.spec.case import Case
-from harness.spec.sharded import rank_memory
 
 RECORD_FILE = "record.json"
 

@@ -23,8 +23,8 @@ import hashlib
 import math
 from typing import Any, NamedTuple
 
-from harness.spec.case import canonical_json, config_hash  # noqa: F401  (the record's identity)
-from harness.spec.shapes import PHASES
+from harness.config.case import canonical_json, config_hash  # noqa: F401  (the record's identity)
+from harness.config.rules import PHASES
 
 SCHEMA_VERSION = "1.2"
 
@@ -44,7 +44,7 @@ RECORD_KEYS = {
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
     "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text], "
     "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
-    "predicted": "the analytic model (harness/spec/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
+    "predicted": "the analytic model (harness/predict/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
     "tolerances, and `comparison` with the measurement",
 }
 

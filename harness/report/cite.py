@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.records.folder import Stored, hardware_label
 from harness.report.frame import config_label
-from harness.spec.units import GIB, format_bytes
+from harness.units import GIB, format_bytes
 
 
 def _ms(t: dict) -> str:

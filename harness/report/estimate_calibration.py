@@ -7,11 +7,11 @@ range, labelled as such. No torch.
 
 from __future__ import annotations
 
+from harness.config.fields import ConfigError
+from harness.families.hf_inventory import hf_model
 from harness.records.folder import Stored, hardware_key
 from harness.records.predicted import prediction
-from harness.spec.fields import ConfigError
-from harness.spec.hf_inventory import hf_model
-from harness.spec.units import GB, GIB
+from harness.units import GB, GIB
 
 # REFERENCES.md §2: "The CUDA context alone takes roughly 0.3-2 GB that torch's allocator counters never see (HF
 # docs measured 1.3 GB)."

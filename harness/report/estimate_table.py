@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from harness.spec.estimate import PEAK_HOLDS
-from harness.spec.units import GIB
+from harness.predict.estimate import PEAK_HOLDS
+from harness.units import GIB
 
 
 def gib(value) -> str:
@@ -51,7 +51,7 @@ def table(answer: dict) -> str:
     p, config = answer["predicted"], answer["config"]
     lines = [
         f"bench estimate: {describe(config, p)}",
-        "predicted by the analytic model (harness/spec/analytic.py), storages rounded as the CUDA allocator holds them",
+        "predicted by the analytic model (harness/predict/analytic.py), storages rounded as the CUDA allocator holds them",
         "",
         f"{'training step':<34}{'GiB':>8}",
         f"{'  parameters':<34}{gib(p['params_bytes']):>8}",

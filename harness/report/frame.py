@@ -17,11 +17,11 @@ from typing import Iterator
 
 import pandas as pd
 
+from harness.config.rules import ADAPTER_METHODS
+from harness.families.hf_config import SHAPE_FIELDS
 from harness.records.folder import Stored, hardware_key, hardware_label
 from harness.records.schema import METRICS, canonical_json, config_hash, lookup
-from harness.spec.families import SHAPE_FIELDS
-from harness.spec.shapes import ADAPTER_METHODS
-from harness.spec.units import table_scale
+from harness.units import table_scale
 
 METRIC_NAMES = [metric.column for metric in METRICS]
 # What makes rows repeats of each other.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.predict import analytic
 from harness.report.frame import quiet_fragmentation
 from harness.report.selection import (
     checkpointing_pairs,
@@ -16,8 +17,7 @@ from harness.report.selection import (
     select,
 )
 from harness.report.verdict import Verdict
-from harness.spec import analytic
-from harness.spec.units import GIB, MIB
+from harness.units import GIB, MIB
 
 
 def judge_range(claim: dict, groups: pd.DataFrame) -> Verdict:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.predict import analytic
 from harness.report.selection import hardware_of, measured_rows, within
 from harness.report.verdict import Verdict
-from harness.spec import analytic
-from harness.spec.units import GB
+from harness.units import GB
 
 
 def _config(preset: str, method: str = "full_adamw", precision: str = "bf16", **extra) -> dict:

@@ -59,6 +59,6 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
     return Verdict.of(
         results,
         "; ".join(measured),
-        "per-rank shares by FSDP2's padding rule (harness/spec/sharded.py): " + "; ".join(predicted),
+        "per-rank shares by FSDP2's padding rule (harness/predict/sharded.py): " + "; ".join(predicted),
         hardware_of(fsdp),
     )

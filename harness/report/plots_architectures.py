@@ -68,7 +68,7 @@ def plot_architectures(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
         ax.legend(fontsize=6, loc="best")
     add_caption(
         fig,
-        caption + "\nPredictions: each record's `predicted` block (harness/spec/analytic.py); medians over repeats; "
+        caption + "\nPredictions: each record's `predicted` block (harness/predict/analytic.py); medians over repeats; "
         "architectures by model_type (model=llama as llama).",
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))

@@ -23,7 +23,7 @@ PREDICTED_QUANTITIES = [
 
 
 def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    from harness.spec.analytic import TOLERANCE
+    from harness.predict.analytic import TOLERANCE
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
     ok = groups[groups["n"] > 0]
@@ -75,7 +75,7 @@ def plot_predicted_vs_measured(groups: pd.DataFrame, caption: str, stem: Path) -
     ax2.set_title("FLOP ratio fwd+bwd / fwd: counted against predicted\n(full-parameter methods; LoRA not modelled)")
     ax2.legend(fontsize=7, loc="upper left")
     add_caption(
-        fig, caption + "\nPredictions: harness/spec/analytic.py from each record's config; medians over repeats."
+        fig, caption + "\nPredictions: harness/predict/analytic.py from each record's config; medians over repeats."
     )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save(fig, stem)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.report.frame import config_label
-from harness.spec.units import MIB
+from harness.units import MIB
 
 
 def _case_label(record: dict) -> str:

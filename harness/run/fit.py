@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.spec.case import Case
-from harness.spec.compose import override_key
-from harness.spec.config import ConfigError
+from harness.config.case import Case
+from harness.config.compose import override_key
+from harness.config.groups import ConfigError
 
 SEARCHABLE = ("workload.batch_size", "workload.seq_len")
 PROBE_DEFAULTS = ["measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
@@ -66,8 +66,8 @@ def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
 
 def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: int, device_type: str = "cpu") -> dict:
     """Largest value whose predicted params + grads + optimizer state + activations fit the budget
-    (harness/spec/estimate.py, the same search `bench estimate` answers with)."""
-    from harness.spec.estimate import largest, peak_function
+    (harness/predict/estimate.py, the same search `bench estimate` answers with)."""
+    from harness.predict.estimate import largest, peak_function
 
     if budget_bytes is None:
         return {"value": None, "reason": "no budget or device size known to compare with"}
@@ -86,9 +86,9 @@ def search(base: list[str], search_key: str, limit: int, output_dir: Path, start
     neighbour first, then a step of start / 9, doubling while the probes keep agreeing. An exact prediction takes
     2 probes, one off (below 10) at most 3; an answer within 10% of the prediction is bracketed by the third probe
     and found after log2(start / 9) more. Without a prediction: doubling from 1."""
+    from harness.config.compose import make_case
     from harness.records.io import write_record
     from harness.run.process import run_in_subprocess
-    from harness.spec.compose import make_case
 
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_di
     fit.json."""
     import torch
 
-    from harness.spec.units import GIB
+    from harness.units import GIB
 
     if (output_dir / "fit.json").exists():
         raise ConfigError("output_dir", f"{output_dir}/fit.json already exists; choose another output_dir")

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from harness.config.case import Case
 from harness.records.io import replace_file, write_record
-from harness.spec.case import Case
 
 CLUSTERS = {"slurm": "slurm", "submitit_local": "local"}  # launcher -> submitit's cluster name
 RDZV_PORT = 29500  # where node 0's torchrun agent meets the others in a case on several nodes

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.spec.config import ConfigError
+from harness.config.groups import ConfigError
 
 
 def default_suite() -> str:
@@ -47,7 +47,7 @@ def check_device(cases) -> list:
 
 def split_output_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
     """output_dir=... is where records go, not part of the case: taken out before the cases are planned."""
-    from harness.spec.compose import override_key
+    from harness.config.compose import override_key
 
     chosen = [o.split("=", 1)[1] for o in overrides if override_key(o) == "output_dir"]
     return (chosen[-1] if chosen else None), [o for o in overrides if override_key(o) != "output_dir"]

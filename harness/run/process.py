@@ -14,11 +14,11 @@ import time
 import traceback
 from pathlib import Path
 
+from harness.config.case import Case
+from harness.config.groups import ConfigError
 from harness.records.predicted import prediction
 from harness.records.schema import build_record
 from harness.run.exits import describe_exit
-from harness.spec.case import Case
-from harness.spec.config import ConfigError
 
 START_METHOD_ENV = "BENCH_START_METHOD"
 START_METHODS = ("forkserver", "spawn")

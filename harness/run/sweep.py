@@ -9,10 +9,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.config.case import Case
+from harness.config.compose import override_key
 from harness.records.io import write_record
 from harness.run.process import run_in_subprocess, start_method
-from harness.spec.case import Case
-from harness.spec.compose import override_key
 
 
 @dataclass
@@ -65,7 +65,7 @@ def run_sweep(
     are submitted (SweepResult.submitted), and a later rerun collects and resumes."""
     from tqdm import tqdm
 
-    from harness.spec.compose import make_case
+    from harness.config.compose import make_case
 
     cases = [c if isinstance(c, Case) else make_case(c) for c in cases]  # override lists: tests, one-off calls
     start_method()  # a bad BENCH_START_METHOD stops here, before any folder is made

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 
 from harness import __version__
-from harness.spec.units import GIB
+from harness.units import GIB
 
 STYLESHEET, SCRIPT = "style.css", "site.js"
 NAV = (("index.html", "Claims"), ("explorer.html", "Explorer"), ("hardware/index.html", "Hardware"))

@@ -12,7 +12,7 @@ from harness.records.schema import canonical_json
 from harness.report.cite import cite, warnings
 from harness.report.frame import config_label
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
-from harness.spec.units import format_bytes
+from harness.units import format_bytes
 
 PHASES = ("fwd_infer", "fwd_train", "fwd_bwd", "step")
 

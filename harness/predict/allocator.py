@@ -1,5 +1,5 @@
 """What a device's allocator holds for a tensor of n bytes: the one rounding rule, shared by the tracker-side
-checks (harness/measure/checks.py, harness/measure/memory.py) and the analytic model (harness/spec/analytic.py).
+checks (harness/measure/checks.py, harness/measure/memory.py) and the analytic model (harness/predict/analytic.py).
 No torch here.
 
 PyTorch's CUDA caching allocator hands out blocks in multiples of 512 bytes (kMinBlockSize; `round_size` in

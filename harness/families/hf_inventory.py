@@ -5,7 +5,7 @@ bitsandbytes would quantize it. No formula per architecture to maintain.
 
 Building needs torch and transformers (imported here only when a build is needed: seconds). The inventory is kept:
 - `hf_inventories.json` beside this file: the shipped presets' inventories, made by `python -m
-  harness.spec.hf_inventory` (tests/test_hf_models.py rebuilds each and compares), used while the installed
+  harness.families.hf_inventory` (tests/test_hf_models.py rebuilds each and compares), used while the installed
   transformers is the release that made them;
 - otherwise `$BENCH_CACHE_DIR/inventory/` (default ~/.cache/backprop-bench), keyed by the config and the
   transformers release, written after the first build.
@@ -21,8 +21,8 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from harness.spec.families import check_decoder_only, family, hf_config, shape
-from harness.spec.fields import ConfigError
+from harness.config.fields import ConfigError
+from harness.families.hf_config import check_decoder_only, family, hf_config, shape
 
 SHIPPED = Path(__file__).with_name("hf_inventories.json")
 LAYER_INDEX = re.compile(r"\.\d+(\.|$)")  # model.layers.3.self_attn.q_proj, transformer.h.3.attn.c_attn
@@ -150,7 +150,7 @@ def _inventory(text: str, key: str) -> dict:
 
 
 def inventory(data: dict, key: str = "model.config") -> dict:
-    """The inventory of the model a config.json dict builds (harness/spec/families.hf_config makes the dict)."""
+    """The inventory of the model a config.json dict builds (harness/families/hf_config.hf_config makes the dict)."""
     return _inventory(json.dumps(data, sort_keys=True), key)
 
 
@@ -179,7 +179,7 @@ def hf_model(model) -> dict:
 
 def write_shipped() -> Path:
     """Rebuild the shipped presets' inventories (after a transformers upgrade, or a preset added)."""
-    from harness.spec.hf_presets import ALL_HF_PRESETS
+    from harness.families.hf_presets import ALL_HF_PRESETS
 
     body = {config_key(data): build_inventory(data, "model.preset") for data in ALL_HF_PRESETS.values()}
     SHIPPED.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")

@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness import repo_root
-from harness.spec.case import Case
-from harness.spec.config import ConfigError, validate
+from harness.config.case import Case
+from harness.config.groups import ConfigError, validate
 
 GROUPS = (
     "model",
@@ -30,7 +30,7 @@ GROUPS = (
     "launcher",
     "suite",
 )
-LAUNCHER = "launcher"  # how cases start, not what they measure: kept out of a case (harness/spec/parallel.py)
+LAUNCHER = "launcher"  # how cases start, not what they measure: kept out of a case (harness/config/parallel.py)
 
 
 def suites_dir() -> Path:
@@ -97,7 +97,7 @@ def register_configs() -> None:
     """Hydra's ConfigStore learns every schema: the YAML files under suites/ only set values."""
     from hydra.core.config_store import ConfigStore
 
-    from harness.spec.config import SCHEMAS, BenchConfig, SuiteConfig
+    from harness.config.groups import SCHEMAS, BenchConfig, SuiteConfig
 
     cs = ConfigStore.instance()
     cs.store(name="bench_schema", node=BenchConfig)
@@ -168,7 +168,7 @@ def make_case(overrides: list[str], suite: str | None = None) -> Case:
 def plan_launcher(user_overrides: list[str], cases: list[Case]) -> dict:
     """The launcher section the user asked for (`launcher=slurm launcher.partition=gpu ...`), validated against
     the planned cases."""
-    from harness.spec.parallel import validate_launcher
+    from harness.config.parallel import validate_launcher
 
     cfg = compose_config([o for o in user_overrides if is_launcher_override(o)])
     nnodes = max((c.config["parallel"]["nnodes"] for c in cases), default=1)

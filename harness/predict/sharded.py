@@ -1,5 +1,5 @@
 """The analytic model per rank (no torch): what one rank of a DDP or FSDP2 case holds (REFERENCES.md §2, the
-ZeRO accounting; FSDP2's padding rule: harness/spec/parallel.py).
+ZeRO accounting; FSDP2's padding rule: harness/config/parallel.py).
 
 - DDP: a full replica per rank (parameters, gradients, optimizer state as in one process) plus its flat
   gradient buckets, one copy of every gradient (gradient_as_bucket_view=False, PyTorch's default).
@@ -12,10 +12,10 @@ ZeRO accounting; FSDP2's padding rule: harness/spec/parallel.py).
 
 from __future__ import annotations
 
-from harness.spec.allocator import allocated_bytes
-from harness.spec.parallel import fsdp_local_numel, fsdp_padded_numel, is_multi_rank, world_size
-from harness.spec.parameters import Tensor, fused_adamw, lora_targets, memory, parameter_tensors
-from harness.spec.shapes import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, llama_shape
+from harness.config.parallel import fsdp_local_numel, fsdp_padded_numel, is_multi_rank, world_size
+from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, llama_shape
+from harness.predict.allocator import allocated_bytes
+from harness.predict.parameters import Tensor, fused_adamw, lora_targets, memory, parameter_tensors
 
 
 def _shape(t: Tensor, config: dict) -> tuple[int, int]:

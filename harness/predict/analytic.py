@@ -3,7 +3,7 @@
 Plain functions of the resolved config (a dict, as stored in a record's `config`). Each prediction says which
 formula it used, so a disagreement with the measurement points at a term. Sources: ../shared/REFERENCES.md
 (Kaplan 2020 for 6N, Korthikanti 2022 for the activation method, Dettmers 2021/2023 for 8-bit state and NF4,
-Hu 2021 for LoRA). Parameters and state: harness/spec/parameters.py; activations: harness/spec/activations.py;
+Hu 2021 for LoRA). Parameters and state: harness/predict/parameters.py; activations: harness/predict/activations.py;
 FLOP ratios, the prediction a record carries and its comparison with the measurement: here.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-from harness.spec.activations import activation_bytes, activations, checkpoint_segments, transformer_block
-from harness.spec.hf_inventory import hf_model
-from harness.spec.parameters import (
+from harness.config.rules import ADAPTER_METHODS, llama_shape
+from harness.families.hf_inventory import hf_model
+from harness.predict.activations import activation_bytes, activations, checkpoint_segments, transformer_block
+from harness.predict.parameters import (
     adamw8bit_state_bytes,
     lora_parameter_count,
     lora_targets,
@@ -21,8 +22,7 @@ from harness.spec.parameters import (
     nf4_bytes,
     parameter_tensors,
 )
-from harness.spec.shapes import ADAPTER_METHODS, llama_shape
-from harness.spec.sharded import compute_config, rank_memory
+from harness.predict.sharded import compute_config, rank_memory
 
 # The analytic model's public names, wherever they are computed: callers read them from here.
 __all__ = [

@@ -1,5 +1,5 @@
 """What a case is once planned: its overrides, its resolved config as plain data, the suite it came from.
-Built once by harness/spec/compose.py (the only module that runs Hydra) and passed on as it is."""
+Built once by harness/config/compose.py (the only module that runs Hydra) and passed on as it is."""
 
 from __future__ import annotations
 

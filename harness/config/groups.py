@@ -13,15 +13,15 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from harness.spec.families import HfModelConfig
-from harness.spec.fields import ConfigError as ConfigError  # re-exported: callers import it from here
-from harness.spec.fields import doc
-from harness.spec.fields import positive_int as _positive_int
-from harness.spec.fields import require as _require
-from harness.spec.hf_inventory import hf_model
-from harness.spec.parallel import LauncherConfig, ParallelConfig, validate_parallel
-from harness.spec.presets import LLAMA_PRESETS
-from harness.spec.shapes import ADAPTER_METHODS, LLAMA_SHAPE_KEYS, METHODS, PRECISIONS, QLORA_PRECISIONS, llama_shape
+from harness.config.fields import ConfigError as ConfigError  # re-exported: callers import it from here
+from harness.config.fields import doc
+from harness.config.fields import positive_int as _positive_int
+from harness.config.fields import require as _require
+from harness.config.parallel import LauncherConfig, ParallelConfig, validate_parallel
+from harness.config.rules import ADAPTER_METHODS, LLAMA_SHAPE_KEYS, METHODS, PRECISIONS, QLORA_PRECISIONS, llama_shape
+from harness.families.hf_config import HfModelConfig
+from harness.families.hf_inventory import hf_model
+from harness.families.llama_presets import LLAMA_PRESETS
 
 DEVICES = ("auto", "cpu", "cuda")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -45,7 +45,9 @@ class LlamaModelConfig:
     name: str = doc(
         "Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights.", "llama"
     )
-    preset: str = doc("Shape preset (see harness/spec/presets.py); the fields below, when set, override it.", "tiny")
+    preset: str = doc(
+        "Shape preset (see harness/families/llama_presets.py); the fields below, when set, override it.", "tiny"
+    )
     hidden_size: Optional[int] = doc("Model width d; null takes the preset's.", None)
     num_layers: Optional[int] = doc("Decoder layers; null takes the preset's.", None)
     num_heads: Optional[int] = doc("Attention (query) heads; null takes the preset's.", None)
@@ -145,7 +147,7 @@ class BenchConfig:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    # how a sweep's cases are started: taken out of each case's config (harness/spec/compose.py)
+    # how a sweep's cases are started: taken out of each case's config (harness/config/compose.py)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     suite: Optional[SuiteConfig] = doc("A sweep: `suite=NAME` runs every case of suites/suite/NAME.yaml.", None)
     output_dir: Optional[str] = doc("Where records go; null = a new timestamped folder under results/runs/.", None)
@@ -276,7 +278,7 @@ def validate(cfg: Any) -> None:
 
 
 # Every schema, with the config-group option it stands for: Hydra's ConfigStore registers them
-# (harness/spec/compose.py) and `bench run --help` lists their fields from them.
+# (harness/config/compose.py) and `bench run --help` lists their fields from them.
 SCHEMAS: dict[str, type] = {
     "model=mlp": MlpConfig,
     "model=llama": LlamaModelConfig,

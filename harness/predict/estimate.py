@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from harness.spec import analytic
-from harness.spec.activations import transformer_block
-from harness.spec.activations_hf import inference_bytes
-from harness.spec.shapes import ADAPTER_METHODS, COMPUTE_BYTES, TRANSFORMERS_MODELS
-from harness.spec.units import GIB
+from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, TRANSFORMERS_MODELS
+from harness.predict import analytic
+from harness.predict.activations import transformer_block
+from harness.predict.activations_hf import inference_bytes
+from harness.units import GIB
 
 # Cards people ask about, by the memory they are sold with (read as GiB of device memory, as nvidia-smi reports
 # them); `--card` adds others.
@@ -37,7 +37,7 @@ def with_value(config: dict, key: str, value: int) -> dict:
 
 
 def activations(config: dict, device_type: str, fallback: Fallback | None = None) -> dict:
-    """The closed form (harness/spec/activations.py), else `fallback`'s traced figure, else null with the reason."""
+    """The closed form (harness/predict/activations.py), else `fallback`'s traced figure, else null with the reason."""
     closed = analytic.activations(config, None, device_type)
     if closed["activations_bytes"] is not None or fallback is None:
         return {**closed, "source": "closed form" if closed["activations_bytes"] is not None else None}
@@ -122,8 +122,8 @@ def seq_limit(config: dict) -> int:
     """The longest sequence worth searching: the model's context (max_position_embeddings), else MAX_VALUE."""
     model = config["model"]
     if model["name"] == "hf":
-        from harness.spec.families import value
-        from harness.spec.hf_inventory import hf_model
+        from harness.families.hf_config import value
+        from harness.families.hf_inventory import hf_model
 
         context = value(hf_model(model)["inventory"]["config"], "max_position_embeddings")
         context = context or hf_model(model)["inventory"]["config"].get("n_positions")

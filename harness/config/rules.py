@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.spec.presets import LLAMA_PRESETS
+from harness.families.llama_presets import LLAMA_PRESETS
 
 # The matched workload's phases in the order the timed loop interleaves them (harness/measure/workload.py).
 PHASES = ("fwd_train", "fwd_bwd", "step", "fwd_infer")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from harness.spec.fields import doc, positive_int, require
+from harness.config.fields import doc, positive_int, require
 
 PARALLEL_STYLES = ("none", "ddp", "fsdp")
 LAUNCHERS = ("local", "submitit_local", "slurm")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.spec.allocator import allocated_bytes
-from harness.spec.hf_inventory import hf_model
-from harness.spec.shapes import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, default_targets, llama_shape
+from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, default_targets, llama_shape
+from harness.families.hf_inventory import hf_model
+from harness.predict.allocator import allocated_bytes
 
 # bitsandbytes 8-bit optimizers: block-wise quantization in blocks of 256, one fp32 absmax per block and state,
 # and two 256-entry fp32 quantization maps per tensor (Dettmers et al. 2021; bitsandbytes Optimizer8bit).
@@ -81,7 +81,7 @@ def parameter_tensors(config: dict) -> list[Tensor]:
 
 def lora_targets(config: dict) -> tuple[str, ...]:
     """method.target_modules, else every linear layer of attention and MLP: for model=hf the leaf names of the
-    linears inside the decoder layers of the model itself (harness/spec/hf_inventory.py)."""
+    linears inside the decoder layers of the model itself (harness/families/hf_inventory.py)."""
     method = config["method"]
     if method.get("target_modules") is not None:
         return tuple(method["target_modules"])
@@ -156,7 +156,7 @@ def trainable_numels(config: dict) -> list[int]:
 
 def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
     """Every storage of parameters, gradients and optimizer state the config implies, one entry each: the
-    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/spec/allocator.py)."""
+    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/predict/allocator.py)."""
     method, precision = config["method"]["name"], config["precision"]["name"]
     tensors = parameter_tensors(config)
     trainable = trainable_numels(config)

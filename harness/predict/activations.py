@@ -3,17 +3,7 @@ tensors of each op as PyTorch defines them, the way Korthikanti et al. 2022 coun
 
 from __future__ import annotations
 
-from harness.spec.activations_hf import (
-    Block,
-    checkpointed_bytes,
-    frozen_base_saving,
-    full_training_bytes,
-    hf_block,
-)
-from harness.spec.families import family
-from harness.spec.hf_inventory import hf_model
-from harness.spec.parameters import lora_targets, parameter_tensors
-from harness.spec.shapes import (
+from harness.config.rules import (
     ADAPTER_METHODS,
     COMPUTE_BYTES,
     LLAMA_DEFAULT_TARGETS,
@@ -21,6 +11,16 @@ from harness.spec.shapes import (
     llama_shape,
     mlp_checkpoint_segments,
 )
+from harness.families.hf_config import family
+from harness.families.hf_inventory import hf_model
+from harness.predict.activations_hf import (
+    Block,
+    checkpointed_bytes,
+    frozen_base_saving,
+    full_training_bytes,
+    hf_block,
+)
+from harness.predict.parameters import lora_targets, parameter_tensors
 
 
 def checkpoint_segments(config: dict) -> int:
@@ -77,7 +77,7 @@ def mlp_activation_bytes(config: dict) -> dict:
 
 
 def llama_block(model: dict) -> Block:
-    """model=llama as a Block: the Llama family's layer (harness/spec/activations_hf.py counts every family)."""
+    """model=llama as a Block: the Llama family's layer (harness/predict/activations_hf.py counts every family)."""
     s = llama_shape(model)
     return Block(
         hidden=s["hidden_size"],
@@ -103,7 +103,7 @@ def transformer_block(model: dict) -> tuple[Block, str, str | None]:
 def transformer_activations(config: dict, attention_kernel: str | None, device_type: str) -> dict:
     """A transformers causal LM (model=llama, model=hf): full training without or with checkpointing; LoRA and
     QLoRA on the default targets without checkpointing, as full training's count less what a frozen base does
-    not keep (harness/spec/activations_hf.py, frozen_base_saving) plus each adapter's r-wide A output (saved by
+    not keep (harness/predict/activations_hf.py, frozen_base_saving) plus each adapter's r-wide A output (saved by
     B, in the adapter dtype). QLoRA counts as LoRA on an fp32 model: prepare_model_for_kbit_training upcasts
     every weight it does not quantize to fp32, so hidden states flow in fp32, and bitsandbytes' 4-bit matmul
     saves only its packed weight."""

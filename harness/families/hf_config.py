@@ -1,8 +1,8 @@
 """`model=hf`: which config.json a case builds (a preset, or a local file, with the shape fields set on top), whether
 transformers can build it as a decoder-only causal LM, and its shapes read the same way for every architecture.
-No torch: the config is plain JSON here; harness/spec/hf_inventory.py builds the model on the meta device.
+No torch: the config is plain JSON here; harness/families/hf_inventory.py builds the model on the meta device.
 
-Block families, each with its own activation count (harness/spec/activations_hf.py):
+Block families, each with its own activation count (harness/predict/activations_hf.py):
 - llama-like: RMSNorm, rotary, gated MLP, GQA — llama, mistral, qwen2 (q/k/v biases), qwen3 (RMSNorm on each
   head's q and k), gemma2 (four norms a layer, soft-caps, sliding windows, scaled embeddings), phi3 (fused
   qkv_proj and gate_up_proj);
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.spec.fields import ConfigError, doc
-from harness.spec.hf_presets import ALL_HF_PRESETS
+from harness.config.fields import ConfigError, doc
+from harness.families.hf_presets import ALL_HF_PRESETS
 
 
 @dataclass
@@ -28,7 +28,7 @@ class HfModelConfig:
         "Model family: any decoder-only causal LM transformers builds from a config.json, with random weights.", "hf"
     )
     preset: Optional[str] = doc(
-        "A release's config.json shipped with the harness (harness/spec/hf_presets.py); or model.config.", None
+        "A release's config.json shipped with the harness (harness/families/hf_presets.py); or model.config.", None
     )
     config: Optional[str] = doc("A local config.json (or its directory), instead of model.preset.", None)
     hidden_size: Optional[int] = doc("Model width; null takes the config's.", None)
@@ -131,7 +131,7 @@ def hf_config(model: Any) -> dict:
 
 def check_decoder_only(data: dict, key: str) -> None:
     """Refuse what is not a decoder-only causal LM, from the file alone (transformers' own check follows when the
-    model is built: harness/spec/hf_inventory.py)."""
+    model is built: harness/families/hf_inventory.py)."""
     model_type = data["model_type"]
     if data.get("is_encoder_decoder"):
         raise ConfigError(

@@ -43,7 +43,7 @@ class Block:
 
 
 def hf_block(model_type: str, shape: dict, config: dict) -> Block:
-    """The Block of a resolved transformers config (harness/spec/families.shape names its shapes)."""
+    """The Block of a resolved transformers config (harness/families/hf_config.shape names its shapes)."""
     return Block(
         hidden=shape["hidden_size"],
         layers=shape["num_layers"],
