@@ -1,5 +1,6 @@
-"""What a case is once planned: its overrides, its resolved config as plain data, the suite it came from.
-Built once by harness/config/compose.py (the only module that runs Hydra) and passed on as it is."""
+"""What a case is once planned: its overrides, its typed config, the suite it came from. Built once by
+harness/config/compose.py (the only module that runs Hydra) and passed on as it is, to the case's own process too
+(pickled: no Hydra there)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,26 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from harness.config.groups import BenchConfig
 
 
 @dataclass(frozen=True)
 class Case:
     """One case, composed and validated once when it is planned, then passed on as it is: to the process that
-    measures it (which needs no Hydra), to its record, to the resume check."""
+    measures it, to its record, to the resume check."""
 
     overrides: tuple[str, ...]  # what reproduces it: `bench run` + these
-    config: dict  # the resolved config as plain data, as the record stores it
+    config: BenchConfig  # validated; its launcher is None (how a case starts is not part of it)
     suite: str | None = None
 
     @property
-    def cfg(self) -> DictConfig:
-        """Attribute access for the measuring code (cfg.model.depth), from the plain data."""
-        return OmegaConf.create(self.config)
+    def config_dict(self) -> dict:
+        """The config as plain data, as the record stores it."""
+        return self.config.to_dict()
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        return config_hash(self.config_dict)
 
 
 def canonical_json(obj: Any) -> str:
@@ -36,7 +37,7 @@ def canonical_json(obj: Any) -> str:
 
 
 def config_hash(config: dict) -> str:
-    """16 hex digits of the resolved config alone: repeats of one configuration share it."""
+    """16 hex digits of a record's config (plain data) alone: repeats of one configuration share it."""
     # A single-process case hashes as it did before the parallel group existed, so its earlier records still
     # resume and group with it; a multi-rank case's parallel section is part of what it measures.
     if (config.get("parallel") or {}).get("name") == "none":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -16,7 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness import repo_root
 from harness.config.case import Case
-from harness.config.groups import ConfigError, validate
+from harness.config.groups import BenchConfig, ConfigError, SuiteConfig
+from harness.config.parallel import LauncherConfig
 
 GROUPS = (
     "model",
@@ -97,7 +99,7 @@ def register_configs() -> None:
     """Hydra's ConfigStore learns every schema: the YAML files under suites/ only set values."""
     from hydra.core.config_store import ConfigStore
 
-    from harness.config.groups import SCHEMAS, BenchConfig, SuiteConfig
+    from harness.config.groups import SCHEMAS
 
     cs = ConfigStore.instance()
     cs.store(name="bench_schema", node=BenchConfig)
@@ -121,13 +123,21 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def compose_case(overrides: list[str]) -> DictConfig:
+def to_object(cfg: DictConfig) -> BenchConfig:
+    """The composed tree as the typed dataclasses it was declared with: the one conversion (everything after it
+    types against harness/config/groups.py)."""
+    return OmegaConf.to_object(cfg)
+
+
+def compose_case(overrides: list[str]) -> BenchConfig:
+    """The validated, typed config of one case (ConfigError for anything invalid)."""
     cfg = compose_config(overrides)
     try:
-        validate(cfg)
-    except OmegaConfBaseException as exc:  # reading a field can fail type conversion too
+        config = to_object(cfg)
+    except OmegaConfBaseException as exc:  # a missing value, or one that does not convert to its field's type
         raise _explain(exc, overrides) from None
-    return cfg
+    config.validate()
+    return config
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
@@ -146,7 +156,7 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-def expand_suite(suite: Any) -> list[list[str]]:
+def expand_suite(suite: SuiteConfig) -> list[list[str]]:
     """The cases of a suite: base, then each variant, then the cross product of its axes."""
     axes = [f"{key}={values}" for key, values in suite.axes.items()]
     crossed = expand_sweep(axes) if axes else [[]]
@@ -160,23 +170,23 @@ def is_launcher_override(override: str) -> bool:
 def make_case(overrides: list[str], suite: str | None = None) -> Case:
     """Compose and validate `overrides` (ConfigError for anything invalid) into a Case."""
     overrides = [o for o in overrides if not is_launcher_override(o)]
-    config = to_container(compose_case(overrides))
-    config.pop(LAUNCHER, None)
+    config = dataclasses.replace(compose_case(overrides), launcher=None)
     return Case(tuple(overrides), config, suite)
 
 
-def plan_launcher(user_overrides: list[str], cases: list[Case]) -> dict:
+def plan_launcher(user_overrides: list[str], cases: list[Case]) -> LauncherConfig:
     """The launcher section the user asked for (`launcher=slurm launcher.partition=gpu ...`), validated against
     the planned cases."""
     from harness.config.parallel import validate_launcher
 
     cfg = compose_config([o for o in user_overrides if is_launcher_override(o)])
-    nnodes = max((c.config["parallel"]["nnodes"] for c in cases), default=1)
+    nnodes = max((c.config.parallel.nnodes for c in cases), default=1)
     try:
-        validate_launcher(cfg.launcher, nnodes)
+        launcher = to_object(cfg).launcher
     except OmegaConfBaseException as exc:
         raise _explain(exc, user_overrides) from None
-    return to_container(cfg.launcher)
+    validate_launcher(launcher, nnodes)
+    return launcher
 
 
 def plan_cases(user_overrides: list[str], multirun: bool) -> list[Case]:
@@ -188,12 +198,8 @@ def plan_cases(user_overrides: list[str], multirun: bool) -> list[Case]:
     user = [o for o in user_overrides if override_key(o) != "suite" and not is_launcher_override(o)]
     user_variants = expand_sweep(user) if multirun else [user]
     if suite_name is not None:
-        suite = compose_config([f"suite={suite_name}"]).suite
+        suite = to_object(compose_config([f"suite={suite_name}"])).suite
         suite_cases = expand_suite(suite)
     else:
         suite_cases = [[]]
     return [make_case(merge_overrides(sc, uv), suite_name) for sc in suite_cases for uv in user_variants]
-
-
-def to_container(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

@@ -1,65 +1,31 @@
-"""Typed configuration: one dataclass per Hydra group, registered in Hydra's ConfigStore.
+"""Typed configuration: one dataclass per Hydra group, registered in Hydra's ConfigStore, and the tree they make.
 
-The YAML files under `suites/` only set values; the schema, the one-line docs and the
-validation live here. Validation names the dotted key and what is allowed, and never
-rewrites a value: derived values (a preset's shapes, default LoRA targets, checkpoint
-segments) are resolved into a separate `resolved` section of the record.
+The YAML files under `suites/` only set values; the schema, the one-line docs and the validation live here (a
+model family's own fields and rules in harness/families/). Hydra composes, harness/config/compose.py turns the
+result into a `BenchConfig` once, and that object travels as itself: to the case process (pickled), into the
+record (`to_dict`), and back from a record (`from_dict`). Validation names the dotted key and what is allowed,
+and never rewrites a value: derived values (a preset's shapes, default LoRA targets, checkpoint segments) are
+resolved into a separate `resolved` section of the record.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from harness import families
 from harness.config.fields import ConfigError as ConfigError  # re-exported: callers import it from here
 from harness.config.fields import doc
 from harness.config.fields import positive_int as _positive_int
 from harness.config.fields import require as _require
 from harness.config.parallel import LauncherConfig, ParallelConfig, validate_parallel
-from harness.config.rules import ADAPTER_METHODS, LLAMA_SHAPE_KEYS, METHODS, PRECISIONS, QLORA_PRECISIONS, llama_shape
-from harness.families.hf_config import HfModelConfig
-from harness.families.hf_inventory import hf_model
-from harness.families.llama_presets import LLAMA_PRESETS
+from harness.config.rules import ADAPTER_METHODS, METHODS, PRECISIONS, QLORA_PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
-MLP_ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid")
-MLP_MAX_DEPTH = 4096
-
-
-@dataclass
-class MlpConfig:
-    name: str = doc("Model family: `mlp` is depth x (Linear + activation), the deep-network case.", "mlp")
-    depth: int = doc("Number of Linear + activation blocks (1..4096).", 8)
-    width: int = doc("Features in and out of every Linear (square layers).", 256)
-    activation: str = doc("Activation after each Linear: relu | gelu | tanh | sigmoid.", "relu")
-    residual: bool = doc("Add the block input to its output (x + act(linear(x))).", False)
-    norm: bool = doc("LayerNorm before each Linear.", False)
-    bias: bool = doc("Linear layers carry a bias.", True)
-
-
-@dataclass
-class LlamaModelConfig:
-    name: str = doc(
-        "Model family: a transformers LlamaForCausalLM built from a LlamaConfig with random weights.", "llama"
-    )
-    preset: str = doc(
-        "Shape preset (see harness/families/llama_presets.py); the fields below, when set, override it.", "tiny"
-    )
-    hidden_size: Optional[int] = doc("Model width d; null takes the preset's.", None)
-    num_layers: Optional[int] = doc("Decoder layers; null takes the preset's.", None)
-    num_heads: Optional[int] = doc("Attention (query) heads; null takes the preset's.", None)
-    num_kv_heads: Optional[int] = doc("Key/value heads (grouped-query attention); null takes the preset's.", None)
-    intermediate_size: Optional[int] = doc("SwiGLU hidden width; null takes the preset's.", None)
-    vocab_size: Optional[int] = doc("Vocabulary size; null takes the preset's.", None)
-    attn_implementation: str = doc(
-        "Attention kernel: eager (materializes seq x seq scores) | sdpa (PyTorch scaled_dot_product_attention).", "sdpa"
-    )
-    weights_path: Optional[str] = doc(
-        "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None
-    )
 
 
 @dataclass
@@ -76,12 +42,34 @@ class MethodConfig:
         "Module names to adapt; null = every linear layer of attention and MLP.", None
     )
 
+    def validate(self) -> None:
+        _require(self.name in METHODS, "method", f"unknown method {self.name!r}; allowed: {', '.join(METHODS)}")
+        _require(self.lr > 0, "method.lr", f"must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0, "method.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _positive_int(self.min_8bit_size, "method.min_8bit_size")
+        if self.name not in ADAPTER_METHODS:
+            return
+        _positive_int(self.r, "method.r")
+        _require(self.alpha > 0, "method.alpha", f"must be > 0, got {self.alpha}")
+        _require(0.0 <= self.dropout < 1.0, "method.dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.target_modules is not None:
+            _require(
+                len(self.target_modules) > 0,
+                "method.target_modules",
+                "must name at least one module, or be null for every linear layer",
+            )
+
 
 @dataclass
 class PrecisionConfig:
     name: str = doc(
         "fp32 | bf16 (weights and compute in bf16) | amp_bf16 | amp_fp16 (autocast, fp16 with a grad scaler).", "fp32"
     )
+
+    def validate(self) -> None:
+        _require(
+            self.name in PRECISIONS, "precision", f"unknown precision {self.name!r}; allowed: {', '.join(PRECISIONS)}"
+        )
 
 
 @dataclass
@@ -95,6 +83,10 @@ class WorkloadConfig:
     batch_size: int = doc("Sequences per batch.", 2)
     seq_len: int = doc("Tokens per sequence (mlp: rows per sample, each a width-sized vector).", 64)
     seed: int = doc("Seed for weights and the synthetic batch: every phase sees the same tensors.", 0)
+
+    def validate(self) -> None:
+        _positive_int(self.batch_size, "workload.batch_size")
+        _positive_int(self.seq_len, "workload.seq_len")
 
 
 @dataclass
@@ -114,6 +106,26 @@ class MeasureConfig:
         "Seconds a case's process may run before it is ended and recorded as timed out (null: no limit).", 1800.0
     )
 
+    def validate(self) -> None:
+        _require(self.warmup >= 0, "measure.warmup", f"must be >= 0, got {self.warmup}")
+        _require(
+            isinstance(self.repeats, int) and self.repeats >= 3,
+            "measure.repeats",
+            f"must be an integer >= 3 (a median and a spread need several), got {self.repeats!r}",
+        )
+        _require(
+            self.warmup_steps >= 2,
+            "measure.warmup_steps",
+            f"must be >= 2 (optimizer state is created at the first step), got {self.warmup_steps}",
+        )
+        _require(self.noisy_cv > 0, "measure.noisy_cv", f"must be > 0, got {self.noisy_cv}")
+        timeout = self.case_timeout_s
+        _require(
+            timeout is None or timeout > 0,
+            "measure.case_timeout_s",
+            f"must be a number of seconds > 0, or null for no limit, got {timeout!r}",
+        )
+
 
 @dataclass
 class DeviceConfig:
@@ -124,6 +136,23 @@ class DeviceConfig:
         "tensors.",
         None,
     )
+
+    def validate(self) -> None:
+        _require(self.name in DEVICES, "device", f"unknown device {self.name!r}; allowed: {', '.join(DEVICES)}")
+        _require(self.index >= 0, "device.index", f"must be >= 0, got {self.index}")
+        budget = self.memory_budget_gib
+        _require(
+            budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
+            "device.memory_budget_gib",
+            f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}",
+        )
+
+    def type_on(self, cuda_visible: bool) -> str:
+        """The device type a case runs on, the one rule: `auto` is cuda when a CUDA device is visible (the caller
+        says how it looked: torch in the case process, NVML where torch is not loaded), else cpu."""
+        if self.name == "auto":
+            return "cuda" if cuda_visible else "cpu"
+        return self.name
 
 
 @dataclass
@@ -139,6 +168,7 @@ class SuiteConfig:
 
 @dataclass
 class BenchConfig:
+    # one family's schema (harness/families): OmegaConf has no union types, so the field is untyped here
     model: Any = doc("Model group: mlp | llama | hf.", MISSING)
     method: MethodConfig = doc("Method group.", MISSING)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
@@ -147,142 +177,68 @@ class BenchConfig:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    # how a sweep's cases are started: taken out of each case's config (harness/config/compose.py)
-    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    # how a sweep's cases are started: None in a planned case, whose config it is not part of (compose.py)
+    launcher: Optional[LauncherConfig] = field(default_factory=LauncherConfig)
     suite: Optional[SuiteConfig] = doc("A sweep: `suite=NAME` runs every case of suites/suite/NAME.yaml.", None)
     output_dir: Optional[str] = doc("Where records go; null = a new timestamped folder under results/runs/.", None)
 
-
-def validate(cfg: Any) -> None:
-    """Cross-field rules that a schema cannot express. Raises ConfigError before anything is built."""
-    model = cfg.model
-    _require(model.name in ("mlp", "llama", "hf"), "model", f"unknown model {model.name!r}; allowed: mlp, llama, hf")
-    if model.name == "mlp":
-        _positive_int(model.depth, "model.depth")
-        _require(model.depth <= MLP_MAX_DEPTH, "model.depth", f"must be <= {MLP_MAX_DEPTH}, got {model.depth}")
-        _positive_int(model.width, "model.width")
+    def validate(self) -> None:
+        """Each group's rules, then those across groups. Raises ConfigError before anything is built."""
         _require(
-            model.activation in MLP_ACTIVATIONS,
-            "model.activation",
-            f"unknown activation {model.activation!r}; allowed: {', '.join(MLP_ACTIVATIONS)}",
+            self.model.name in families.names(),
+            "model",
+            f"unknown model {self.model.name!r}; allowed: {', '.join(families.names())}",
         )
-    elif model.name == "hf":
-        _require(
-            model.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
-            "model.attn_implementation",
-            f"unknown {model.attn_implementation!r}; allowed: null, {', '.join(ATTN_IMPLEMENTATIONS)}",
-        )
-        hf_model(model)  # the config.json, built on the meta device once: ConfigError where it cannot be
-    else:
-        _require(
-            model.preset in LLAMA_PRESETS,
-            "model.preset",
-            f"unknown preset {model.preset!r}; allowed: {', '.join(LLAMA_PRESETS)}",
-        )
-        for key in LLAMA_SHAPE_KEYS:
-            value = getattr(model, key)
-            if value is not None:
-                _positive_int(value, f"model.{key}")
-        shape = llama_shape(model)
-        _require(
-            shape["hidden_size"] % shape["num_heads"] == 0,
-            "model.num_heads",
-            f"hidden_size {shape['hidden_size']} is not divisible by num_heads {shape['num_heads']}",
-        )
-        _require(
-            shape["num_heads"] % shape["num_kv_heads"] == 0,
-            "model.num_kv_heads",
-            f"num_heads {shape['num_heads']} is not divisible by num_kv_heads {shape['num_kv_heads']}",
-        )
-        _require(
-            model.attn_implementation in ATTN_IMPLEMENTATIONS,
-            "model.attn_implementation",
-            f"unknown {model.attn_implementation!r}; allowed: {', '.join(ATTN_IMPLEMENTATIONS)}",
-        )
-
-    method = cfg.method
-    _require(method.name in METHODS, "method", f"unknown method {method.name!r}; allowed: {', '.join(METHODS)}")
-    _require(method.lr > 0, "method.lr", f"must be > 0, got {method.lr}")
-    _require(method.weight_decay >= 0, "method.weight_decay", f"must be >= 0, got {method.weight_decay}")
-    _positive_int(method.min_8bit_size, "method.min_8bit_size")
-    if method.name in ADAPTER_METHODS:
-        _positive_int(method.r, "method.r")
-        _require(method.alpha > 0, "method.alpha", f"must be > 0, got {method.alpha}")
-        _require(0.0 <= method.dropout < 1.0, "method.dropout", f"must be in [0, 1), got {method.dropout}")
-        if method.target_modules is not None:
+        families.of(self.model).validate(self.model, self)
+        self.method.validate()
+        if self.method.name == "qlora":
+            # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 and the NF4 matmuls
+            # compute in bf16: a "pure bf16" or fp16 QLoRA would be a label the run does not honour.
             _require(
-                len(method.target_modules) > 0,
-                "method.target_modules",
-                "must name at least one module, or be null for every linear layer",
+                self.precision.name in QLORA_PRECISIONS,
+                "precision",
+                f"qlora runs NF4 weights with bf16 compute and fp32 adapters; {self.precision.name!r} is not "
+                f"allowed with it; allowed: {', '.join(QLORA_PRECISIONS)}",
             )
-    if method.name == "qlora":
-        # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 and the NF4 matmuls
-        # compute in bf16: a "pure bf16" or fp16 QLoRA would be a label the run does not honour.
-        _require(
-            cfg.precision.name in QLORA_PRECISIONS,
-            "precision",
-            f"qlora runs NF4 weights with bf16 compute and fp32 adapters; {cfg.precision.name!r} is not "
-            f"allowed with it; allowed: {', '.join(QLORA_PRECISIONS)}",
-        )
+        self.precision.validate()
+        self.workload.validate()
+        self.measure.validate()
+        self.device.validate()
+        validate_parallel(self)
 
-    _require(
-        cfg.precision.name in PRECISIONS,
-        "precision",
-        f"unknown precision {cfg.precision.name!r}; allowed: {', '.join(PRECISIONS)}",
-    )
+    def to_dict(self) -> dict:
+        """The config as plain data, as a record stores it (without the launcher: how a case started is not part
+        of what it measured)."""
+        out = dataclasses.asdict(self)
+        out.pop("launcher")
+        return out
 
-    ckpt = cfg.checkpointing
-    if ckpt.segments is not None:
-        _require(
-            model.name == "mlp",
-            "checkpointing.segments",
-            "applies to model=mlp only (llama checkpoints every decoder layer)",
-        )
-        _positive_int(ckpt.segments, "checkpointing.segments")
-        _require(
-            ckpt.segments <= model.depth,
-            "checkpointing.segments",
-            f"must be <= model.depth ({model.depth}), got {ckpt.segments}",
-        )
+    @classmethod
+    def from_dict(cls, data: dict) -> BenchConfig:
+        """The typed tree of a record's `config`. Fields an older record lacks take their defaults (what the
+        harness of its time ran: e.g. no parallel group, one process); keys no schema knows are ignored."""
+        return _build(cls, {**data, "launcher": None})
 
-    _positive_int(cfg.workload.batch_size, "workload.batch_size")
-    _positive_int(cfg.workload.seq_len, "workload.seq_len")
-    _require(cfg.measure.warmup >= 0, "measure.warmup", f"must be >= 0, got {cfg.measure.warmup}")
-    _require(
-        isinstance(cfg.measure.repeats, int) and cfg.measure.repeats >= 3,
-        "measure.repeats",
-        f"must be an integer >= 3 (a median and a spread need several), got {cfg.measure.repeats!r}",
-    )
-    _require(
-        cfg.measure.warmup_steps >= 2,
-        "measure.warmup_steps",
-        f"must be >= 2 (optimizer state is created at the first step), got {cfg.measure.warmup_steps}",
-    )
-    _require(cfg.measure.noisy_cv > 0, "measure.noisy_cv", f"must be > 0, got {cfg.measure.noisy_cv}")
-    timeout = cfg.measure.case_timeout_s
-    _require(
-        timeout is None or timeout > 0,
-        "measure.case_timeout_s",
-        f"must be a number of seconds > 0, or null for no limit, got {timeout!r}",
-    )
 
-    _require(cfg.device.name in DEVICES, "device", f"unknown device {cfg.device.name!r}; allowed: {', '.join(DEVICES)}")
-    _require(cfg.device.index >= 0, "device.index", f"must be >= 0, got {cfg.device.index}")
-    budget = cfg.device.memory_budget_gib
-    _require(
-        budget is None or (isinstance(budget, (int, float)) and 0 < budget <= 1 << 20),
-        "device.memory_budget_gib",
-        f"must be a positive number of GiB (e.g. 24 or 0.5), got {budget!r}",
-    )
-    validate_parallel(cfg)
+def _build(schema: type, data: Any) -> Any:
+    """A dataclass of `schema` from plain data, each nested group built as its own dataclass."""
+    hints = typing.get_type_hints(schema)
+    kwargs = {}
+    for f in fields(schema):
+        if f.name not in data:
+            continue
+        value, kind = data[f.name], hints[f.name]
+        if f.name == "model" and schema is BenchConfig:
+            kind = families.family(value["name"]).schema
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[X] -> X
+        kwargs[f.name] = _build(kind, value) if dataclasses.is_dataclass(kind) and isinstance(value, dict) else value
+    return schema(**kwargs)
 
 
 # Every schema, with the config-group option it stands for: Hydra's ConfigStore registers them
 # (harness/config/compose.py) and `bench run --help` lists their fields from them.
 SCHEMAS: dict[str, type] = {
-    "model=mlp": MlpConfig,
-    "model=llama": LlamaModelConfig,
-    "model=hf": HfModelConfig,
+    **{f"model={name}": family.schema for name, family in families.families().items()},
     "method": MethodConfig,
     "precision": PrecisionConfig,
     "checkpointing": CheckpointingConfig,

@@ -1,0 +1,62 @@
+"""Model families as plug-ins: one module per family (mlp.py, llama.py, hf.py), each ending in `FAMILY = Family(...)`.
+
+Everything that depends on which family a case builds is asked of its Family: the schema Hydra registers as
+`model=<name>`, the validation, the label reports show, the default LoRA targets, the shapes the analytic model
+reads, and how the model is built (torch imported inside `build` only: this room needs no torch). No other module
+switches on a model's name.
+
+A new family is one new file here that defines its schema and the functions below and ends in `FAMILY = ...`;
+`families()` finds it (tests/test_families.py holds every family to the interface).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # annotations only: config/groups.py imports this package
+    from harness.config.groups import BenchConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the `model=` option
+    schema: type  # the model group's dataclass
+    transformers: bool  # built by transformers: token ids in, a causal-LM loss out (else x and an MSE target)
+    validate: Callable[[Any, "BenchConfig"], None]  # (model section, whole config): ConfigError naming the key
+    label: Callable[[Any], str]  # short, stable name for tables and plot axes
+    default_targets: Callable[[Any], tuple[str, ...]]  # LoRA targets when method.target_modules is null
+    parameter_tensors: Callable[[Any], list]  # every parameter tensor (harness/predict/parameters.Tensor)
+    shape: Callable[[Any], dict | None]  # transformer shapes (hidden_size, num_layers, ...), None for the mlp
+    build: Callable[..., Any]  # (model section, device, dtype, seed) -> torch module
+    build_nf4: Callable[..., Any]  # (model section, device, seed) -> the base with NF4 weights (QLoRA)
+    describe: Callable[[Any, dict], None]  # what was built, into the record's `resolved`
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def families() -> dict[str, Family]:
+    """Every family module in this package, by name (found once: a new file is a new family)."""
+    if not _FAMILIES:
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+            found = getattr(importlib.import_module(f"{__name__}.{info.name}"), "FAMILY", None)
+            if isinstance(found, Family):
+                _FAMILIES[found.name] = found
+    return _FAMILIES
+
+
+def names() -> tuple[str, ...]:
+    return tuple(families())
+
+
+def family(name: str) -> Family:
+    """The family called `name` (KeyError for one that does not exist: validation names them first)."""
+    return families()[name]
+
+
+def of(model: Any) -> Family:
+    """The family of a config's model section."""
+    return family(model.name)

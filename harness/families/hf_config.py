@@ -14,36 +14,14 @@ activations traced rather than derived.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
-from harness.config.fields import ConfigError, doc
+from harness.config.fields import ConfigError
 from harness.families.hf_presets import ALL_HF_PRESETS
 
-
-@dataclass
-class HfModelConfig:
-    name: str = doc(
-        "Model family: any decoder-only causal LM transformers builds from a config.json, with random weights.", "hf"
-    )
-    preset: Optional[str] = doc(
-        "A release's config.json shipped with the harness (harness/families/hf_presets.py); or model.config.", None
-    )
-    config: Optional[str] = doc("A local config.json (or its directory), instead of model.preset.", None)
-    hidden_size: Optional[int] = doc("Model width; null takes the config's.", None)
-    num_layers: Optional[int] = doc("Decoder layers; null takes the config's.", None)
-    num_heads: Optional[int] = doc("Attention (query) heads; null takes the config's.", None)
-    num_kv_heads: Optional[int] = doc("Key/value heads (grouped-query attention); null takes the config's.", None)
-    head_dim: Optional[int] = doc("Width of one attention head; null takes the config's.", None)
-    intermediate_size: Optional[int] = doc("MLP hidden width; null takes the config's.", None)
-    vocab_size: Optional[int] = doc("Vocabulary size; null takes the config's.", None)
-    attn_implementation: Optional[str] = doc(
-        "eager | sdpa; null = sdpa where transformers supports it for the architecture, else eager.", None
-    )
-    weights_path: Optional[str] = doc(
-        "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None
-    )
+if TYPE_CHECKING:
+    from harness.families.hf import HfModelConfig
 
 
 FAMILIES = {
@@ -98,10 +76,10 @@ def _read_config_file(path: str) -> dict:
     return data
 
 
-def hf_config(model: Any) -> dict:
+def hf_config(model: HfModelConfig) -> dict:
     """The config.json a case builds: the preset's (or the file's) keys with the model section's shape fields on top,
-    each under the key the architecture's config uses. `model` is the config's model section (dict or DictConfig)."""
-    preset, path = model.get("preset"), model.get("config")
+    each under the key the architecture's config uses."""
+    preset, path = model.preset, model.config
     if (preset is None) == (path is None):
         raise ConfigError(
             "model.preset",
@@ -116,7 +94,7 @@ def hf_config(model: Any) -> dict:
         data = _read_config_file(path)
     fields = GPT2_FIELDS if data["model_type"] == "gpt2" else SHAPE_FIELDS
     for key in SHAPE_FIELDS:
-        value = model.get(key)
+        value = getattr(model, key)
         if value is None:
             continue
         if key not in fields:

@@ -20,9 +20,13 @@ import os
 import re
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config.fields import ConfigError
 from harness.families.hf_config import check_decoder_only, family, hf_config, shape
+
+if TYPE_CHECKING:
+    from harness.families.hf import HfModelConfig
 
 SHIPPED = Path(__file__).with_name("hf_inventories.json")
 LAYER_INDEX = re.compile(r"\.\d+(\.|$)")  # model.layers.3.self_attn.q_proj, transformer.h.3.attn.c_attn
@@ -154,14 +158,14 @@ def inventory(data: dict, key: str = "model.config") -> dict:
     return _inventory(json.dumps(data, sort_keys=True), key)
 
 
-def hf_model(model) -> dict:
-    """Everything the harness reads about a `model=hf` section (a dict or DictConfig): the config.json it builds
+def hf_model(model: HfModelConfig) -> dict:
+    """Everything the harness reads about a `model=hf` section: the config.json it builds
     (`data`), its inventory, its family and shapes, and the attention implementation it runs (null: sdpa where
     transformers supports it for the architecture, else eager). ConfigError for anything that cannot be built."""
     data = hf_config(model)
-    key = "model.config" if model.get("config") is not None else "model.preset"
+    key = "model.config" if model.config is not None else "model.preset"
     inv = inventory(data, key)
-    attn = model.get("attn_implementation")
+    attn = model.attn_implementation
     if attn is None:
         attn = "sdpa" if inv["supports_sdpa"] else "eager"
     elif attn == "sdpa" and not inv["supports_sdpa"]:

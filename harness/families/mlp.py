@@ -1,0 +1,111 @@
+"""`model=mlp`: depth x (Linear + activation), the deep-network case (harness/measure/models.DeepMlp)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.config.fields import doc, positive_int, require
+from harness.families import Family
+
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
+
+ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid")
+MAX_DEPTH = 4096
+DEFAULT_TARGETS = ("linear",)
+
+
+@dataclass
+class MlpConfig:
+    name: str = doc("Model family: `mlp` is depth x (Linear + activation), the deep-network case.", "mlp")
+    depth: int = doc("Number of Linear + activation blocks (1..4096).", 8)
+    width: int = doc("Features in and out of every Linear (square layers).", 256)
+    activation: str = doc("Activation after each Linear: relu | gelu | tanh | sigmoid.", "relu")
+    residual: bool = doc("Add the block input to its output (x + act(linear(x))).", False)
+    norm: bool = doc("LayerNorm before each Linear.", False)
+    bias: bool = doc("Linear layers carry a bias.", True)
+
+
+def validate(model: MlpConfig, cfg: BenchConfig) -> None:
+    positive_int(model.depth, "model.depth")
+    require(model.depth <= MAX_DEPTH, "model.depth", f"must be <= {MAX_DEPTH}, got {model.depth}")
+    positive_int(model.width, "model.width")
+    require(
+        model.activation in ACTIVATIONS,
+        "model.activation",
+        f"unknown activation {model.activation!r}; allowed: {', '.join(ACTIVATIONS)}",
+    )
+    segments = cfg.checkpointing.segments
+    if segments is not None:
+        positive_int(segments, "checkpointing.segments")
+        require(
+            segments <= model.depth,
+            "checkpointing.segments",
+            f"must be <= model.depth ({model.depth}), got {segments}",
+        )
+
+
+def label(model: MlpConfig) -> str:
+    name = f"mlp:{model.depth}x{model.width}"
+    if model.activation != "relu":
+        name += f":{model.activation}"
+    if model.residual:
+        name += "+res"
+    if model.norm:
+        name += "+ln"
+    return name
+
+
+def default_targets(model: MlpConfig) -> tuple[str, ...]:
+    return DEFAULT_TARGETS
+
+
+def parameter_tensors(model: MlpConfig) -> list:
+    from harness.predict.parameters import Tensor
+
+    w, out = model.width, []
+    for _ in range(model.depth):
+        if model.norm:
+            out += [Tensor("norm", w), Tensor("norm", w)]
+        out.append(Tensor("linear", w * w, w, w))
+        if model.bias:
+            out.append(Tensor("bias", w))
+    return out
+
+
+def shape(model: MlpConfig) -> None:
+    return None
+
+
+def build(model: MlpConfig, device: Any, dtype: Any, seed: int) -> Any:
+    from harness.measure.models import build_mlp
+
+    return build_mlp(model, device, dtype, seed)
+
+
+def build_nf4(model: MlpConfig, device: Any, seed: int) -> Any:
+    import torch
+
+    from harness.measure.models import build_mlp, quantize_mlp_nf4
+
+    return quantize_mlp_nf4(build_mlp(model, torch.device("cpu"), torch.float32, seed), device)
+
+
+def describe(model: MlpConfig, resolved: dict) -> None:
+    return None
+
+
+FAMILY = Family(
+    name="mlp",
+    schema=MlpConfig,
+    transformers=False,
+    validate=validate,
+    label=label,
+    default_targets=default_targets,
+    parameter_tensors=parameter_tensors,
+    shape=shape,
+    build=build,
+    build_nf4=build_nf4,
+    describe=describe,
+)
