@@ -12,55 +12,63 @@ from harness.run.plan import check_device, default_suite, output_path, split_out
 EXIT_OK, EXIT_CASE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def cmd_run(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(run_help())
-        return EXIT_OK
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    show_cfg = "--cfg" in argv
-    force = "--force" in argv
-    wait = "--no-wait" not in argv
-    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg", "--force", "--no-wait")]
+RUN_FLAGS = ("-m", "--multirun", "--cfg", "--force", "--no-wait")
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    overrides = [a for a in argv if a not in RUN_FLAGS]
     unknown = [a for a in overrides if a.startswith("-")]
     if unknown:
         raise ConfigError(
             "arguments", f"unknown option {unknown[0]!r}; allowed: -m/--multirun, --cfg, --force, --no-wait, --help"
         )
-    overrides = [f"suite={default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
+    return [f"suite={default_suite()}" if o == f"suite={DEFAULT_SUITE}" else o for o in overrides]
 
-    from harness.config.compose import plan_cases, plan_launcher
 
-    chosen, overrides = split_output_dir(overrides)
+def cmd_run(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(run_help())
+        return EXIT_OK
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    wait = "--no-wait" not in argv
+
+    from harness.config.compose import plan_cases, plan_launcher, to_yaml
+
+    chosen, overrides = split_output_dir(_overrides(argv))
     cases = plan_cases(overrides, multirun)
     launcher = plan_launcher(overrides, cases)
-    if not wait and launcher["name"] != "slurm":
+    if not wait and launcher.name != "slurm":
         raise ConfigError(
-            "--no-wait", f"applies to launcher=slurm (launcher={launcher['name']} runs its cases on this machine)"
+            "--no-wait", f"applies to launcher=slurm (launcher={launcher.name} runs its cases on this machine)"
         )
     output_dir = output_path(chosen, cases[0].suite or ("sweep" if multirun else "case"))
-    if show_cfg:
-        from omegaconf import OmegaConf
-
+    if "--cfg" in argv:
         for case in cases:
-            print(f"# bench run {' '.join(case.overrides)}\n{OmegaConf.to_yaml(case.cfg)}")
+            print(f"# bench run {' '.join(case.overrides)}\n{to_yaml(case.config)}")
         return EXIT_OK
-    if launcher["name"] != "slurm":  # a SLURM job's node has its own devices
+    if launcher.name != "slurm":  # a SLURM job's node has its own devices
         cases = check_device(cases)
 
-    from harness.report.summary import format_table
     from harness.run.sweep import run_sweep
 
     print(f"bench: {len(cases)} case(s) -> {output_dir}", file=sys.stderr)
-    result = run_sweep(cases, output_dir, force=force, launcher=launcher, wait=wait)
+    result = run_sweep(cases, output_dir, force="--force" in argv, launcher=launcher, wait=wait)
     for failure in result.job_failures:
         print(f"bench: {failure}", file=sys.stderr)
     if result.submitted:
         print(
-            f"bench: {len(result.submitted)} job(s) submitted ({launcher['name']}); each writes its record into "
+            f"bench: {len(result.submitted)} job(s) submitted ({launcher.name}); each writes its record into "
             f"{output_dir}/. Rerun the same command with output_dir={output_dir} to collect them and resume.",
             file=sys.stderr,
         )
         return EXIT_OK
+    return _summary(result, output_dir)
+
+
+def _summary(result, output_dir) -> int:
+    """The table of what ran, the counts, and what to do next; the exit code they give."""
+    from harness.report.summary import format_table
+
     for line in result.unreadable:
         print(f"bench: not a record, left as it is: {output_dir}/{line}", file=sys.stderr)
     if result.records:

@@ -17,12 +17,12 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def real_records():
     """Records of real measured cases (tiny mlp, full AdamW and LoRA, checkpointing off and on), made once."""
-    from harness.measure.case import run_case
+    from support import record_in_process
 
     records = []
     for method in ("full_adamw", "lora"):
         for ckpt in ("off", "on"):
-            record = run_case([*SMALL_CASE, f"method={method}", f"checkpointing={ckpt}"])
+            record = record_in_process([*SMALL_CASE, f"method={method}", f"checkpointing={ckpt}"])
             assert record["status"] == "ok", record.get("error")
             records.append(record)
     return records

@@ -8,6 +8,16 @@ from harness.measure.methods import build_trainable
 from harness.measure.workload import Workload
 
 
+def record_in_process(overrides):
+    """The record of one case measured in this process (no case process): what the parent would write of it."""
+    from harness.config.compose import make_case
+    from harness.measure.case import run_case
+    from harness.records.build import build_record
+
+    case = make_case(list(overrides))
+    return build_record(case, run_case(case))
+
+
 def build(overrides):
     cfg = compose_case(["device=cpu", *overrides])
     trainable = build_trainable(cfg, torch.device("cpu"))

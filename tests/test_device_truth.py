@@ -12,7 +12,7 @@ from support import build, measure_memory_as_case
 from harness.config.compose import to_container
 from harness.measure import faults
 from harness.measure.attention import kernels_used
-from harness.measure.case import run_case
+from support import record_in_process
 from harness.measure.checks import adamw_expected_bytes, trainable_bytes
 from harness.measure.cuda_context import context_from
 from harness.measure.memory import unique_tensor_bytes
@@ -210,7 +210,7 @@ def test_math_kernel_activations_match_the_analytic_formula(overrides):
 
 
 def test_record_names_the_attention_kernel_and_predicts_with_it():
-    record = run_case(
+    record = record_in_process(
         [
             "device=cpu",
             "model=llama",
@@ -252,7 +252,7 @@ def test_inputs_over_an_emulated_budget_are_an_oom_record_not_a_killed_process(t
 
 
 def _peak_live(overrides):
-    record = run_case([*overrides, "device.memory_budget_gib=64"])
+    record = record_in_process([*overrides, "device.memory_budget_gib=64"])
     assert record["status"] == "ok", record["error"]
     return record["metrics"]["memory_budget"]["peak_live_bytes"]
 
@@ -276,7 +276,7 @@ def test_a_flop_pass_out_of_memory_leaves_flops_null_and_the_case_ok():
     off = _peak_live([*base, "checkpointing=off", "measure.flops=false"])
     assert off > on
     budget_gib = (on + off) / 2 / GIB
-    record = run_case([*base, "checkpointing=on", f"device.memory_budget_gib={budget_gib}"])
+    record = record_in_process([*base, "checkpointing=on", f"device.memory_budget_gib={budget_gib}"])
     assert record["status"] == "ok", record["error"]
     metrics = record["metrics"]
     assert metrics["flops"] is None and metrics["flops_unavailable_reason"].startswith("BudgetExceeded")

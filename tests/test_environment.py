@@ -211,9 +211,9 @@ def test_python_m_harness_from_a_tree_without_git_records_bench_git_sha(tmp_path
 @pytest.fixture(scope="module")
 def record():
     """One real measured case, made in this process."""
-    from harness.measure.case import run_case
+    from support import record_in_process
 
-    made = run_case([*TINY, "method=full_adamw"])
+    made = record_in_process([*TINY, "method=full_adamw"])
     assert made["status"] == "ok", made.get("error")
     return made
 

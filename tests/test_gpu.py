@@ -6,7 +6,7 @@ Skipped without a GPU (CI has none); run `make test` on a GPU host to check them
 import pytest
 import torch
 
-from harness.measure.case import run_case
+from support import record_in_process
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -25,7 +25,7 @@ BASE = ["device=cuda", "model=llama", "model.preset=tiny", "measure.repeats=5", 
 @pytest.mark.parametrize("method", ["full_adamw", "adamw8bit", "lora", "qlora"])
 @pytest.mark.parametrize("ckpt", ["off", "on"])
 def test_llama_case_on_cuda(method, ckpt):
-    record = run_case([*BASE, f"method={method}", f"checkpointing={ckpt}"])
+    record = record_in_process([*BASE, f"method={method}", f"checkpointing={ckpt}"])
     assert record["status"] == "ok", record["error"]
     m = record["metrics"]
     assert m["timing"]["timer"] == "cuda_event"
@@ -52,7 +52,7 @@ def test_tracker_counts_allocator_blocks_and_the_exact_checks_hold():
     """Width 33: no tensor is a whole number of 512-byte blocks. Weight 33² x 4 = 4356 B -> 4608, bias 132 B
     -> 512, fused AdamW's step 4 B -> 512 (hand count); every exact check passes and the analytic model's
     allocator figures agree."""
-    record = run_case([*MLP, "model.depth=2", "model.width=33", "measure.flops=false"])
+    record = record_in_process([*MLP, "model.depth=2", "model.width=33", "measure.flops=false"])
     assert record["status"] == "ok", record["error"]
     mem = record["metrics"]["memory"]
     assert mem["grads_bytes"] == 2 * (4608 + 512)
@@ -63,7 +63,7 @@ def test_tracker_counts_allocator_blocks_and_the_exact_checks_hold():
 
 
 def test_inference_figures_hold_no_optimizer_state_and_device_figures_are_per_phase():
-    record = run_case(
+    record = record_in_process(
         [
             *MLP,
             "model.depth=8",
@@ -87,7 +87,9 @@ def test_inference_figures_hold_no_optimizer_state_and_device_figures_are_per_ph
 
 
 def test_budget_subtracts_the_context_measured_after_the_libraries_load():
-    record = run_case([*MLP, "model.depth=2", "model.width=256", "measure.flops=false", "device.memory_budget_gib=2"])
+    record = record_in_process(
+        [*MLP, "model.depth=2", "model.width=256", "measure.flops=false", "device.memory_budget_gib=2"]
+    )
     assert record["status"] == "ok", record["error"]
     budget = record["metrics"]["memory_budget"]
     assert budget["context_bytes"] > 0
@@ -95,7 +97,7 @@ def test_budget_subtracts_the_context_measured_after_the_libraries_load():
 
 
 def test_float64_gradient_check_is_timed_after_its_kernels_finish():
-    record = run_case(
+    record = record_in_process(
         [*MLP, "model.depth=4", "model.width=64", "method=sgd", "measure.flops=false", "measure.gradients=true"]
     )
     assert record["status"] == "ok", record["error"]
@@ -104,7 +106,7 @@ def test_float64_gradient_check_is_timed_after_its_kernels_finish():
 
 
 def test_llama_records_the_sdpa_kernel_that_ran():
-    record = run_case([*BASE, "method=full_adamw", "precision=bf16", "measure.flops=false"])
+    record = record_in_process([*BASE, "method=full_adamw", "precision=bf16", "measure.flops=false"])
     assert record["status"] == "ok", record["error"]
     kernels = record["resolved"]["attention_kernel"]
     assert set(kernels) == {"fwd_train", "fwd_infer"}
@@ -113,7 +115,7 @@ def test_llama_records_the_sdpa_kernel_that_ran():
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_a_case_on_device_index_1_runs_there():
-    record = run_case([*MLP, "model.depth=2", "model.width=256", "device.index=1"])
+    record = record_in_process([*MLP, "model.depth=2", "model.width=256", "device.index=1"])
     assert record["status"] == "ok", record["error"]
     assert record["resolved"]["device"] == "cuda:1" and record["metrics"]["timing"]["timer"] == "cuda_event"
 
@@ -129,7 +131,7 @@ def test_more_ranks_than_gpus_exit_2_naming_the_key(capsys):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 @pytest.mark.parametrize("style", ["ddp", "fsdp"])
 def test_two_ranks_over_nccl_hold_what_the_per_rank_model_says(style):
-    record = run_case([*MLP, "model.depth=4", "model.width=513", f"parallel={style}", "parallel.nproc=2"])
+    record = record_in_process([*MLP, "model.depth=4", "model.width=513", f"parallel={style}", "parallel.nproc=2"])
     assert record["status"] == "ok", record["error"]
     assert record["provenance"]["distributed"]["backend"] == "nccl"
     for entry in record["metrics"]["ranks"]:

@@ -94,9 +94,9 @@ def test_launcher_is_kept_out_of_the_case():
 
 
 def _run(overrides):
-    from harness.measure.case import run_case
+    from support import record_in_process
 
-    return run_case(make_case(overrides))
+    return record_in_process(overrides)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,12 @@ import sys
 
 import pytest
 
+from harness.config.compose import make_case
+from harness.records.build import build_record
 from harness.records.io import read_record, write_record
-from harness.records.predicted import prediction
-from harness.records.schema import SCHEMA_VERSION, build_record
+from harness.records.outcome import Measurement
+from harness.records.schema import SCHEMA_VERSION
+from harness.records.submit import submit
 from harness.run.sweep import run_sweep
 
 SMALL = ["device=cpu", "model=mlp", "model.depth=2", "model.width=32", "measure.repeats=3", "measure.warmup=0"]
@@ -59,25 +62,18 @@ def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
     assert f"{m['flop_ratio']:.2f}" in proc.stdout and m["flop_ratio"] == 3 - 1 / 2
 
 
-def _record(**config_changes):
-    config = {"model": {"name": "mlp"}, "method": {"name": "sgd"}, "checkpointing": {"enabled": False}}
-    config.update(config_changes)
-    metrics = {"x_s": math.nan, "time": {}}
-    return build_record(
-        config=config,
-        overrides=["model=mlp"],
-        provenance={"utc_time": "t"},
-        status="ok",
-        metrics=metrics,
-        predicted=prediction(config, {"utc_time": "t"}, metrics=metrics),
-    )
+def _record(method="sgd"):
+    case = make_case(["model=mlp", "model.depth=2", "model.width=8", f"method={method}", "device=cpu"])
+    return build_record(case, Measurement("ok", {"utc_time": "t"}, metrics={"x_s": math.nan, "time": {}}))
 
 
 def test_record_id_follows_content_and_nan_becomes_null():
-    a, b = _record(), _record(method={"name": "lora"})
+    a, b = _record(), _record(method="lora")
     assert a["id"] != b["id"] and a["config_hash"] != b["config_hash"]
     assert a["id"] == _record()["id"]
     assert a["metrics"]["x_s"] is None
+    # the one builder places the prediction for the case: 2 layers of 8x8 + bias, fp32
+    assert a["predicted"]["memory"]["params_bytes"] == 4 * 2 * (8 * 8 + 8)
 
 
 def test_write_is_atomic_and_never_overwrites(tmp_path):
@@ -85,9 +81,22 @@ def test_write_is_atomic_and_never_overwrites(tmp_path):
     path = write_record(record, tmp_path)
     before = path.read_bytes()
     with pytest.raises(FileExistsError):
-        write_record(dict(record, status="error"), tmp_path)
+        write_record(record, tmp_path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.slow
+def test_a_run_file_and_its_submitted_copy_share_one_name(tmp_path):
+    """One naming rule (records/folder.record_filename): the id and the method spelled the same in a run's
+    folder and in the results folder."""
+    result = run_sweep([[*SMALL, "method=full_adamw"]], tmp_path / "run", progress=False)
+    [run_file] = result.paths
+    [outcome] = submit([run_file], tmp_path / "results")
+    assert outcome.status == "taken"
+    record = read_record(run_file)
+    assert outcome.dest.name == run_file.name
+    assert run_file.name.startswith("mlp_full-adamw_ckpt-off_") and f"_{record['id']}_" in run_file.name
 
 
 def test_a_bad_start_method_is_named_and_nothing_is_created(tmp_path, monkeypatch, capsys):

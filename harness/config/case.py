@@ -36,10 +36,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
 
 
-def config_hash(config: dict) -> str:
-    """16 hex digits of a record's config (plain data) alone: repeats of one configuration share it."""
+def config_hash(stored: dict) -> str:
+    """16 hex digits of a config as a record stores it (plain data: older records' too, with the fields of their
+    time) alone: repeats of one configuration share it."""
     # A single-process case hashes as it did before the parallel group existed, so its earlier records still
     # resume and group with it; a multi-rank case's parallel section is part of what it measures.
-    if (config.get("parallel") or {}).get("name") == "none":
-        config = {k: v for k, v in config.items() if k != "parallel"}
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+    if (stored.get("parallel") or {}).get("name") == "none":
+        stored = {k: v for k, v in stored.items() if k != "parallel"}
+    return hashlib.sha256(canonical_json(stored).encode()).hexdigest()[:16]

@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 import os
 from pathlib import Path
-from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -127,6 +126,11 @@ def to_object(cfg: DictConfig) -> BenchConfig:
     """The composed tree as the typed dataclasses it was declared with: the one conversion (everything after it
     types against harness/config/groups.py)."""
     return OmegaConf.to_object(cfg)
+
+
+def to_yaml(config: BenchConfig) -> str:
+    """A case's config as YAML, in the schema's field order (`bench run --cfg`)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config.to_dict()))
 
 
 def compose_case(overrides: list[str]) -> BenchConfig:

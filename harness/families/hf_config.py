@@ -126,27 +126,27 @@ def check_decoder_only(data: dict, key: str) -> None:
         )
 
 
-def value(config: dict, key: str, default: Any = None) -> Any:
-    """A config value under any of the names architectures give it."""
+def value(data: dict, key: str, default: Any = None) -> Any:
+    """A config.json value under any of the names architectures give it."""
     for name in ALIASES.get(key, (key,)):
-        if config.get(name) is not None:
-            return config[name]
+        if data.get(name) is not None:
+            return data[name]
     return default
 
 
-def shape(config: dict) -> dict:
+def shape(data: dict) -> dict:
     """Shapes of a resolved config (transformers' `to_dict()`, every default filled in), named alike for every
     architecture: what the activation counts read."""
-    h = value(config, "hidden_size")
-    nh = value(config, "num_attention_heads")
+    h = value(data, "hidden_size")
+    nh = value(data, "num_attention_heads")
     return {
         "hidden_size": h,
-        "num_layers": value(config, "num_hidden_layers"),
+        "num_layers": value(data, "num_hidden_layers"),
         "num_heads": nh,
-        "num_kv_heads": config.get("num_key_value_heads") or nh,
-        "head_dim": config.get("head_dim") or h // nh,
+        "num_kv_heads": data.get("num_key_value_heads") or nh,
+        "head_dim": data.get("head_dim") or h // nh,
         # GPT-2's n_inner: null means 4 x n_embd (GPT2Block)
-        "intermediate_size": value(config, "intermediate_size") or 4 * h,
-        "vocab_size": config["vocab_size"],
-        "tie_word_embeddings": config.get("tie_word_embeddings", True),
+        "intermediate_size": value(data, "intermediate_size") or 4 * h,
+        "vocab_size": data["vocab_size"],
+        "tie_word_embeddings": data.get("tie_word_embeddings", True),
     }

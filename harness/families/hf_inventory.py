@@ -57,14 +57,16 @@ def build_config(data: dict, key: str = "model.config", **extra):
         raise ConfigError(key, f"transformers cannot build model_type {data['model_type']!r}: {exc}") from None
 
 
-def causal_lm_class(config, key: str = "model.config"):
+def causal_lm_class(transformers_config, key: str = "model.config"):
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM._model_mapping[type(config)]
+        return AutoModelForCausalLM._model_mapping[type(transformers_config)]
     except KeyError:
         raise ConfigError(
-            key, f"transformers has no causal LM for model_type {config.model_type!r}; allowed: decoder-only causal LMs"
+            key,
+            f"transformers has no causal LM for model_type {transformers_config.model_type!r}; allowed: decoder-only "
+            "causal LMs",
         ) from None
 
 

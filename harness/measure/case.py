@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 import traceback
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
 from harness.config.case import Case
+from harness.config.groups import BenchConfig
 from harness.config.parallel import is_multi_rank
 from harness.config.rules import PHASES
 from harness.measure import attention, faults, provenance, timing
@@ -22,16 +24,13 @@ from harness.measure import flops as flops_mod
 from harness.measure import memory as memory_mod
 from harness.measure.methods import build_trainable
 from harness.measure.workload import Workload
-from harness.records.predicted import prediction
-from harness.records.schema import build_record
+from harness.records.outcome import OK, OOM, Measurement, failure
 from harness.units import GIB
 
 
-def resolve_device(cfg: Any) -> torch.device:
-    name = cfg.device.name
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+def resolve_device(cfg: BenchConfig) -> torch.device:
+    """The device a case runs on, by the one rule (DeviceConfig.type_on), seen from torch."""
+    if cfg.device.type_on(torch.cuda.is_available()) == "cuda":
         return torch.device("cuda", cfg.device.index)
     return torch.device("cpu")
 
@@ -50,7 +49,7 @@ def parameter_counts(model: torch.nn.Module) -> dict:
     return {"total": total, "trainable": trainable, "quantized_4bit": quantized}
 
 
-def _timing_metrics(cfg: Any, workload: Workload, times: dict, wall: float) -> dict:
+def _timing_metrics(cfg: BenchConfig, workload: Workload, times: dict, wall: float) -> dict:
     noisy_cv = cfg.measure.noisy_cv
     time_stats = {phase: timing.summarize(samples, noisy_cv) for phase, samples in times.items()}
     step_s = time_stats["step"]["median_s"]
@@ -103,7 +102,7 @@ class Stage:
             self._report(name)
 
 
-def _warm_up(cfg: Any, workload: Workload, stage: Stage, cpu_budget) -> None:
+def _warm_up(cfg: BenchConfig, workload: Workload, stage: Stage, cpu_budget) -> None:
     """Warm-up; under an emulated CPU budget, the steps and one pass of every phase run inside the budget's
     accounting (every peak is first reached there), the remaining untimed repeats outside it."""
     if cpu_budget is None:
@@ -142,42 +141,32 @@ def _other_process_warning(phases: dict) -> str | None:
     return f"{len(others)} other process(es) held memory on this GPU during the case (pids {sorted(others)})"
 
 
-def measure_case(cfg: Any, device: torch.device, stage: Stage, wrap: Callable | None = None) -> tuple[dict, dict, list]:
-    """The figures of one case in this process; `wrap` makes the model a rank's DDP / FSDP2 form
-    (harness/measure/ranks.py)."""
-    metrics: dict = {}
+@dataclass
+class Context:
+    """What a case sets up before its model: NVML and the CUDA libraries on a GPU, or an emulated CPU budget."""
+
+    nvml: Any = None
+    cpu_budget: Any = None
+    libraries: list = field(default_factory=list)
+
+
+def _context(cfg: BenchConfig, device: torch.device, stage: Stage, metrics: dict) -> Context:
     budget_bytes = int(cfg.device.memory_budget_gib * GIB) if cfg.device.memory_budget_gib is not None else None
-    nvml, cpu_budget, libraries = None, None, []
-    if device.type == "cuda":
-        from harness.measure import cuda_context
-        from harness.measure.nvml import Nvml
+    if device.type != "cuda":
+        return Context(cpu_budget=budget_mod.CpuBudget(budget_bytes, stage) if budget_bytes is not None else None)
+    from harness.measure import cuda_context
+    from harness.measure.nvml import Nvml
 
-        stage("context")
-        nvml = Nvml(device.index or 0)
-        metrics["nvml"] = {"available": nvml.available, "uuid": nvml.uuid, "reason": nvml.reason or None}
-        libraries = cuda_context.load_libraries(device, cfg)
-        if budget_bytes is not None:
-            metrics["memory_budget"] = budget_mod.cuda_budget(device, budget_bytes, cuda_context.measure(device, nvml))
-    elif budget_bytes is not None:
-        cpu_budget = budget_mod.CpuBudget(budget_bytes, stage)
+    stage("context")
+    nvml = Nvml(device.index or 0)
+    metrics["nvml"] = {"available": nvml.available, "uuid": nvml.uuid, "reason": nvml.reason or None}
+    libraries = cuda_context.load_libraries(device, cfg)
+    if budget_bytes is not None:
+        metrics["memory_budget"] = budget_mod.cuda_budget(device, budget_bytes, cuda_context.measure(device, nvml))
+    return Context(nvml=nvml, libraries=libraries)
 
-    with budget_mod.counting(cpu_budget):
-        stage("load")
-        trainable = build_trainable(cfg, device, wrap)
-        stage("inputs")
-        workload = Workload(cfg, trainable, device)
-    with budget_mod.counting(cpu_budget, workload):
-        stage("attention kernel")
-        kernels = attention.kernels_used(workload)
-        if kernels is not None:
-            trainable.resolved["attention_kernel"] = kernels
-        inference = None
-        if cfg.measure.memory:
-            stage("fwd_infer")
-            inference = memory_mod.measure_inference_memory(workload, nvml)
-    _warm_up(cfg, workload, stage, cpu_budget)
 
-    stage("timing")
+def _time_phases(cfg: BenchConfig, workload: Workload, device: torch.device, metrics: dict) -> None:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times, wall = timing.interleaved(
         {p: getattr(workload, p) for p in PHASES},
@@ -189,58 +178,100 @@ def measure_case(cfg: Any, device: torch.device, stage: Stage, wrap: Callable | 
     metrics.update(_timing_metrics(cfg, workload, times, wall))
     metrics["params"] = parameter_counts(workload.model)
 
-    with budget_mod.counting(cpu_budget, workload):
+
+def _memory_pass(workload: Workload, inference: Any, context: Context, metrics: dict) -> None:
+    metrics["memory"] = memory_mod.measure_memory(workload, inference, context.nvml)
+    if workload.device.type == "cuda":
+        from harness.measure import cuda_context
+
+        metrics["memory"]["cuda_context"] = {
+            **cuda_context.measure(workload.device, context.nvml),
+            "libraries_loaded": context.libraries,
+        }
+    warning = _other_process_warning(metrics["memory"]["phase"])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+        metrics.setdefault("warnings", []).append(warning)
+
+
+def _counted_passes(cfg: BenchConfig, workload: Workload, stage: Stage, metrics: dict) -> None:
+    """The FLOP count and the gradient diagnostics: after the measurement, each failing on its own."""
+    device = workload.device
+    if cfg.measure.flops:
+        stage("flop count")
+        flops = _diagnostic(metrics, "flops", device, lambda: flops_mod.measure_flops(workload))
+        if flops is not None:
+            metrics["flops"] = flops
+            metrics.update(flops_mod.flop_ratios(flops))
+            medians = {p: metrics["time"][p]["median_s"] for p in PHASES}
+            metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
+    if cfg.measure.gradients:
+        from harness.measure.gradients import measure_gradients
+
+        stage("gradients")
+        gradients = _diagnostic(metrics, "gradients", device, lambda: measure_gradients(workload, cfg.method.name))
+        if gradients is not None:
+            metrics["gradients"] = gradients
+
+
+def measure_case(
+    cfg: BenchConfig, device: torch.device, stage: Stage, wrap: Callable | None = None
+) -> tuple[dict, dict, list]:
+    """The figures of one case in this process; `wrap` makes the model a rank's DDP / FSDP2 form
+    (harness/measure/ranks.py)."""
+    metrics: dict = {}
+    context = _context(cfg, device, stage, metrics)
+    budget = context.cpu_budget
+    with budget_mod.counting(budget):
+        stage("load")
+        trainable = build_trainable(cfg, device, wrap)
+        stage("inputs")
+        workload = Workload(cfg, trainable, device)
+    with budget_mod.counting(budget, workload):
+        stage("attention kernel")
+        kernels = attention.kernels_used(workload)
+        if kernels is not None:
+            trainable.resolved["attention_kernel"] = kernels
+        inference = None
+        if cfg.measure.memory:
+            stage("fwd_infer")
+            inference = memory_mod.measure_inference_memory(workload, context.nvml)
+    _warm_up(cfg, workload, stage, budget)
+    stage("timing")
+    _time_phases(cfg, workload, device, metrics)
+    with budget_mod.counting(budget, workload):
         if cfg.measure.memory:
             stage("memory pass")
-            metrics["memory"] = memory_mod.measure_memory(workload, inference, nvml)
-            if device.type == "cuda":
-                from harness.measure import cuda_context
-
-                metrics["memory"]["cuda_context"] = {
-                    **cuda_context.measure(device, nvml),
-                    "libraries_loaded": libraries,
-                }
-            warning = _other_process_warning(metrics["memory"]["phase"])
-            if warning:
-                print(f"warning: {warning}", file=sys.stderr)
-                metrics.setdefault("warnings", []).append(warning)
+            _memory_pass(workload, inference, context, metrics)
         state_dtypes = memory_mod.optimizer_state_dtypes(workload.optimizer)
         metrics["optimizer_state_elements_by_dtype"] = state_dtypes
-
-        if cfg.measure.flops:
-            stage("flop count")
-            flops = _diagnostic(metrics, "flops", device, lambda: flops_mod.measure_flops(workload))
-            if flops is not None:
-                metrics["flops"] = flops
-                metrics.update(flops_mod.flop_ratios(flops))
-                medians = {p: metrics["time"][p]["median_s"] for p in PHASES}
-                metrics["flop_rate"] = flops_mod.achieved(flops, medians, cfg, device)
-
-        if cfg.measure.gradients:
-            from harness.measure.gradients import measure_gradients
-
-            stage("gradients")
-            gradients = _diagnostic(metrics, "gradients", device, lambda: measure_gradients(workload, cfg.method.name))
-            if gradients is not None:
-                metrics["gradients"] = gradients
-    if cpu_budget is not None:
-        metrics["memory_budget"] = cpu_budget.info()
-
+        _counted_passes(cfg, workload, stage, metrics)
+    if budget is not None:
+        metrics["memory_budget"] = budget.info()
     checks = checks_mod.run_checks(cfg, workload, metrics, state_dtypes)
     return metrics, trainable.resolved, checks
 
 
-def run_case(case: Case | list[str], report: Callable[[str], None] | None = None) -> dict:
-    """Measure and return the record of one case; failures become error/oom records. `case` comes planned from
-    the parent (a list of overrides is composed here: for tests and one-off calls). `report` is told each stage
-    the case enters (the parent listens)."""
-    if not isinstance(case, Case):
-        from harness.config.compose import make_case
+def _failed(exc: Exception, cfg: BenchConfig, device: torch.device, prov: dict, stage: Stage) -> Measurement:
+    """An exception is a result to record, not a dead sweep: an oom (with the figures up to the phase it ran out
+    of memory in), or an error with its traceback."""
+    if not faults.is_out_of_memory(exc):
+        return failure(prov, type(exc).__name__, str(exc)[:2000], stage.name, traceback=traceback.format_exc()[-8000:])
+    figures = dict(getattr(exc, "figures", {}))
+    if device.type == "cuda":
+        figures.setdefault("torch_max_allocated_bytes", torch.cuda.max_memory_allocated(device))
+        figures.setdefault("torch_max_reserved_bytes", torch.cuda.max_memory_reserved(device))
+    oom_metrics = {"oom": {**figures, "budget_emulated": cfg.device.memory_budget_gib is not None}}
+    error = {"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name}
+    return Measurement(OOM, prov, metrics=oom_metrics, error=error)
 
-        case = make_case(case)
-    cfg, config, overrides = case.cfg, case.config, list(case.overrides)
+
+def run_case(case: Case, report: Callable[[object], None] | None = None) -> Measurement:
+    """Measure `case` in this process; failures become error/oom measurements. `report` is told each stage the
+    case enters and, first, the provenance (the parent listens: a case that dies later is still placed)."""
+    cfg = case.config
     device = resolve_device(cfg)
-    if is_multi_rank(config):  # its ranks, started by torchrun, measure it; this process waits for their record
+    if is_multi_rank(cfg):  # its ranks, started by torchrun, measure it; this process waits for their figures
         from harness.measure.launch import run_multi_rank
 
         return run_multi_rank(case, device, report)
@@ -254,47 +285,11 @@ def run_case(case: Case | list[str], report: Callable[[str], None] | None = None
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.workload.seed)
     prov = provenance.collect(device)
+    if report is not None:
+        report(prov)
     stage = Stage(report)
     try:
         metrics, resolved, checks = measure_case(cfg, device, stage)
     except Exception as exc:  # any failure is a result to record, not a dead sweep
-        if not faults.is_out_of_memory(exc):
-            return build_record(
-                config=config,
-                overrides=overrides,
-                provenance=prov,
-                status="error",
-                predicted=prediction(config, prov),
-                error={
-                    "type": type(exc).__name__,
-                    "message": str(exc)[:2000],
-                    "phase": stage.name,
-                    "traceback": traceback.format_exc()[-8000:],
-                },
-            )
-        # Not fitting is a result: the phase it failed in and the memory figures up to that point.
-        figures = dict(getattr(exc, "figures", {}))
-        if device.type == "cuda":
-            figures.setdefault("torch_max_allocated_bytes", torch.cuda.max_memory_allocated(device))
-            figures.setdefault("torch_max_reserved_bytes", torch.cuda.max_memory_reserved(device))
-        budget = cfg.device.memory_budget_gib
-        oom_metrics = {"oom": {**figures, "budget_emulated": budget is not None}}
-        return build_record(
-            config=config,
-            overrides=overrides,
-            provenance=prov,
-            status="oom",
-            metrics=oom_metrics,
-            predicted=prediction(config, prov, metrics=oom_metrics),
-            error={"type": type(exc).__name__, "message": str(exc)[:2000], "phase": stage.name},
-        )
-    return build_record(
-        config=config,
-        overrides=overrides,
-        provenance=prov,
-        status="ok",
-        metrics=metrics,
-        resolved=resolved,
-        checks=checks,
-        predicted=prediction(config, prov, resolved, metrics),
-    )
+        return _failed(exc, cfg, device, prov, stage)
+    return Measurement(OK, prov, metrics=metrics, resolved=resolved, checks=checks)

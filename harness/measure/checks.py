@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from harness.config.groups import BenchConfig
 from harness.config.rules import ADAMW_METHODS
 from harness.measure.sharding import fsdp_grad_bytes, is_fsdp, local
 from harness.predict.allocator import allocated_bytes
@@ -47,52 +48,72 @@ def eight_bit_expected_elements(model: torch.nn.Module, min_8bit_size: int) -> i
     return 2 * sum(p.numel() for p in model.parameters() if p.requires_grad and p.numel() >= min_8bit_size)
 
 
-def run_checks(cfg: Any, workload, metrics: dict, state_dtypes: dict[str, int]) -> list[dict]:
-    checks = []
-    model = workload.model
-    memory = metrics.get("memory")
-    bytes_trainable = trainable_bytes(model)
-    if memory:
+def _memory_checks(cfg: BenchConfig, workload, memory: dict) -> list[dict]:
+    """Relations between the memory categories the tracker counted and what the model and optimizer hold."""
+    bytes_trainable = trainable_bytes(workload.model)
+    checks = [
+        _check(
+            "grads_bytes_equal_trainable_bytes",
+            memory["grads_bytes"] == bytes_trainable,
+            bytes_trainable,
+            memory["grads_bytes"],
+            "gradient bytes = trainable parameters x gradient element size",
+        ),
+        _check(
+            "activations_positive",
+            memory["activations_bytes"] > 0,
+            "> 0",
+            memory["activations_bytes"],
+            "a training forward holds tensors for backward",
+        ),
+        _check(
+            "optimizer_bytes_tracker_equals_direct",
+            memory["optimizer_bytes"] == memory["optimizer_bytes_direct"],
+            memory["optimizer_bytes_direct"],
+            memory["optimizer_bytes"],
+            "MemTracker's optimizer state = a direct walk of optimizer.state",
+        ),
+    ]
+    if cfg.method.name in ADAMW_METHODS:
+        expected = adamw_expected_bytes(workload.optimizer)
         checks.append(
             _check(
-                "grads_bytes_equal_trainable_bytes",
-                memory["grads_bytes"] == bytes_trainable,
-                bytes_trainable,
-                memory["grads_bytes"],
-                "gradient bytes = trainable parameters x gradient element size",
-            )
-        )
-        checks.append(
-            _check(
-                "activations_positive",
-                memory["activations_bytes"] > 0,
-                "> 0",
-                memory["activations_bytes"],
-                "a training forward holds tensors for backward",
-            )
-        )
-        checks.append(
-            _check(
-                "optimizer_bytes_tracker_equals_direct",
-                memory["optimizer_bytes"] == memory["optimizer_bytes_direct"],
-                memory["optimizer_bytes_direct"],
+                "adamw_state_bytes",
+                memory["optimizer_bytes"] == expected,
+                expected,
                 memory["optimizer_bytes"],
-                "MemTracker's optimizer state = a direct walk of optimizer.state",
+                "AdamW state = 2 x trainable bytes + a 4-byte step per tensor (as allocated)",
             )
         )
-        if cfg.method.name in ADAMW_METHODS:
-            expected = adamw_expected_bytes(workload.optimizer)
-            checks.append(
-                _check(
-                    "adamw_state_bytes",
-                    memory["optimizer_bytes"] == expected,
-                    expected,
-                    memory["optimizer_bytes"],
-                    "AdamW state = 2 x trainable bytes + a 4-byte step per tensor (as allocated)",
-                )
-            )
+    return checks
+
+
+def _timing_checks(cfg: BenchConfig, metrics: dict) -> list[dict]:
+    product = metrics["throughput"]["step_samples_per_s"] * metrics["time"]["step"]["median_s"]
+    share = metrics["timing"]["timed_share_of_wall"]
+    return [
+        _check(
+            "throughput_times_step_equals_batch",
+            abs(product - cfg.workload.batch_size) < 1e-6,
+            cfg.workload.batch_size,
+            product,
+            "step_samples_per_s x median step time = batch size",
+        ),
+        _check(
+            "timed_loop_accounts_for_wall",
+            0.5 <= share <= 1.0 + 1e-6,
+            "[0.5, 1.0]",
+            share,
+            "the timed repetitions fill the wall time of the loop (the rest is untimed grad resets)",
+        ),
+    ]
+
+
+def run_checks(cfg: BenchConfig, workload, metrics: dict, state_dtypes: dict[str, int]) -> list[dict]:
+    """Every relation that must hold in a measured case, in the order the record lists them."""
+    checks = _memory_checks(cfg, workload, metrics["memory"]) if metrics.get("memory") else []
     if cfg.method.name == "adamw8bit":
-        expected = eight_bit_expected_elements(model, cfg.method.min_8bit_size)
+        expected = eight_bit_expected_elements(workload.model, cfg.method.min_8bit_size)
         measured = state_dtypes.get("uint8", 0)
         checks.append(
             _check(
@@ -103,26 +124,4 @@ def run_checks(cfg: Any, workload, metrics: dict, state_dtypes: dict[str, int]) 
                 f"two uint8 states per element of tensors with >= {cfg.method.min_8bit_size} elements",
             )
         )
-    time = metrics["time"]
-    thr = metrics["throughput"]
-    product = thr["step_samples_per_s"] * time["step"]["median_s"]
-    checks.append(
-        _check(
-            "throughput_times_step_equals_batch",
-            abs(product - cfg.workload.batch_size) < 1e-6,
-            cfg.workload.batch_size,
-            product,
-            "step_samples_per_s x median step time = batch size",
-        )
-    )
-    share = metrics["timing"]["timed_share_of_wall"]
-    checks.append(
-        _check(
-            "timed_loop_accounts_for_wall",
-            0.5 <= share <= 1.0 + 1e-6,
-            "[0.5, 1.0]",
-            share,
-            "the timed repetitions fill the wall time of the loop (the rest is untimed grad resets)",
-        )
-    )
-    return checks
+    return checks + _timing_checks(cfg, metrics)

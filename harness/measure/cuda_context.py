@@ -10,15 +10,14 @@ context is what the process holds beyond that.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from harness.config.groups import BenchConfig
 from harness.config.rules import BITSANDBYTES_METHODS
 from harness.measure.methods import AUTOCAST_DTYPE, PRECISION_WEIGHT_DTYPE
 
 
-def load_libraries(device: torch.device, cfg: Any) -> list[str]:
+def load_libraries(device: torch.device, cfg: BenchConfig) -> list[str]:
     """Create the handles, workspaces and kernels the case will use, forward and backward, in the dtypes it
     computes in; returns what was loaded (for the record)."""
     loaded = []

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.config.groups import BenchConfig
 from harness.measure.timing import CudaTimer
 from harness.measure.workload import Workload
 
@@ -130,7 +131,7 @@ def measured_matmul_tflops(
     return 2 * size**3 * repeats / seconds / 1e12
 
 
-def achieved(flops: dict, time_medians: dict, cfg: Any, device: torch.device) -> dict:
+def achieved(flops: dict, time_medians: dict, cfg: BenchConfig, device: torch.device) -> dict:
     """FLOP/s per phase from the median times, and MFU (model FLOPs only) on CUDA."""
     if not flops["complete"]:  # partial counts: no FLOP/s and no MFU (QLoRA)
         return {"unavailable_reason": flops["incomplete_reason"]}

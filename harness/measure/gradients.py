@@ -41,6 +41,29 @@ def norms_metrics(workload) -> dict:
     return out
 
 
+def _central_differences(params: list, flat: list[int], loss) -> tuple[list[float], list[float]]:
+    """(finite-difference, autograd) derivative of the loss at each flat parameter index, in order."""
+    offsets, acc = [], 0
+    for p in params:
+        offsets.append(acc)
+        acc += p.numel()
+    fd, ad = [], []
+    with torch.no_grad():
+        for index in flat:
+            i = max(k for k, off in enumerate(offsets) if off <= index)
+            entry = params[i].view(-1)
+            j = index - offsets[i]
+            original = entry[j].item()
+            entry[j] = original + FD_EPS
+            up = loss().item()
+            entry[j] = original - FD_EPS
+            down = loss().item()
+            entry[j] = original
+            fd.append((up - down) / (2 * FD_EPS))
+            ad.append(params[i].grad.view(-1)[j].item())
+    return fd, ad
+
+
 def finite_difference_check(workload, method: str) -> dict:
     """Central differences on FD_ENTRIES deterministically chosen parameter entries of a float64 copy of the
     model, against autograd on the same copy; and the time each costs."""
@@ -70,30 +93,11 @@ def finite_difference_check(workload, method: str) -> dict:
     loss().backward()
     sync()
     backprop_s = time.perf_counter() - start
-    gen = torch.Generator().manual_seed(0)
-    flat = torch.randperm(total, generator=gen)[:FD_ENTRIES].tolist()
-    offsets, acc = [], 0
-    for p in params:
-        offsets.append(acc)
-        acc += p.numel()
-    fd, ad = [], []
-    forwards = 0
+    flat = torch.randperm(total, generator=torch.Generator().manual_seed(0))[:FD_ENTRIES].tolist()
     start = time.perf_counter()
-    with torch.no_grad():
-        for index in flat:
-            i = max(k for k, off in enumerate(offsets) if off <= index)
-            entry = params[i].view(-1)
-            j = index - offsets[i]
-            original = entry[j].item()
-            entry[j] = original + FD_EPS
-            up = loss().item()
-            entry[j] = original - FD_EPS
-            down = loss().item()
-            entry[j] = original
-            forwards += 2
-            fd.append((up - down) / (2 * FD_EPS))
-            ad.append(params[i].grad.view(-1)[j].item())
+    fd, ad = _central_differences(params, flat, loss)
     fd_s = time.perf_counter() - start
+    forwards = 2 * len(flat)
     scale = max(max(abs(a) for a in ad), 1e-300)
     error = max(abs(f - a) for f, a in zip(fd, ad))
     per_forward_s = fd_s / forwards

@@ -4,27 +4,24 @@ BitsAndBytesConfig), as harness/measure/models.py does for the Llama family. Not
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from harness.families.hf import HfModelConfig
 from harness.families.hf_inventory import build_config, causal_lm_class, hf_model
 from harness.measure.models import CPU, default_dtype, nf4_config, saved_pretrained_path
 
 
-def hf_config_and_class(model_cfg: Any):
+def hf_config_and_class(model: HfModelConfig):
     """transformers' config (with the attention implementation the case runs) and the causal LM class."""
-    described = hf_model(model_cfg)
+    described = hf_model(model)
     config = build_config(described["data"], attn_implementation=described["attn_implementation"])
     return config, causal_lm_class(config), described["attn_implementation"]
 
 
-def build_hf(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int):
-    config, cls, attn = hf_config_and_class(model_cfg)
-    if model_cfg.weights_path:
-        return cls.from_pretrained(
-            model_cfg.weights_path, dtype=dtype, device_map={"": device}, attn_implementation=attn
-        )
+def build_hf(model: HfModelConfig, device: torch.device, dtype: torch.dtype, seed: int):
+    config, cls, attn = hf_config_and_class(model)
+    if model.weights_path:
+        return cls.from_pretrained(model.weights_path, dtype=dtype, device_map={"": device}, attn_implementation=attn)
     torch.manual_seed(seed)
     # Built directly on the device in the target dtype (a config.json's torch_dtype does not choose it: the
     # case's precision does), as build_llama does.
@@ -32,11 +29,9 @@ def build_hf(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int
         return cls(config)
 
 
-def load_hf_nf4(model_cfg: Any, device: torch.device, seed: int):
-    config, cls, attn = hf_config_and_class(model_cfg)
-    path = model_cfg.weights_path or saved_pretrained_path(
-        config, lambda: build_hf(model_cfg, CPU, torch.bfloat16, seed), seed
-    )
+def load_hf_nf4(model: HfModelConfig, device: torch.device, seed: int):
+    config, cls, attn = hf_config_and_class(model)
+    path = model.weights_path or saved_pretrained_path(config, lambda: build_hf(model, CPU, torch.bfloat16, seed), seed)
     return cls.from_pretrained(
         path, quantization_config=nf4_config(), device_map={"": device}, attn_implementation=attn
     )

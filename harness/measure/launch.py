@@ -1,11 +1,12 @@
 """A multi-rank case, from the case's own process: its ranks started through torchrun (torch.distributed.run),
-their one record collected, and a record whatever happens — a rank that raises, dies or hangs ends the case
-with an error record naming the rank and the stage it was in, never a hung sweep."""
+their one measurement collected, and one whatever happens — a rank that raises, dies or hangs ends the case
+with an error naming the rank and the stage it was in, never a hung sweep."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from typing import Callable
 import torch
 
 from harness.config.case import Case
+from harness.config.parallel import ParallelConfig, world_size
 from harness.measure import provenance
-from harness.records.ranks import RECORD_FILE, error_file, failed_rank_record, stage_file
+from harness.records.outcome import Measurement
+from harness.records.ranks import CASE_FILE, MEASUREMENT_FILE, error_file, failed_ranks, stage_file
 
 # Seconds the ranks get to end after torchrun is asked to stop them, before they are killed.
 STOP_GRACE_S = 15.0
@@ -28,18 +31,17 @@ RECORD_MARGIN_S = 30.0
 RDZV_ENDPOINT_ENV = "BENCH_RDZV_ENDPOINT"  # host:port of node 0, for a case on several nodes (set by the job)
 
 
-def torchrun_command(config: dict, exchange: Path, node_rank: int = 0) -> list[str]:
+def torchrun_command(parallel: ParallelConfig, exchange: Path, node_rank: int = 0) -> list[str]:
     """The torchrun command line of a case: one node standalone, or several meeting at BENCH_RDZV_ENDPOINT."""
-    parallel = config["parallel"]
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={parallel['nproc']}"]
-    if parallel["nnodes"] == 1:
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={parallel.nproc}"]
+    if parallel.nnodes == 1:
         command.append("--standalone")
     else:
         endpoint = os.environ.get(RDZV_ENDPOINT_ENV)
         if not endpoint:
-            raise RuntimeError(f"{parallel['nnodes']} nodes need {RDZV_ENDPOINT_ENV}=host:port (set by the SLURM job)")
+            raise RuntimeError(f"{parallel.nnodes} nodes need {RDZV_ENDPOINT_ENV}=host:port (set by the SLURM job)")
         command += [
-            f"--nnodes={parallel['nnodes']}",
+            f"--nnodes={parallel.nnodes}",
             f"--node-rank={node_rank}",
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint={endpoint}",
@@ -74,24 +76,21 @@ def _failures(exchange: Path, world: int) -> list[dict]:
 
 
 def run_multi_rank(
-    case: Case, device: torch.device, report: Callable[[str], None] | None = None, node_rank: int = 0
-) -> dict | None:
-    """The record of a multi-rank case (None on a node other than the first, whose rank 0 writes it)."""
-    config = case.config
-    parallel = config["parallel"]
-    world = parallel["nproc"] * parallel["nnodes"]
-    limit = config["measure"]["case_timeout_s"]
+    case: Case, device: torch.device, report: Callable[[object], None] | None = None, node_rank: int = 0
+) -> Measurement | None:
+    """What a multi-rank case measured (None on a node other than the first, whose rank 0 gathers it)."""
+    parallel = case.config.parallel
+    world = world_size(case.config)
+    limit = case.config.measure.case_timeout_s
     margin = None if limit is None else min(RECORD_MARGIN_S, limit / 2)
     deadline = None if limit is None else time.monotonic() + limit - margin
     with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:
         exchange = Path(tmp)
-        (exchange / "case.json").write_text(
-            json.dumps({"overrides": list(case.overrides), "config": config, "suite": case.suite})
-        )
+        (exchange / CASE_FILE).write_bytes(pickle.dumps(case))  # the planned case as itself, for every rank
         if report:
             report("ranks")
         # its own session: the whole tree can be ended together; its output goes where this process's goes
-        proc = subprocess.Popen(torchrun_command(config, exchange, node_rank), start_new_session=True)
+        proc = subprocess.Popen(torchrun_command(parallel, exchange, node_rank), start_new_session=True)
         timed_out = False
         try:
             proc.wait(None if deadline is None else max(1.0, deadline - time.monotonic()))
@@ -101,12 +100,12 @@ def run_multi_rank(
             _stop(proc, STOP_GRACE_S if margin is None else min(STOP_GRACE_S, margin / 2))
         if node_rank != 0:
             return None
-        if not timed_out and proc.returncode == 0 and (exchange / RECORD_FILE).exists():
-            return json.loads((exchange / RECORD_FILE).read_text())
+        if not timed_out and proc.returncode == 0 and (exchange / MEASUREMENT_FILE).exists():
+            return Measurement.from_dict(json.loads((exchange / MEASUREMENT_FILE).read_text()))
         prov = provenance.collect(device)
         prov["distributed"] = {"world_size": world, "launcher": "torchrun"}
         how = f"ranks ran past measure.case_timeout_s={limit:g} s and were stopped" if timed_out else None
         failures = _failures(exchange, world)
         if how is None and not failures:
             how = f"torchrun exited with {proc.returncode} without a record or a rank's error (a rank killed?)"
-        return failed_rank_record(case, prov, failures, _stages(exchange, world), how, timed_out)
+        return failed_ranks(prov, failures, _stages(exchange, world), how, timed_out)

@@ -33,8 +33,8 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 
 def unique_tensor_bytes(tensors) -> int:
-    """Bytes the allocator holds for the distinct storages behind `tensors` (views and shared storages
-    counted once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/predict/allocator.py)."""
+    """Bytes the allocator holds for the distinct storages behind `tensors` (views and shared storages counted
+    once; each rounded as its device's allocator rounds it, as MemTracker counts: harness/predict/allocator.py)."""
     seen: dict[tuple, int] = {}
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.device.type != "meta":
@@ -229,8 +229,14 @@ def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
         memory["fsdp"] = {name: peaks.get(ref, 0) for name, ref in transient.items()}
         memory["fsdp"]["gathered_peak_bytes"] = tracked.gathered_peak
     workload.reset_grads()
+    memory.update(_peaks(phases, rss, quant_bytes, device))
+    return memory
+
+
+def _peaks(phases: dict, rss: RssPeak, quant_bytes: int, device: torch.device) -> dict:
+    """The step's and fwd_infer's peaks by every counter, and how they were counted."""
     step, infer = phases["step"], phases["fwd_infer"]
-    memory.update(
+    memory = dict(
         {
             "peak_step_bytes": step["tracked_peak_bytes"],
             "peak_infer_bytes": infer["tracked_peak_bytes"],

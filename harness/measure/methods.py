@@ -7,27 +7,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
+from harness import families
+from harness.config.groups import BenchConfig
 from harness.config.rules import (
     ADAPTER_METHODS,
     AUTOCAST_PRECISIONS,
     PRECISIONS,
-    TRANSFORMERS_MODELS,
     WEIGHT_BYTES,
     adapters_in_model_dtype,
     mlp_checkpoint_segments,
 )
-from harness.families.hf_inventory import hf_model
-from harness.measure import hf_models, models
 from harness.predict.parameters import lora_targets
 
 # The weights' dtype follows config/rules.py's byte sizes (autocast keeps fp32 master weights).
 PRECISION_WEIGHT_DTYPE = {p: torch.bfloat16 if WEIGHT_BYTES[p] == 2 else torch.float32 for p in PRECISIONS}
 AUTOCAST_DTYPE = {name: getattr(torch, dtype) for name, dtype in AUTOCAST_PRECISIONS.items()}
+TRANSFORMERS_CHECKPOINTING = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
 
 
 @dataclass
@@ -38,52 +38,43 @@ class Trainable:
     base: nn.Module | None = None  # the model under a DDP wrapper (its config, its input embeddings)
 
 
-def _enable_checkpointing(model: nn.Module, cfg: Any, resolved: dict) -> None:
+def _enable_checkpointing(model: nn.Module, cfg: BenchConfig, resolved: dict) -> None:
     if not cfg.checkpointing.enabled:
         return
-    if cfg.model.name == "mlp":
+    if not families.of(cfg.model).transformers:  # the mlp: segments of its Sequential
         segments = mlp_checkpoint_segments(cfg.model.depth, cfg.checkpointing.segments)
         model.checkpoint_segments = segments
         resolved["checkpoint_segments"] = segments
         resolved["checkpointing"] = "torch.utils.checkpoint.checkpoint_sequential(use_reentrant=False)"
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        resolved["checkpointing"] = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
+        resolved["checkpointing"] = TRANSFORMERS_CHECKPOINTING
 
 
-def _base_model(cfg: Any, device: torch.device, resolved: dict) -> nn.Module:
-    seed = cfg.workload.seed
-    if cfg.model.name == "hf":  # what the config.json builds, for reports that group by architecture
-        described = hf_model(cfg.model)
-        resolved["model_type"] = described["data"]["model_type"]
-        resolved["architecture"] = described["inventory"]["class"]
-        resolved["attn_implementation"] = described["attn_implementation"]
-        resolved["hf_config"] = described["data"]  # the config.json it was built from: a path alone can change
+def _base_model(cfg: BenchConfig, device: torch.device, resolved: dict) -> nn.Module:
+    family = families.of(cfg.model)
+    family.describe(cfg.model, resolved)
     if cfg.method.name == "qlora":
         resolved["base_weights"] = "nf4 + double quantization, bf16 compute (bitsandbytes)"
-        if cfg.model.name in TRANSFORMERS_MODELS:
-            resolved["loading_path"] = "save_pretrained -> from_pretrained(BitsAndBytesConfig)"
-            if cfg.model.name == "hf":
-                return hf_models.load_hf_nf4(cfg.model, device, seed)
-            return models.load_llama_nf4(cfg.model, device, seed)
-        resolved["loading_path"] = "nn.Linear -> bitsandbytes Linear4bit"
-        return models.quantize_mlp_nf4(models.build_mlp(cfg.model, torch.device("cpu"), torch.float32, seed), device)
+        resolved["loading_path"] = (
+            "save_pretrained -> from_pretrained(BitsAndBytesConfig)"
+            if family.transformers
+            else "nn.Linear -> bitsandbytes Linear4bit"
+        )
+        return family.build_nf4(cfg.model, device, cfg.workload.seed)
     dtype = PRECISION_WEIGHT_DTYPE[cfg.precision.name]
     resolved["weight_dtype"] = str(dtype).removeprefix("torch.")
-    if cfg.model.name == "hf":
-        return hf_models.build_hf(cfg.model, device, dtype, seed)
-    if cfg.model.name == "llama":
-        return models.build_llama(cfg.model, device, dtype, seed)
-    return models.build_mlp(cfg.model, device, dtype, seed)
+    return family.build(cfg.model, device, dtype, cfg.workload.seed)
 
 
-def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
+def _apply_lora(model: nn.Module, cfg: BenchConfig, resolved: dict) -> nn.Module:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     method = cfg.method
+    transformers = families.of(cfg.model).transformers
     targets = list(lora_targets(cfg))
     resolved["target_modules"] = targets
-    if method.name == "qlora" and cfg.model.name in TRANSFORMERS_MODELS:
+    if method.name == "qlora" and transformers:
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=cfg.checkpointing.enabled,
@@ -98,22 +89,22 @@ def _apply_lora(model: nn.Module, cfg: Any, resolved: dict) -> nn.Module:
         lora_dropout=method.dropout,
         target_modules=targets,
         bias="none",
-        task_type="CAUSAL_LM" if cfg.model.name in TRANSFORMERS_MODELS else None,
+        task_type="CAUSAL_LM" if transformers else None,
     )
     # Pure bf16 keeps the adapters in bf16 too; peft would otherwise upcast them to fp32.
     peft_model = get_peft_model(model, lora, autocast_adapter_dtype=not adapters_in_model_dtype(cfg.precision.name))
-    if cfg.method.name == "qlora" and cfg.model.name in TRANSFORMERS_MODELS and cfg.checkpointing.enabled:
-        resolved["checkpointing"] = "transformers gradient_checkpointing_enable(use_reentrant=False), every layer"
+    if cfg.method.name == "qlora" and transformers and cfg.checkpointing.enabled:
+        resolved["checkpointing"] = TRANSFORMERS_CHECKPOINTING
     adapter = next(p for n, p in peft_model.named_parameters() if "lora_" in n)
     resolved["adapter_dtype"] = str(adapter.dtype).removeprefix("torch.")
     return peft_model
 
 
-def _fused(cfg: Any, device: torch.device) -> bool:
+def _fused(cfg: BenchConfig, device: torch.device) -> bool:
     return cfg.method.fused if cfg.method.fused is not None else device.type == "cuda"
 
 
-def _optimizer(model: nn.Module, cfg: Any, device: torch.device, resolved: dict) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, cfg: BenchConfig, device: torch.device, resolved: dict) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     method = cfg.method
     if method.name == "adamw8bit":
@@ -145,7 +136,7 @@ def _keep_cpu_4bit_layout(model: nn.Module, resolved: dict) -> None:
         resolved["bnb_cpu_inference_repacking"] = f"disabled on {count} Linear4bit modules"
 
 
-def build_trainable(cfg: Any, device: torch.device, wrap: Callable | None = None) -> Trainable:
+def build_trainable(cfg: BenchConfig, device: torch.device, wrap: Callable | None = None) -> Trainable:
     """The model with its method applied and its optimizer; `wrap(model, cfg, device, resolved)` (a multi-rank
     case: harness/measure/sharding.py) comes between the two, so the optimizer holds the parameters it trains."""
     resolved: dict = {"device": str(device)}

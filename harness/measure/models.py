@@ -13,14 +13,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
-from harness.config.rules import llama_shape
 from harness.families.hf_inventory import cache_dir  # noqa: F401  (one cache folder for every room)
+from harness.families.llama import LlamaModelConfig
+from harness.families.llama import shape as llama_shape
+from harness.families.mlp import MlpConfig
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -56,10 +58,10 @@ class DeepMlp(nn.Module):
         return nn.functional.mse_loss(y.float(), target)
 
 
-def llama_config(model_cfg: Any):
+def llama_config(model: LlamaModelConfig):
     from transformers import LlamaConfig
 
-    shape = llama_shape(model_cfg)
+    shape = llama_shape(model)
     return LlamaConfig(
         hidden_size=shape["hidden_size"],
         num_hidden_layers=shape["num_layers"],
@@ -70,7 +72,7 @@ def llama_config(model_cfg: Any):
         rope_theta=shape["rope_theta"],
         tie_word_embeddings=shape["tie_word_embeddings"],
         max_position_embeddings=shape["max_position_embeddings"],
-        attn_implementation=model_cfg.attn_implementation,
+        attn_implementation=model.attn_implementation,
     )
 
 
@@ -84,49 +86,45 @@ def default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def build_mlp(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int) -> DeepMlp:
+def build_mlp(model: MlpConfig, device: torch.device, dtype: torch.dtype, seed: int) -> DeepMlp:
     torch.manual_seed(seed)
     with torch.device(device), default_dtype(dtype):
-        return DeepMlp(
-            model_cfg.depth, model_cfg.width, model_cfg.activation, model_cfg.residual, model_cfg.norm, model_cfg.bias
-        )
+        return DeepMlp(model.depth, model.width, model.activation, model.residual, model.norm, model.bias)
 
 
-def build_llama(model_cfg: Any, device: torch.device, dtype: torch.dtype, seed: int):
+def build_llama(model: LlamaModelConfig, device: torch.device, dtype: torch.dtype, seed: int):
     from transformers import LlamaForCausalLM
 
-    if model_cfg.weights_path:
+    if model.weights_path:
         return LlamaForCausalLM.from_pretrained(
-            model_cfg.weights_path,
+            model.weights_path,
             dtype=dtype,
             device_map={"": device},
-            attn_implementation=model_cfg.attn_implementation,
+            attn_implementation=model.attn_implementation,
         )
     torch.manual_seed(seed)
     # Built directly on the device in the target dtype: an 8B model in fp32 would not fit a 24 GB card.
     with torch.device(device), default_dtype(dtype):
-        return LlamaForCausalLM(llama_config(model_cfg))
+        return LlamaForCausalLM(llama_config(model))
 
 
-def saved_llama_path(model_cfg: Any, seed: int) -> Path:
+def saved_llama_path(model: LlamaModelConfig, seed: int) -> Path:
     """A local save_pretrained copy of the random-weight model, made once and reused (the QLoRA loading path)."""
-    if model_cfg.weights_path:
-        return Path(model_cfg.weights_path)
-    return saved_pretrained_path(
-        llama_config(model_cfg), lambda: build_llama(model_cfg, CPU, torch.bfloat16, seed), seed
-    )
+    if model.weights_path:
+        return Path(model.weights_path)
+    return saved_pretrained_path(llama_config(model), lambda: build_llama(model, CPU, torch.bfloat16, seed), seed)
 
 
 CPU = torch.device("cpu")
 
 
-def saved_pretrained_path(config: Any, build: Any, seed: int) -> Path:
-    """Where `build()` (a random-weight model of `config`, in bf16 on the CPU) is saved once with save_pretrained,
-    keyed by the config, the seed and the transformers release."""
+def saved_pretrained_path(hf_config: Any, build: Callable[[], Any], seed: int) -> Path:
+    """Where `build()` (a random-weight model of transformers' `hf_config`, in bf16 on the CPU) is saved once with
+    save_pretrained, keyed by the config, the seed and the transformers release."""
     import transformers
 
     key = json.dumps(
-        {"config": config.to_dict(), "seed": seed, "transformers": transformers.__version__},
+        {"config": hf_config.to_dict(), "seed": seed, "transformers": transformers.__version__},
         sort_keys=True,
         default=str,
     )
@@ -158,15 +156,15 @@ def nf4_config():
     )
 
 
-def load_llama_nf4(model_cfg: Any, device: torch.device, seed: int):
+def load_llama_nf4(model: LlamaModelConfig, device: torch.device, seed: int):
     from transformers import LlamaForCausalLM
 
-    path = saved_llama_path(model_cfg, seed)
+    path = saved_llama_path(model, seed)
     return LlamaForCausalLM.from_pretrained(
         path,
         quantization_config=nf4_config(),
         device_map={"": device},
-        attn_implementation=model_cfg.attn_implementation,
+        attn_implementation=model.attn_implementation,
     )
 
 

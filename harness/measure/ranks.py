@@ -1,7 +1,7 @@
 """The program torchrun starts on every rank of a multi-rank case: `python -m harness.measure.ranks EXCHANGE`.
 
 Each rank measures the case on its own batch (harness/measure/case.py with the model wrapped for DDP or FSDP2),
-then rank 0 gathers every rank's figures and writes the one record into EXCHANGE. A rank that fails writes what
+then rank 0 gathers every rank's figures and writes the one measurement into EXCHANGE. A rank that fails writes what
 failed into EXCHANGE and exits non-zero, which makes torchrun end the others; each rank keeps the stage it is in
 in a file there, so the case's process can say where a hung rank stopped (harness/measure/launch.py)."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -20,15 +21,16 @@ import torch
 import torch.distributed as dist
 
 from harness.config.case import Case
+from harness.config.groups import BenchConfig
 from harness.measure import faults, provenance, sharding
 from harness.measure.case import Stage, measure_case, resolve_device
 from harness.records.io import replace_file
-from harness.records.ranks import RECORD_FILE, error_file, pid_file, rank_record, stage_file
+from harness.records.ranks import CASE_FILE, MEASUREMENT_FILE, error_file, gathered_ranks, pid_file, stage_file
 
 
 def load_case(exchange: Path) -> Case:
-    data = json.loads((exchange / "case.json").read_text())
-    return Case(tuple(data["overrides"]), data["config"], data.get("suite"))
+    """The planned case the case's process left in EXCHANGE (written by it moments ago: not foreign data)."""
+    return pickle.loads((exchange / CASE_FILE).read_bytes())
 
 
 class RankTerminated(Exception):
@@ -46,7 +48,7 @@ def _write(path: Path, payload: dict) -> None:
 
 def run_rank(exchange: Path) -> int:
     case = load_case(exchange)
-    cfg = case.cfg
+    cfg = case.config
     info = sharding.rank_from_environment()
     device = resolve_device(cfg)
     if device.type == "cuda":  # one device per rank: torchrun's local rank, not device.index
@@ -59,7 +61,7 @@ def run_rank(exchange: Path) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     held: dict = {}
 
-    def wrap(model, cfg, device, resolved):
+    def wrap(model: torch.nn.Module, cfg: BenchConfig, device: torch.device, resolved: dict) -> torch.nn.Module:
         held["model"] = sharding.wrap(model, cfg, device, resolved)
         return held["model"]
 
@@ -100,7 +102,7 @@ def run_rank(exchange: Path) -> int:
     dist.gather_object(payload, gathered, dst=0)
     if info.rank == 0:
         distributed = {"world_size": info.world_size, "backend": info.backend, "launcher": "torchrun"}
-        _write(exchange / RECORD_FILE, rank_record(case, gathered, distributed))
+        _write(exchange / MEASUREMENT_FILE, gathered_ranks(cfg, gathered, distributed).to_dict())
     stage("done")
     sharding.close_process_group()
     return 0

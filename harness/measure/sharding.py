@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
 
+from harness.config.groups import BenchConfig
 from harness.config.parallel import BACKENDS, fsdp_padded_numel
 from harness.predict.allocator import allocated_bytes
 
@@ -82,7 +83,7 @@ def blocks(model: nn.Module) -> list[nn.Module]:
     return list(layers)
 
 
-def wrap(model: nn.Module, cfg: Any, device: torch.device, resolved: dict) -> nn.Module:
+def wrap(model: nn.Module, cfg: BenchConfig, device: torch.device, resolved: dict) -> nn.Module:
     """The model as the parallel style trains it; called before the optimizer is made (FSDP2 replaces each
     parameter by a sharded DTensor, which the optimizer must hold)."""
     style = cfg.parallel.name

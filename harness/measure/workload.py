@@ -13,13 +13,15 @@ from typing import Any, Callable
 
 import torch
 
-from harness.config.rules import PHASES, TRANSFORMERS_MODELS
+from harness import families
+from harness.config.groups import BenchConfig
+from harness.config.rules import PHASES
 from harness.measure.methods import AUTOCAST_DTYPE, Trainable
 from harness.measure.sharding import forward_only, is_fsdp
 
 
 class Workload:
-    def __init__(self, cfg: Any, trainable: Trainable, device: torch.device):
+    def __init__(self, cfg: BenchConfig, trainable: Trainable, device: torch.device):
         self.cfg = cfg
         self.model = trainable.model
         self.base = trainable.base if trainable.base is not None else trainable.model
@@ -32,7 +34,7 @@ class Workload:
         self.device = device
         batch, seq = cfg.workload.batch_size, cfg.workload.seq_len
         gen = torch.Generator(device="cpu").manual_seed(cfg.workload.seed)
-        if cfg.model.name in TRANSFORMERS_MODELS:
+        if families.of(cfg.model).transformers:
             vocab = self.base.config.vocab_size
             ids = torch.randint(0, vocab, (batch, seq), generator=gen)
             # use_cache=False: a matched forward computes logits (and the loss), not a KV cache for generation

@@ -63,7 +63,10 @@ def content_sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def stored_name(record: dict, data: bytes) -> str:
+def record_filename(record: dict, data: bytes) -> str:
+    """A record's file name, the one rule for a run's folder and the results folder alike: what it measured at a
+    glance, its id, and the first 12 hex digits of the sha256 of `data` (its bytes), so that a file edited after
+    it was written no longer matches its name."""
     cfg = record["config"]
     ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
     label = f"{slug(str(cfg['model']['name']))}_{slug(str(cfg['method']['name']))}_ckpt-{ckpt}"
@@ -71,7 +74,7 @@ def stored_name(record: dict, data: bytes) -> str:
 
 
 def record_path(root: Path, record: dict, data: bytes) -> Path:
-    return root / RECORDS / hardware_key(record["provenance"]) / stored_name(record, data)
+    return root / RECORDS / hardware_key(record["provenance"]) / record_filename(record, data)
 
 
 @contextlib.contextmanager

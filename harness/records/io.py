@@ -53,20 +53,13 @@ def record_bytes(record: dict) -> bytes:
     return (json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def record_filename(record: dict) -> str:
-    """A run's file name for a record: what it measured at a glance, then its config hash and id."""
-    cfg = record["config"]
-    ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
-    label = f"{cfg['model']['name']}_{cfg['method']['name']}_ckpt-{ckpt}"
-    parallel = cfg.get("parallel") or {}
-    if parallel.get("name", "none") != "none":
-        label += f"_{parallel['name']}{parallel['nproc'] * parallel['nnodes']}"
-    return f"{label}_{record['config_hash'][:8]}_{record['id'][:8]}.json"
-
-
 def write_record(record: dict, directory: Path) -> Path:
-    """Into a run's output_dir: atomically, never over an existing record (FileExistsError)."""
-    return write_new_file(directory / record_filename(record), record_bytes(record))
+    """Into a run's output_dir, under the name the results folder gives it too (folder.record_filename):
+    atomically, never over an existing record (FileExistsError)."""
+    from harness.records.folder import record_filename
+
+    data = record_bytes(record)
+    return write_new_file(directory / record_filename(record, data), data)
 
 
 def read_record(path: Path) -> dict:

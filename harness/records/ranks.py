@@ -1,5 +1,6 @@
-"""The record of a multi-rank case: each rank's figures under `metrics.ranks[]`, and the aggregate a reader
-compares with a single-device record: the slowest rank's times, the largest rank's memory.
+"""What a multi-rank case measured: each rank's figures under `metrics.ranks[]`, and the aggregate a reader
+compares with a single-device record: the slowest rank's times, the largest rank's memory. The record is made of
+it like any other (harness/records/build.py).
 
 Also the files the ranks and the case's process exchange (harness/measure/ranks.py, harness/measure/launch.py),
 named once here. No torch."""
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.config.case import Case
+from harness.config.groups import BenchConfig
 from harness.predict.sharded import rank_memory
-from harness.records.predicted import prediction
-from harness.records.schema import build_record
+from harness.records.outcome import ERROR, OK, OOM, Measurement
 
-RECORD_FILE = "record.json"
+CASE_FILE = "case.pickle"  # the planned case, from the case's process to every rank
+MEASUREMENT_FILE = "measurement.json"  # rank 0's gathered figures, back to the case's process
 
 
 def stage_file(exchange: Path, rank: int) -> Path:
@@ -47,7 +48,7 @@ RANK_MEMORY_KEYS = (
 )
 
 
-def _rank_entry(payload: dict, config: dict, device_type: str) -> dict:
+def _rank_entry(payload: dict, config: BenchConfig, device_type: str) -> dict:
     metrics = payload["metrics"]
     memory = metrics.get("memory") or {}
     predicted = rank_memory(config, device_type, payload["rank"]) or {}
@@ -69,7 +70,7 @@ def _rank_entry(payload: dict, config: dict, device_type: str) -> dict:
     }
 
 
-def aggregate(payloads: list[dict], config: dict) -> tuple[dict, dict, list, dict]:
+def aggregate(payloads: list[dict], config: BenchConfig) -> tuple[dict, dict, list, dict]:
     """(metrics, resolved, checks, provenance) of the record: the slowest rank's timing (its step median is the
     step time of the whole job), the largest rank's memory, rank 0's resolved values and provenance, and every
     rank's checks with the rank in their name."""
@@ -85,7 +86,7 @@ def aggregate(payloads: list[dict], config: dict) -> tuple[dict, dict, list, dic
     metrics["time_rank"] = slowest["rank"]
     world = len(payloads)
     step_s = metrics["time"]["step"]["median_s"]
-    batch, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
+    batch, seq = config.workload.batch_size, config.workload.seq_len
     # every rank steps its own batch in the slowest rank's time
     metrics["throughput"] = {
         **metrics["throughput"],
@@ -107,31 +108,17 @@ def aggregate(payloads: list[dict], config: dict) -> tuple[dict, dict, list, dic
     return metrics, resolved, checks, payloads[0]["provenance"]
 
 
-def _record(case: Case, provenance: dict, status: str, metrics: dict | None = None, **fields) -> dict:
-    """A record of `case` with its prediction for these metrics (resolved values, when given, name the kernels)."""
-    predicted = prediction(case.config, provenance, fields.get("resolved"), metrics)
-    return build_record(
-        config=case.config,
-        overrides=list(case.overrides),
-        provenance=provenance,
-        status=status,
-        metrics=metrics,
-        predicted=predicted,
-        **fields,
-    )
-
-
-def rank_record(case: Case, payloads: list[dict], distributed: dict) -> dict:
-    """The one record of a multi-rank case that ran to the end."""
-    metrics, resolved, checks, prov = aggregate(payloads, case.config)
+def gathered_ranks(config: BenchConfig, payloads: list[dict], distributed: dict) -> Measurement:
+    """The measurement of a multi-rank case that ran to the end."""
+    metrics, resolved, checks, prov = aggregate(payloads, config)
     prov = {**prov, "distributed": {**distributed, "hosts": sorted({p["host"] for p in payloads})}}
-    return _record(case, prov, "ok", metrics, resolved=resolved, checks=checks)
+    return Measurement(OK, prov, metrics=metrics, resolved=resolved, checks=checks)
 
 
-def failed_rank_record(
-    case: Case, provenance: dict, failures: list[dict], stages: dict[int, str], how: str | None, timed_out: bool
-) -> dict:
-    """The one record of a multi-rank case that did not finish: `how` it ended where the case's process ended it
+def failed_ranks(
+    provenance: dict, failures: list[dict], stages: dict[int, str], how: str | None, timed_out: bool
+) -> Measurement:
+    """What a multi-rank case that did not finish leaves: `how` it ended where the case's process ended it
     (its time limit) or torchrun left no rank's error, else the rank that failed first (an oom record if it ran
     out of memory); with where each rank was."""
     where = ", ".join(f"rank {r}: {s}" for r, s in sorted(stages.items())) or "no rank reported a stage"
@@ -144,7 +131,7 @@ def failed_rank_record(
         error = {"type": first["type"], "message": message[:2000], "phase": first["phase"], "rank": first["rank"]}
         if first.get("oom"):
             oom = {"oom": {**first.get("figures", {}), "budget_emulated": False, "rank": first["rank"]}}
-            return _record(case, provenance, "oom", oom, error=error)
+            return Measurement(OOM, provenance, metrics=oom, error=error)
         error["traceback"] = first.get("traceback")
     else:
         error = {
@@ -153,4 +140,4 @@ def failed_rank_record(
             "phase": None,
         }
     error["rank_stages"] = {str(r): s for r, s in sorted(stages.items())}
-    return _record(case, provenance, "error", error=error)
+    return Measurement(ERROR, provenance, error=error)

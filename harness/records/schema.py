@@ -44,8 +44,8 @@ RECORD_KEYS = {
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
     "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text], "
     "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
-    "predicted": "the analytic model (harness/predict/analytic.py) for this config: memory bytes, flop_ratio, formulas, "
-    "tolerances, and `comparison` with the measurement",
+    "predicted": "the analytic model (harness/predict/analytic.py) for this config: memory bytes, flop_ratio, "
+    "formulas, tolerances, and `comparison` with the measurement",
 }
 
 # What metrics.memory.peak_infer_bytes is, said once: every record carries it beside the figure.
@@ -219,10 +219,11 @@ METRICS = [
 ]
 
 
-def record_id(config: dict, provenance: dict) -> str:
-    """16 hex digits of the config and the provenance essentials: one per run."""
+def record_id(stored_config: dict, provenance: dict) -> str:
+    """16 hex digits of the config (as the record stores it) and the provenance essentials: one per run."""
     essentials = {k: provenance.get(k) for k in ID_PROVENANCE_KEYS}
-    return hashlib.sha256(canonical_json({"config": config, "provenance": essentials}).encode()).hexdigest()[:16]
+    body = {"config": stored_config, "provenance": essentials}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
 
 
 def command_line(overrides: list[str]) -> str:
@@ -265,45 +266,3 @@ def lookup(obj: Any, dotted: str, default: Any = _MISSING) -> Any:
 def disagreements(predicted: dict) -> list[str]:
     """flags.predicted_disagrees: the quantities measured outside the prediction's tolerance."""
     return [c["name"] for c in predicted.get("comparison") or [] if not c["agrees"]]
-
-
-def build_record(
-    *,
-    config: dict,
-    overrides: list[str],
-    provenance: dict,
-    status: str,
-    predicted: dict,
-    metrics: dict | None = None,
-    resolved: dict | None = None,
-    checks: list | None = None,
-    error: dict | None = None,
-) -> dict:
-    """The record of one case. `predicted` is harness.records.predicted.prediction(...) for the same config,
-    provenance, resolved values and metrics: the writer calls the predictor, the schema only places it."""
-    checks = checks or []
-    metrics = metrics or {}
-    noisy = sorted(p for p, t in metrics.get("time", {}).items() if t.get("noisy"))
-    return finite(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "id": record_id(config, provenance),
-            "config_hash": config_hash(config),
-            "status": status,
-            "error": error,
-            "config": config,
-            "resolved": resolved or {},
-            "command": command_line(overrides),
-            "overrides": list(overrides),
-            "provenance": provenance,
-            "metrics": metrics,
-            "checks": checks,
-            "flags": {
-                "noisy": noisy,
-                "checks_failed": [c["name"] for c in checks if not c["passed"]],
-                "warnings": list(metrics.get("warnings", [])),
-                "predicted_disagrees": disagreements(predicted),
-            },
-            "predicted": predicted,
-        }
-    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.config.case import Case
 from harness.config.compose import override_key
-from harness.config.groups import ConfigError
+from harness.config.groups import BenchConfig, ConfigError
 
 SEARCHABLE = ("workload.batch_size", "workload.seq_len")
 PROBE_DEFAULTS = ["measure.repeats=3", "measure.warmup=0", "measure.flops=false"]
@@ -64,7 +64,9 @@ def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
     return search, limit, rest
 
 
-def predicted_max(config: dict, search: str, budget_bytes: int | None, limit: int, device_type: str = "cpu") -> dict:
+def predicted_max(
+    config: BenchConfig, search: str, budget_bytes: int | None, limit: int, device_type: str = "cpu"
+) -> dict:
     """Largest value whose predicted params + grads + optimizer state + activations fit the budget
     (harness/predict/estimate.py, the same search `bench estimate` answers with)."""
     from harness.predict.estimate import largest, peak_function
@@ -208,8 +210,8 @@ def run_fit(first: Case, base: list[str], search_key: str, limit: int, output_di
 
     if (output_dir / "fit.json").exists():
         raise ConfigError("output_dir", f"{output_dir}/fit.json already exists; choose another output_dir")
-    cfg = first.cfg
-    on_cuda = cfg.device.name == "cuda" or (cfg.device.name == "auto" and torch.cuda.is_available())
+    cfg = first.config
+    on_cuda = cfg.device.type_on(torch.cuda.is_available()) == "cuda"
     budget = cfg.device.memory_budget_gib
     if budget is None and not on_cuda:
         raise ConfigError(

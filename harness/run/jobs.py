@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.config.case import Case
+from harness.config.parallel import LauncherConfig, is_multi_rank
+from harness.records.build import build_record
 from harness.records.io import replace_file, write_record
 
 CLUSTERS = {"slurm": "slurm", "submitit_local": "local"}  # launcher -> submitit's cluster name
@@ -25,10 +27,9 @@ ACTIVE_SLURM_STATES = ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "RESIZIN
 def run_job(case: Case, output_dir: str, log_path: str) -> str | None:
     """What a job runs: the case in its own process (or, across nodes, this node's share of its ranks), and its
     record written into output_dir; returns the record's path (None on a node other than the first)."""
-    from harness.run.process import run_in_subprocess
+    from harness.run.process import measure_in_subprocess
 
-    parallel = case.config["parallel"]
-    if parallel["nnodes"] > 1:
+    if case.config.parallel.nnodes > 1:
         import submitit
 
         from harness.measure.case import resolve_device
@@ -36,37 +37,36 @@ def run_job(case: Case, output_dir: str, log_path: str) -> str | None:
 
         env = submitit.JobEnvironment()
         os.environ[RDZV_ENDPOINT_ENV] = f"{env.hostnames[0]}:{RDZV_PORT}"
-        record = run_multi_rank(case, resolve_device(case.cfg), node_rank=env.node)
-        if record is None:
+        measured = run_multi_rank(case, resolve_device(case.config), node_rank=env.node)
+        if measured is None:
             return None
     else:
-        record = run_in_subprocess(case, Path(log_path))
-    return str(write_record(record, Path(output_dir)))
+        measured = measure_in_subprocess(case, Path(log_path))
+    return str(write_record(build_record(case, measured), Path(output_dir)))
 
 
-def _executor(launcher: dict, folder: Path, case: Case):
+def _executor(launcher: LauncherConfig, folder: Path, case: Case):
     import submitit
 
-    parallel = case.config["parallel"]
-    multi = parallel["name"] != "none"
-    on_gpu = case.config["device"]["name"] != "cpu"
-    gpus = launcher["gpus_per_node"]
+    parallel = case.config.parallel
+    on_gpu = case.config.device.name != "cpu"
+    gpus = launcher.gpus_per_node
     if gpus is None:
-        gpus = (parallel["nproc"] if multi else 1) if on_gpu else 0
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=CLUSTERS[launcher["name"]])
+        gpus = (parallel.nproc if is_multi_rank(case.config) else 1) if on_gpu else 0
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=CLUSTERS[launcher.name])
     params = {
         "name": f"bench-{case.config_hash[:8]}",
-        "timeout_min": launcher["timeout_min"],
-        "cpus_per_task": launcher["cpus_per_task"],
+        "timeout_min": launcher.timeout_min,
+        "cpus_per_task": launcher.cpus_per_task,
         "gpus_per_node": gpus,
-        "nodes": parallel["nnodes"],
+        "nodes": parallel.nnodes,
         "tasks_per_node": 1,  # torchrun starts the ranks inside the job
     }
-    if launcher["mem_gb"] is not None:
-        params["mem_gb"] = launcher["mem_gb"]
+    if launcher.mem_gb is not None:
+        params["mem_gb"] = launcher.mem_gb
     for key in ("partition", "account", "qos"):
-        if launcher[key] is not None and launcher["name"] == "slurm":
-            params[f"slurm_{key}"] = launcher[key]
+        if getattr(launcher, key) is not None and launcher.name == "slurm":
+            params[f"slurm_{key}"] = getattr(launcher, key)
     executor.update_parameters(**params)
     return executor
 
@@ -75,10 +75,10 @@ def _marker(folder: Path, case: Case) -> Path:
     return folder / f"{case.config_hash}.json"
 
 
-def _still_queued(folder: Path, case: Case, launcher: dict):
+def _still_queued(folder: Path, case: Case, launcher: LauncherConfig):
     """The SLURM job an earlier command submitted for `case`, if it is still pending or running."""
     marker = _marker(folder, case)
-    if launcher["name"] != "slurm" or not marker.exists():
+    if launcher.name != "slurm" or not marker.exists():
         return None
     import submitit
 
@@ -89,7 +89,7 @@ def _still_queued(folder: Path, case: Case, launcher: dict):
 def run_jobs(
     cases: list[tuple[int, Case]],
     output_dir: Path,
-    launcher: dict,
+    launcher: LauncherConfig,
     wait: bool,
     done: Callable[[dict | None, str | None], None],
 ) -> list:
@@ -97,10 +97,10 @@ def run_jobs(
     None when the job ended without one: done is told why in path's place). Returns the jobs left running."""
     from harness.records.validate import RecordInvalid, load_bytes
 
-    folder = Path(launcher["folder"]) if launcher["folder"] else output_dir / "jobs"
+    folder = Path(launcher.folder) if launcher.folder else output_dir / "jobs"
     folder.mkdir(parents=True, exist_ok=True)
     logs = output_dir / "logs"
-    one_at_a_time = launcher["name"] == "submitit_local"
+    one_at_a_time = launcher.name == "submitit_local"
     jobs = []
 
     def collect(job) -> None:
@@ -121,7 +121,7 @@ def run_jobs(
             job = _executor(launcher, folder, case).submit(
                 run_job, case, str(output_dir), str(logs / f"case-{index:03d}.log")
             )
-            replace_file(_marker(folder, case), json.dumps({"job_id": job.job_id, "launcher": launcher["name"]}))
+            replace_file(_marker(folder, case), json.dumps({"job_id": job.job_id, "launcher": launcher.name}))
         if one_at_a_time and wait:
             collect(job)
         else:

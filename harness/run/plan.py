@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from harness.config.case import Case
 from harness.config.groups import ConfigError
+from harness.config.parallel import is_multi_rank
 
 
 def default_suite() -> str:
@@ -17,30 +19,28 @@ def default_suite() -> str:
     return "default-gpu" if torch.cuda.is_available() else "smoke"
 
 
-def check_device(cases) -> list:
+def check_device(cases: list[Case]) -> list[Case]:
     """The cases this machine can run; a case whose ranks need more GPUs than it has is an error (exit 2) when
     asked for by itself, and left out with a note from a suite (its 8-GPU cases on a 2-GPU machine)."""
     import torch
 
     runnable = []
     for case in cases:
-        device, parallel = case.config["device"], case.config["parallel"]
-        on_cuda = device["name"] == "cuda" or (device["name"] == "auto" and torch.cuda.is_available())
-        if on_cuda and parallel["name"] != "none" and parallel["nproc"] > torch.cuda.device_count():
-            message = (
-                f"{parallel['nproc']} ranks need one CUDA device each; this machine has {torch.cuda.device_count()}"
-            )
+        device, parallel = case.config.device, case.config.parallel
+        on_cuda = device.type_on(torch.cuda.is_available()) == "cuda"
+        if on_cuda and is_multi_rank(case.config) and parallel.nproc > torch.cuda.device_count():
+            message = f"{parallel.nproc} ranks need one CUDA device each; this machine has {torch.cuda.device_count()}"
             if case.suite is None:
                 raise ConfigError("parallel.nproc", message)
             print(f"bench: left out of {case.suite}: {' '.join(case.overrides)} ({message})", file=sys.stderr)
             continue
         runnable.append(case)
-        if device["name"] == "cuda" and not torch.cuda.is_available():
+        if device.name == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device", "cuda was asked for but torch sees no CUDA device; allowed here: auto, cpu")
-        if device["name"] == "cuda" and device["index"] >= torch.cuda.device_count():
+        if device.name == "cuda" and device.index >= torch.cuda.device_count():
             raise ConfigError(
                 "device.index",
-                f"{device['index']} is out of range; this machine has {torch.cuda.device_count()} CUDA device(s)",
+                f"{device.index} is out of range; this machine has {torch.cuda.device_count()} CUDA device(s)",
             )
     return runnable
 

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from harness.config.case import Case
 from harness.config.groups import ConfigError
-from harness.records.predicted import prediction
-from harness.records.schema import build_record
+from harness.records.build import build_record
+from harness.records.outcome import Measurement, failure
 from harness.run.exits import describe_exit
 
 START_METHOD_ENV = "BENCH_START_METHOD"
 START_METHODS = ("forkserver", "spawn")
-STAGE, CRASH = "__stage__", "__crash__"  # messages from the case process that are not its record
+# messages from the case process before its measurement: the stage it entered, where it runs, how it crashed
+STAGE, PROVENANCE, CRASH = "__stage__", "__provenance__", "__crash__"
 
 
 def start_method() -> str:
@@ -51,34 +52,62 @@ def _child(case: Case, conn, log_path: str) -> None:
     try:
         from harness.measure.case import run_case
 
-        conn.send(run_case(case, report=lambda stage: conn.send({STAGE: stage})))
+        def report(news: object) -> None:
+            conn.send({PROVENANCE: news} if isinstance(news, dict) else {STAGE: news})
+
+        conn.send(run_case(case, report=report))
     except BaseException:  # the parent turns this into an error record
         conn.send({CRASH: traceback.format_exc()[-8000:]})
     finally:
         conn.close()
 
 
-def _parent_error_record(case: Case, message: str, kind: str, phase: str | None) -> dict:
+def _host_provenance() -> dict:
+    """Where the parent runs, for a case whose process died before it said where it ran."""
     import torch
 
     from harness.measure import provenance
 
-    prov = provenance.collect(torch.device("cpu"))
-    return build_record(
-        config=case.config,
-        overrides=list(case.overrides),
-        provenance=prov,
-        predicted=prediction(case.config, prov),
-        status="error",
-        error={"type": kind, "message": message, "phase": phase},
-    )
+    return provenance.collect(torch.device("cpu"))
 
 
-def run_in_subprocess(case: Case, log_path: Path) -> dict:
-    """The record of `case`, measured in a fresh process. The process reports each stage it enters, so a case
-    that runs past its measure.case_timeout_s (then killed) or dies without a record still gets a record
-    saying how it ended and where."""
-    timeout_s = case.config["measure"]["case_timeout_s"]
+def _listen(receive, proc, timeout_s: float | None, started: float) -> tuple[object, str, dict | None, bool]:
+    """(the measurement or crash message, or None; the last stage; the provenance the case reported; whether it ran
+    past its limit), reading what the case's process sends until its measurement, its death or its time limit."""
+    message, stage, prov = None, "start", None
+    while message is None:
+        left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
+        if left is not None and left <= 0:
+            return None, stage, prov, True
+        if not receive.poll(left):
+            continue
+        try:
+            received = receive.recv()
+        except EOFError:  # the child died before sending its measurement
+            break
+        if isinstance(received, dict) and STAGE in received:
+            stage = received[STAGE]
+        elif isinstance(received, dict) and PROVENANCE in received:
+            prov = received[PROVENANCE]
+        else:
+            message = received
+    return message, stage, prov, False
+
+
+def _end(proc, kill: bool) -> None:
+    if kill:
+        proc.kill()
+    proc.join(timeout=30)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+def measure_in_subprocess(case: Case, log_path: Path) -> Measurement:
+    """What `case` measured in a fresh process. The process reports where it runs and each stage it enters, so a
+    case that runs past its measure.case_timeout_s (then killed) or dies without a measurement is still told:
+    how it ended, where, on which device."""
+    timeout_s = case.config.measure.case_timeout_s
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(case, send, str(log_path)))
@@ -86,55 +115,31 @@ def run_in_subprocess(case: Case, log_path: Path) -> dict:
     try:
         proc.start()
     except (OSError, EOFError) as exc:  # the forkserver could not start or died: a record, and the sweep goes on
-        return _parent_error_record(
-            case,
+        message = (
             f"could not start the case process ({type(exc).__name__}: {exc}); "
-            f"{START_METHOD_ENV}=spawn starts each case from scratch",
-            "ProcessStart",
-            "start",
+            f"{START_METHOD_ENV}=spawn starts each case from scratch"
         )
+        return failure(_host_provenance(), "ProcessStart", message, "start")
     send.close()
-    message, stage, timed_out = None, "start", False
     try:
-        while message is None:
-            left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
-            if left is not None and left <= 0:
-                timed_out = True
-                break
-            if not receive.poll(left):
-                continue
-            try:
-                received = receive.recv()
-            except EOFError:  # the child died before sending its record
-                break
-            if isinstance(received, dict) and STAGE in received:
-                stage = received[STAGE]
-            else:
-                message = received
+        message, stage, prov, timed_out = _listen(receive, proc, timeout_s, started)
     except KeyboardInterrupt:  # Ctrl-C: the case's process goes too, and it has written nothing
         proc.kill()
         proc.join()
         raise
+    _end(proc, kill=timed_out)
+    if isinstance(message, Measurement):
+        return message
+    prov = prov or _host_provenance()
     if timed_out:
-        proc.kill()
-    proc.join(timeout=30)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    if timed_out:
-        return _parent_error_record(
-            case,
-            f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; see {log_path}",
-            "CaseTimeout",
-            stage,
-        )
+        text = f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; see {log_path}"
+        return failure(prov, "CaseTimeout", text, stage)
     if message is None:
-        return _parent_error_record(
-            case,
-            f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see {log_path}",
-            "ProcessDied",
-            stage,
-        )
-    if CRASH in message:
-        return _parent_error_record(case, message[CRASH], "CaseCrashed", stage)
-    return message
+        text = f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see {log_path}"
+        return failure(prov, "ProcessDied", text, stage)
+    return failure(prov, "CaseCrashed", message[CRASH], stage)
+
+
+def run_in_subprocess(case: Case, log_path: Path) -> dict:
+    """The record of `case`, measured in a fresh process (whatever happened to that process)."""
+    return build_record(case, measure_in_subprocess(case, log_path))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.config.case import Case
 from harness.config.compose import override_key
+from harness.config.parallel import LauncherConfig
 from harness.records.io import write_record
 from harness.run.process import run_in_subprocess, start_method
 
@@ -54,7 +55,7 @@ def run_sweep(
     output_dir: Path,
     progress: bool = True,
     force: bool = False,
-    launcher: dict | None = None,
+    launcher: LauncherConfig | None = None,
     wait: bool = True,
 ) -> SweepResult:
     """Run every case not already recorded in output_dir (matched by config hash; `force` reruns them all).
@@ -75,7 +76,7 @@ def run_sweep(
     result = SweepResult(output_dir=output_dir)
     done, result.unreadable = ({}, []) if force else existing_results(output_dir)
     bar = tqdm(total=len(cases), unit="case", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    if launcher is not None and launcher["name"] != "local":
+    if launcher is not None and launcher.name != "local":
         return _run_as_jobs(cases, result, done, launcher, wait, bar)
     try:
         for index, case in enumerate(cases):
@@ -98,7 +99,9 @@ def run_sweep(
     return result
 
 
-def _run_as_jobs(cases: list[Case], result: SweepResult, done: dict, launcher: dict, wait: bool, bar) -> SweepResult:
+def _run_as_jobs(
+    cases: list[Case], result: SweepResult, done: dict, launcher: LauncherConfig, wait: bool, bar
+) -> SweepResult:
     from harness.run.jobs import run_jobs
 
     pending = []
