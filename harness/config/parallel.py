@@ -8,9 +8,12 @@ record whether it ran here or as a SLURM job."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from harness.config.fields import doc, positive_int, require
+
+if TYPE_CHECKING:  # annotations only: groups.py imports this module
+    from harness.config.groups import BenchConfig
 
 PARALLEL_STYLES = ("none", "ddp", "fsdp")
 LAUNCHERS = ("local", "submitit_local", "slurm")
@@ -52,16 +55,15 @@ class LauncherConfig:
     folder: Optional[str] = doc("Where submitit keeps job scripts and logs; null = <output_dir>/jobs.", None)
 
 
-def world_size(config: dict) -> int:
+def world_size(cfg: BenchConfig) -> int:
     """Ranks in all: 1 for a single-process case."""
-    parallel = config.get("parallel") or {}
-    if parallel.get("name", "none") == "none":
+    if not is_multi_rank(cfg):
         return 1
-    return int(parallel["nproc"]) * int(parallel["nnodes"])
+    return cfg.parallel.nproc * cfg.parallel.nnodes
 
 
-def is_multi_rank(config: dict) -> bool:
-    return (config.get("parallel") or {}).get("name", "none") != "none"
+def is_multi_rank(cfg: BenchConfig) -> bool:
+    return cfg.parallel.name != "none"
 
 
 def validate_parallel(cfg: Any) -> None:
