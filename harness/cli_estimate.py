@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.config.groups import ConfigError
+from harness.config.groups import BenchConfig, ConfigError
 
 USAGE = "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace]"
 
@@ -39,34 +39,36 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
-def traced(config: dict) -> dict:
+def traced(cfg: BenchConfig) -> dict:
     print("bench: no closed form covers these activations; tracing the model (imports torch)...", file=sys.stderr)
     from harness.measure.traced import traced_activations
 
-    return traced_activations(config)
+    return traced_activations(cfg)
 
 
 def cmd_estimate(argv: list[str]) -> int:
     from harness.config.compose import make_case
     from harness.predict import estimate
     from harness.records import folder as results_folder
+    from harness.records.record import Record
     from harness.report.estimate_calibration import calibration, device_overheads
     from harness.report.estimate_table import as_json, table
 
     args, overrides = parse(argv)
     if any(o.split("=", 1)[0] in ("suite", "output_dir") for o in overrides):
         raise ConfigError("overrides", "bench estimate answers for one configuration: no suite=, no output_dir=")
-    config = make_case(overrides).config  # exit 2 on bad input, before anything is computed
+    cfg = make_case(overrides).config  # exit 2 on bad input, before anything is computed
     cards = sorted(set(args.card)) if args.card else list(estimate.CARDS_GB)
-    predicted = estimate.step(config, "cuda", None if args.no_trace else traced)
+    predicted = estimate.step(cfg, "cuda", None if args.no_trace else traced)
     stored, problems = results_folder.read_folder(results_folder.resolve(args.results))
     for p in problems:
         print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
+    records = [Record(s.record, s.path) for s in stored]  # read and validated by read_folder
     answer = {
-        "config": config,
+        "config": cfg,
         "predicted": predicted,
-        "calibration": calibration(stored, config),
-        "cards": estimate.cards(config, predicted, device_overheads(stored, cards), cards),
+        "calibration": calibration(records, cfg),
+        "cards": estimate.cards(cfg, predicted, device_overheads(records, cards), cards),
     }
     print(as_json(answer) if args.format == "json" else table(answer))
     return 0

@@ -3,13 +3,13 @@
 import pytest
 from support import build, measure_memory_as_case
 
-from harness.config.compose import to_container
+from harness.config.groups import BenchConfig
 from harness.predict import analytic
 
 
 def _config(overrides):
     cfg, trainable, workload = build(overrides)
-    return to_container(cfg), workload
+    return cfg, workload
 
 
 def test_hand_counts_of_parameters_state_and_lora():
@@ -40,9 +40,9 @@ def test_seed_figures_from_published_shapes():
         model={"name": "llama", "preset": "llama-2-7b", "attn_implementation": "sdpa"},
         method={"name": "full_adamw", "r": 16, "target_modules": None, "min_8bit_size": 4096},
     )
-    assert analytic.memory(seven)["total_params"] == 6_738_415_616  # Llama 2 7B, as published
+    assert analytic.memory(BenchConfig.from_dict(seven))["total_params"] == 6_738_415_616  # Llama 2 7B, as published
     big = dict(seven, model={"name": "llama", "preset": "llama-3.1-405b"}, method=dict(seven["method"], name="lora"))
-    assert analytic.lora_parameter_count(big) == pytest.approx(0.623e9, rel=0.01)
+    assert analytic.lora_parameter_count(BenchConfig.from_dict(big)) == pytest.approx(0.623e9, rel=0.01)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_a_disagreement_is_flagged_in_the_record():
     config, _ = _config(["model=mlp"])
     predicted = analytic.predict(config)["memory"]
     record = {
-        "config": config,
+        "config": config.to_dict(),
         "metrics": {"memory": dict(predicted, activations_bytes=2 * predicted["activations_bytes"])},
     }
     attach_prediction(record)

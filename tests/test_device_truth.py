@@ -9,7 +9,6 @@ import pytest
 import torch
 from support import build, measure_memory_as_case
 
-from harness.config.compose import to_container
 from harness.measure import faults
 from harness.measure.attention import kernels_used
 from support import record_in_process
@@ -48,7 +47,7 @@ def test_cuda_allocator_rounds_every_storage_up_to_512_byte_blocks(monkeypatch):
 
 
 def test_analytic_model_predicts_logical_and_allocated_bytes_by_hand():
-    config = to_container(build(["model=mlp", "model.depth=2", "model.width=32", "measure.flops=false"])[0])
+    config = build(["model=mlp", "model.depth=2", "model.width=32", "measure.flops=false"])[0]
     # per layer: a 32x32 fp32 weight (4096 B, a whole number of blocks) and a 32-element bias (128 B -> 512)
     cuda = analytic.memory(config, "cuda")
     assert (cuda["params_bytes"], cuda["allocated"]["params_bytes"]) == (2 * (4096 + 128), 2 * (4096 + 512))
@@ -57,7 +56,7 @@ def test_analytic_model_predicts_logical_and_allocated_bytes_by_hand():
     assert cuda["optimizer_bytes"] == 2 * 2 * (4096 + 128) + 4 * 4
     assert cuda["allocated"]["optimizer_bytes"] == 2 * 2 * (4096 + 512) + 4 * 512
     # foreach AdamW keeps the steps on the host: 4 bytes each, unrounded
-    config["method"]["fused"] = False
+    config.method.fused = False
     assert analytic.memory(config, "cuda")["allocated"]["optimizer_bytes"] == 2 * 2 * (4096 + 512) + 4 * 4
     cpu = analytic.memory(config, "cpu")
     assert cpu["allocated"] == {k: cpu[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes")}
@@ -204,9 +203,8 @@ def test_math_kernel_activations_match_the_analytic_formula(overrides):
     with sdpa_kernel(SDPBackend.MATH):
         cfg, _, workload = build(["model=llama", "model.preset=tiny", "workload.seq_len=128", *overrides])
         measured = measure_memory_as_case(workload)["activations_bytes"]
-    config = to_container(cfg)
-    assert measured == analytic.activation_bytes(config, "math")
-    assert measured > analytic.activation_bytes(config)  # the fused kernels' formula would be wrong here
+    assert measured == analytic.activation_bytes(cfg, "math")
+    assert measured > analytic.activation_bytes(cfg)  # the fused kernels' formula would be wrong here
 
 
 def test_record_names_the_attention_kernel_and_predicts_with_it():

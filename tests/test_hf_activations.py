@@ -6,7 +6,6 @@ import pytest
 from support import build, measure_memory_as_case
 from torch.distributed._tools.mem_tracker import _MemRefType
 
-from harness.config.compose import to_container
 from harness.measure.attention import kernels_used
 from harness.measure.trackers import CategoryPeakTracker, snapshot
 from harness.predict import analytic
@@ -36,7 +35,7 @@ def measured_activations(workload) -> int:
 def case(overrides):
     cfg, _, workload = build([*SMALL, *overrides])
     kernel = (kernels_used(workload) or {}).get("fwd_train")  # what the record's resolved block would say
-    return to_container(cfg), workload, analytic.activations(to_container(cfg), kernel)
+    return cfg, workload, analytic.activations(cfg, kernel)
 
 
 def test_the_one_step_figure_is_the_memory_pass():
@@ -96,7 +95,7 @@ def test_autocast_is_null_with_its_reason():
 def test_llama_through_hf_is_counted_as_model_llama():
     hf = analytic.predict(case(["model.preset=tiny-llama"])[0])
     llama, _, _ = build(["model=llama", "model.preset=tiny", "workload.batch_size=2", "workload.seq_len=32"])
-    native = analytic.predict(to_container(llama))
+    native = analytic.predict(llama)
     assert hf["memory"] == native["memory"] and hf["params"] == native["params"]
 
 
@@ -106,10 +105,11 @@ def test_gpt2_layer_against_korthikanti():
     a Python expression that saves its input, tanh's output, 0.5·x and 1 + tanh, four 4h-wide tensors where a
     fused GELU saves one), 16·s·b for LayerNorm's fp32 mean and rstd, 4·a·s·b for SDPA's fp32 logsumexp, and none of
     the 5·a·s²·b: the fused kernels keep no s x s scores, dropout mask or dropped probabilities."""
+    from harness.families.hf import HfModelConfig
     from harness.families.hf_inventory import hf_model
     from harness.predict.activations_hf import hf_block
 
-    described = hf_model({"name": "hf", "preset": "gpt2"})
+    described = hf_model(HfModelConfig(preset="gpt2"))
     block = hf_block("gpt2", described["shape"], described["inventory"]["config"])
     s, b, h, a = 1024, 1, block.hidden, block.heads
     korthikanti = s * b * h * 34 + 5 * a * s * s * b

@@ -7,7 +7,6 @@ import pytest
 from support import build
 
 from harness.cli import main
-from harness.config.compose import to_container
 from harness.families.hf_inventory import build_inventory, config_key, shipped_inventories
 from harness.families.hf_presets import ALL_HF_PRESETS, HF_PRESETS
 from harness.predict import analytic
@@ -55,7 +54,7 @@ def test_every_preset_is_shipped():
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_parameters_predicted_equal_parameters_built(preset):
     cfg, trainable, _ = build(["model=hf", f"model.preset={preset}"])
-    predicted = analytic.memory(to_container(cfg))
+    predicted = analytic.memory(cfg)
     params = {id(p): p for p in trainable.model.parameters()}.values()
     assert predicted["total_params"] == sum(p.numel() for p in params)
     assert predicted["params_bytes"] == sum(p.numel() * p.element_size() for p in params)
@@ -85,14 +84,14 @@ def test_lora_trains_r_times_the_sum_of_in_and_out_over_default_targets(preset):
     cfg, trainable, _ = build(["model=hf", f"model.preset={preset}", "method=lora", "method.r=8"])
     expected = hand_lora_count(ALL_HF_PRESETS[preset], 8)
     assert sum(p.numel() for p in trainable.model.parameters() if p.requires_grad) == expected
-    assert analytic.memory(to_container(cfg))["trainable_params"] == expected
+    assert analytic.memory(cfg)["trainable_params"] == expected
 
 
 def test_a_config_json_builds_what_the_preset_builds(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(ALL_HF_PRESETS["tiny-qwen3"]))
     from_file = build(["model=hf", f"model.config={tmp_path}"])[0]
     from_preset = build(["model=hf", "model.preset=tiny-qwen3"])[0]
-    assert analytic.memory(to_container(from_file)) == analytic.memory(to_container(from_preset))
+    assert analytic.memory(from_file) == analytic.memory(from_preset)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """Model families as plug-ins: one module per family (mlp.py, llama.py, hf.py), each ending in `FAMILY = Family(...)`.
 
 Everything that depends on which family a case builds is asked of its Family: the schema Hydra registers as
-`model=<name>`, the validation, the label reports show, the default LoRA targets, the shapes the analytic model
-reads, and how the model is built (torch imported inside `build` only: this room needs no torch). No other module
-switches on a model's name.
+`model=<name>`, the validation, the label reports show, the default LoRA targets, the shapes and the formulas the
+analytic model reads (harness/predict/ holds the formulas; a family names the ones that count it), and how the
+model is built (torch imported inside `build` only: this room needs no torch). No other module switches on a
+model's name.
 
 A new family is one new file here that defines its schema and the functions below and ends in `FAMILY = ...`;
 `families()` finds it (tests/test_families.py holds every family to the interface).
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # annotations only: config/groups.py imports this package
     from harness.config.groups import BenchConfig
+    from harness.predict.activations_hf import Block
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class Family:
     default_targets: Callable[[Any], tuple[str, ...]]  # LoRA targets when method.target_modules is null
     parameter_tensors: Callable[[Any], list]  # every parameter tensor (harness/predict/parameters.Tensor)
     shape: Callable[[Any], dict | None]  # transformer shapes (hidden_size, num_layers, ...), None for the mlp
+    # a decoder's (Block, attention implementation, model_type) (harness/predict/activations_hf.py), None for the mlp
+    block: Callable[[Any], "tuple[Block, str, str] | None"]
+    context_length: Callable[[Any], int | None]  # the longest sequence the model takes (None: no limit)
+    # the analytic model's formulas for this family (harness/predict/): what the training forward holds for
+    # backward, (config, SDPA kernel that ran or None, device type) -> {activations_bytes, formula}; full
+    # training's forward+backward over forward FLOPs, config -> {flop_ratio, formula}
+    activations: Callable[["BenchConfig", str | None, str], dict]
+    flop_ratio: Callable[["BenchConfig"], dict]
+    # parameter_tensors grouped as FSDP2 wraps them: one list per block, the root's rest last (ValueError: unknown)
+    fsdp_units: Callable[[Any], list[list]]
     build: Callable[..., Any]  # (model section, device, dtype, seed) -> torch module
     build_nf4: Callable[..., Any]  # (model section, device, seed) -> the base with NF4 weights (QLoRA)
     describe: Callable[[Any, dict], None]  # what was built, into the record's `resolved`

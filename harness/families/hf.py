@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from harness.config.fields import doc, require
 from harness.families import Family
-from harness.families.hf_config import SHAPE_FIELDS
+from harness.families.hf_config import SHAPE_FIELDS, value
 from harness.families.hf_inventory import hf_model
-from harness.families.llama import SEGMENTS_MLP_ONLY
+from harness.families.llama import SEGMENTS_MLP_ONLY, decoder_activations, decoder_flop_ratio
 
 if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
@@ -105,6 +105,26 @@ def describe(model: HfModelConfig, resolved: dict) -> None:
     resolved["hf_config"] = described["data"]  # the config.json it was built from: a path alone can change
 
 
+def block(model: HfModelConfig) -> tuple:
+    """The decoder layer of the architecture the config.json names (its model_type sets the block family)."""
+    from harness.predict.activations_hf import hf_block
+
+    described = hf_model(model)
+    model_type = described["data"]["model_type"]
+    layer = hf_block(model_type, described["shape"], described["inventory"]["config"])
+    return layer, described["attn_implementation"], model_type
+
+
+def context_length(model: HfModelConfig) -> int | None:
+    """max_position_embeddings under any of its names (GPT-2's n_positions), None where the config has none."""
+    config = hf_model(model)["inventory"]["config"]
+    return value(config, "max_position_embeddings") or config.get("n_positions")
+
+
+def fsdp_units(model: HfModelConfig) -> list[list]:
+    raise ValueError("the per-rank model knows the units of mlp and llama, not of model=hf")
+
+
 FAMILY = Family(
     name="hf",
     schema=HfModelConfig,
@@ -117,4 +137,9 @@ FAMILY = Family(
     build=build,
     build_nf4=build_nf4,
     describe=describe,
+    block=block,
+    context_length=context_length,
+    activations=decoder_activations,
+    flop_ratio=decoder_flop_ratio,
+    fsdp_units=fsdp_units,
 )

@@ -98,15 +98,15 @@ def parameter_tensors(model: LlamaModelConfig) -> list:
     out = [Tensor("embed_tokens", s["vocab_size"] * h)]
     for _ in range(s["num_layers"]):
         out += [
-            Tensor("q_proj", h * nh * hd, h, nh * hd),
-            Tensor("k_proj", h * kv * hd, h, kv * hd),
-            Tensor("v_proj", h * kv * hd, h, kv * hd),
-            Tensor("o_proj", nh * hd * h, nh * hd, h),
-            Tensor("gate_proj", h * ff, h, ff),
-            Tensor("up_proj", h * ff, h, ff),
-            Tensor("down_proj", ff * h, ff, h),
-            Tensor("norm", h),
-            Tensor("norm", h),
+            Tensor("q_proj", h * nh * hd, h, nh * hd, True),
+            Tensor("k_proj", h * kv * hd, h, kv * hd, True),
+            Tensor("v_proj", h * kv * hd, h, kv * hd, True),
+            Tensor("o_proj", nh * hd * h, nh * hd, h, True),
+            Tensor("gate_proj", h * ff, h, ff, True),
+            Tensor("up_proj", h * ff, h, ff, True),
+            Tensor("down_proj", ff * h, ff, h, True),
+            Tensor("norm", h, in_layer=True),
+            Tensor("norm", h, in_layer=True),
         ]
     out.append(Tensor("norm", h))
     if not s["tie_word_embeddings"]:
@@ -130,6 +130,51 @@ def describe(model: LlamaModelConfig, resolved: dict) -> None:
     return None
 
 
+def block(model: LlamaModelConfig) -> tuple:
+    """The Llama family's decoder layer (harness/predict/activations_hf.py counts every block family)."""
+    from harness.predict.activations_hf import Block
+
+    s = shape(model)
+    layer = Block(
+        hidden=s["hidden_size"],
+        layers=s["num_layers"],
+        heads=s["num_heads"],
+        kv_heads=s["num_kv_heads"],
+        head_dim=s["hidden_size"] // s["num_heads"],
+        ff=s["intermediate_size"],
+        vocab=s["vocab_size"],
+    )
+    return layer, model.attn_implementation, "llama"
+
+
+def context_length(model: LlamaModelConfig) -> int:
+    return shape(model)["max_position_embeddings"]
+
+
+# a decoder's formulas, shared by the transformers families (hf.py names them too)
+def decoder_activations(cfg: BenchConfig, attention_kernel: str | None, device_type: str) -> dict:
+    from harness.predict.activations import transformer_activations
+
+    return transformer_activations(cfg, attention_kernel, device_type)
+
+
+def decoder_flop_ratio(cfg: BenchConfig) -> dict:
+    from harness.predict.analytic import transformer_flop_ratio
+
+    return transformer_flop_ratio(cfg)
+
+
+def fsdp_units(model: LlamaModelConfig) -> list[list]:
+    """One unit per decoder layer; the root holds the embeddings, the final norm and an untied lm_head."""
+    tensors = parameter_tensors(model)
+    s = shape(model)
+    layers = s["num_layers"]
+    per_layer = (len(tensors) - 2 - (0 if s["tie_word_embeddings"] else 1)) // layers
+    body = tensors[1 : 1 + layers * per_layer]
+    root = [tensors[0]] + tensors[1 + layers * per_layer :]
+    return [body[i : i + per_layer] for i in range(0, len(body), per_layer)] + [root]
+
+
 FAMILY = Family(
     name="llama",
     schema=LlamaModelConfig,
@@ -142,4 +187,9 @@ FAMILY = Family(
     build=build,
     build_nf4=build_nf4,
     describe=describe,
+    block=block,
+    context_length=context_length,
+    activations=decoder_activations,
+    flop_ratio=decoder_flop_ratio,
+    fsdp_units=fsdp_units,
 )

@@ -96,6 +96,33 @@ def describe(model: MlpConfig, resolved: dict) -> None:
     return None
 
 
+def block(model: MlpConfig) -> None:
+    return None  # not a decoder
+
+
+def context_length(model: MlpConfig) -> None:
+    return None  # rows are independent: any sequence length
+
+
+def activations(cfg: BenchConfig, attention_kernel: str | None, device_type: str) -> dict:
+    from harness.predict.activations import mlp_activation_bytes
+
+    return mlp_activation_bytes(cfg)
+
+
+def flop_ratio(cfg: BenchConfig) -> dict:
+    from harness.predict.analytic import mlp_flop_ratio
+
+    return mlp_flop_ratio(cfg)
+
+
+def fsdp_units(model: MlpConfig) -> list[list]:
+    """One unit per block (its norms, linear and bias); the root holds nothing of its own."""
+    tensors = parameter_tensors(model)
+    per_block = len(tensors) // model.depth
+    return [tensors[i : i + per_block] for i in range(0, len(tensors), per_block)] + [[]]
+
+
 FAMILY = Family(
     name="mlp",
     schema=MlpConfig,
@@ -108,4 +135,9 @@ FAMILY = Family(
     build=build,
     build_nf4=build_nf4,
     describe=describe,
+    block=block,
+    context_length=context_length,
+    activations=activations,
+    flop_ratio=flop_ratio,
+    fsdp_units=fsdp_units,
 )

@@ -9,33 +9,41 @@ that instead and says so.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from unittest import mock
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed._tools.mem_tracker import _MemRefType
 
-from harness.config.case import Case
-from harness.config.rules import TRANSFORMERS_MODELS
+from harness import families
+from harness.config.groups import BenchConfig
 from harness.measure.methods import build_trainable
 from harness.measure.trackers import CategoryPeakTracker, snapshot
 from harness.measure.workload import Workload
+from harness.predict.activations import transformer_block
 from harness.predict.estimate import with_value
 
 ACT = _MemRefType.ACT.value
 
 
-def traced_config(config: dict) -> tuple[dict | None, str]:
-    """The configuration to trace, and what it stands for (None: what cannot be traced, and why)."""
-    if config["method"]["name"] != "qlora":
-        return config, "traced: the model and method under FakeTensorMode with MemTracker"
-    if config["precision"]["name"] != "fp32":
+def traced_config(cfg: BenchConfig) -> tuple[BenchConfig | None, str]:
+    """The configuration to trace (always on the CPU device type, with no memory budget), and what it stands for
+    (None: what cannot be traced, and why)."""
+    device = dataclasses.replace(cfg.device, name="cpu", memory_budget_gib=None)
+    if cfg.method.name != "qlora":
+        return dataclasses.replace(
+            cfg, device=device
+        ), "traced: the model and method under FakeTensorMode with MemTracker"
+    if cfg.precision.name != "fp32":
         # under autocast LoRA's fp32 base would keep 16-bit copies of its frozen weights, which 4-bit matmuls do not
         return None, "not traced: QLoRA under autocast (bitsandbytes quantizes real weights as they load)"
-    traced = json.loads(json.dumps(config))
-    traced["method"]["name"] = "lora"
-    traced["precision"]["name"] = "fp32"
+    traced = dataclasses.replace(
+        cfg,
+        method=dataclasses.replace(cfg.method, name="lora"),
+        precision=dataclasses.replace(cfg.precision, name="fp32"),
+        device=device,
+    )
     return traced, "traced as LoRA on an fp32 model (QLoRA's activations), under FakeTensorMode with MemTracker"
 
 
@@ -53,23 +61,17 @@ def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module
     return self
 
 
-def layers_of(config: dict) -> int:
-    from harness.predict.activations import transformer_block
-
-    return transformer_block(config["model"])[0].layers
-
-
-def traced_activations(config: dict) -> dict:
+def traced_activations(cfg: BenchConfig) -> dict:
     """{activations_bytes, formula} from traced steps on the CPU device type; activations_bytes None with the
     reason where the trace fails. A decoder holds a + b x layers for backward (each layer alike, with or without
     checkpointing), and tracing time grows faster than the depth: a deeper model is traced at 1 and 2 layers and
     extrapolated."""
-    if config["model"]["name"] not in TRANSFORMERS_MODELS or layers_of(config) <= 2:
-        return trace(config)
-    one, two = (trace(with_value(config, "model.num_layers", n)) for n in (1, 2))
+    if not families.of(cfg.model).transformers or transformer_block(cfg.model)[0].layers <= 2:
+        return trace(cfg)
+    one, two = (trace(with_value(cfg, "model.num_layers", n)) for n in (1, 2))
     if one["activations_bytes"] is None or two["activations_bytes"] is None:
         return one if one["activations_bytes"] is None else two
-    layers = layers_of(config)
+    layers = transformer_block(cfg.model)[0].layers
     per_layer = two["activations_bytes"] - one["activations_bytes"]
     return {
         "activations_bytes": one["activations_bytes"] + (layers - 1) * per_layer,
@@ -77,13 +79,11 @@ def traced_activations(config: dict) -> dict:
     }
 
 
-def trace(config: dict) -> dict:
+def trace(config: BenchConfig) -> dict:
     """One traced step of `config`."""
-    traced, how = traced_config(config)
-    if traced is None:
+    cfg, how = traced_config(config)
+    if cfg is None:
         return {"activations_bytes": None, "formula": how}
-    traced = {**traced, "device": {**traced["device"], "name": "cpu", "memory_budget_gib": None}}
-    cfg = Case((), traced).cfg
     device = torch.device("cpu")
     try:
         # peft moves its adapters with Module.to(), which swaps a fake parameter in place and fails there

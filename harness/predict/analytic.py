@@ -1,6 +1,7 @@
 """The analytic model: what a configuration should cost, from its shapes alone (no torch, no measurement).
 
-Plain functions of the resolved config (a dict, as stored in a record's `config`). Each prediction says which
+Plain functions of the typed config (harness/config/groups.BenchConfig; a record's stored `config` is read back
+with BenchConfig.from_dict). Each prediction says which
 formula it used, so a disagreement with the measurement points at a term. Sources: ../shared/REFERENCES.md
 (Kaplan 2020 for 6N, Korthikanti 2022 for the activation method, Dettmers 2021/2023 for 8-bit state and NF4,
 Hu 2021 for LoRA). Parameters and state: harness/predict/parameters.py; activations: harness/predict/activations.py;
@@ -10,9 +11,10 @@ FLOP ratios, the prediction a record carries and its comparison with the measure
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from harness.config.rules import ADAPTER_METHODS, llama_shape
-from harness.families.hf_inventory import hf_model
+from harness import families
+from harness.config.rules import ADAPTER_METHODS
 from harness.predict.activations import activation_bytes, activations, checkpoint_segments, transformer_block
 from harness.predict.parameters import (
     adamw8bit_state_bytes,
@@ -24,6 +26,9 @@ from harness.predict.parameters import (
 )
 from harness.predict.sharded import compute_config, rank_memory
 
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
+
 # The analytic model's public names, wherever they are computed: callers read them from here.
 __all__ = [
     "activation_bytes",
@@ -32,7 +37,6 @@ __all__ = [
     "checkpoint_segments",
     "compare",
     "flop_ratio",
-    "llama_shape",
     "lora_parameter_count",
     "lora_targets",
     "memory",
@@ -43,48 +47,46 @@ __all__ = [
 ]
 
 
-def flop_ratio(config: dict) -> dict:
-    """FLOPs of forward+backward over forward, as FlopCounterMode counts them (matmuls and attention).
+def flop_ratio(cfg: BenchConfig) -> dict:
+    """FLOPs of forward+backward over forward, as FlopCounterMode counts them (matmuls and attention), by the
+    formula the model's family names (mlp_flop_ratio, transformer_flop_ratio).
 
     Full training: backward = 2 x forward (input and weight gradients) for every matmul whose input needs a
-    gradient; the mlp's first layer has no input gradient, hence 3 - 1/depth. Llama's first matmuls read the
-    embedding output, which needs a gradient for the embedding table, so 3 exactly (Kaplan's 6N/2N).
-    Checkpointing adds the recomputed forwards: +1 forward of every checkpointed layer (Narayanan et al.).
+    gradient. Checkpointing adds the recomputed forwards: +1 forward of every checkpointed layer (Narayanan et al.).
     """
-    method = config["method"]["name"]
-    if method in ADAPTER_METHODS:
+    if cfg.method.name in ADAPTER_METHODS:
         return {"flop_ratio": None, "formula": "not modelled: adapter terms (frozen base: about 2 x forward)"}
-    model = config["model"]
-    if model["name"] == "mlp":
-        depth = model["depth"]
-        ratio = 3 - 1 / depth
-        if config["checkpointing"]["enabled"]:
-            k = min(checkpoint_segments(config), depth)
-            ratio += (k - 1) * (depth // k) / depth
-        return {"flop_ratio": ratio, "formula": "3 - 1/depth (+ recomputed layers / depth)"}
-    b, seq = config["workload"]["batch_size"], config["workload"]["seq_len"]
+    return families.of(cfg.model).flop_ratio(cfg)
+
+
+def mlp_flop_ratio(cfg: BenchConfig) -> dict:
+    """The mlp's first layer has no input gradient, hence 3 - 1/depth."""
+    depth = cfg.model.depth
+    ratio = 3 - 1 / depth
+    if cfg.checkpointing.enabled:
+        k = min(checkpoint_segments(cfg), depth)
+        ratio += (k - 1) * (depth // k) / depth
+    return {"flop_ratio": ratio, "formula": "3 - 1/depth (+ recomputed layers / depth)"}
+
+
+def transformer_flop_ratio(cfg: BenchConfig) -> dict:
+    """A decoder's first matmuls read the embedding output, which needs a gradient for the embedding table, so 3
+    exactly (Kaplan's 6N/2N); the linears counted are those inside the decoder layers of the model itself."""
+    block = transformer_block(cfg.model)[0]
+    b, seq = cfg.workload.batch_size, cfg.workload.seq_len
     t = b * seq
-    if model["name"] == "hf":  # the linears inside the decoder layers of the model itself
-        s = hf_model(model)["shape"]
-        h, nh, hd = s["hidden_size"], s["num_heads"], s["head_dim"]
-        weights = sum(p.numel for p in parameter_tensors(config) if p.in_layer and p.linear_in) // s["num_layers"]
-    else:
-        s = llama_shape(model)
-        h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
-        hd = h // nh
-        weights = h * nh * hd + 2 * h * kv * hd + nh * hd * h + 3 * h * ff
+    weights = sum(p.numel for p in parameter_tensors(cfg) if p.in_layer and p.linear_in) // block.layers
     linear = 2 * t * weights
-    attention = 2 * 2 * b * nh * seq * seq * hd  # q k^T and probs v, every s x s entry (non-causal count)
-    layer = linear + attention
-    head = 2 * t * h * s["vocab_size"]
-    forward = s["num_layers"] * layer + head
+    attention = 2 * 2 * b * block.heads * seq * seq * block.head_dim  # q k^T and probs v, every s x s entry
+    layer = linear + attention  # (non-causal count)
+    head = 2 * t * block.hidden * block.vocab
+    forward = block.layers * layer + head
     backward = 2 * forward
-    if config["checkpointing"]["enabled"]:
+    if cfg.checkpointing.enabled:
         # recomputation stops at the last tensor a layer saves (torch.utils.checkpoint's early stop): in a
         # llama-like block that is down_proj's input, so down_proj itself is never recomputed
-        block = transformer_block(model)[0]
         skipped = 2 * t * block.hidden * block.ff if block.style == "llama" else 0
-        backward += s["num_layers"] * (layer - skipped)
+        backward += block.layers * (layer - skipped)
     return {
         "flop_ratio": (forward + backward) / forward,
         "formula": "3 (+ layers' forward but the last linear / total forward with checkpointing); attention non-causal",
@@ -103,15 +105,15 @@ TOLERANCE = {
 }
 
 
-def predict(config: dict, device_type: str = "cpu", attention_kernel: str | None = None) -> dict:
+def predict(cfg: BenchConfig, device_type: str = "cpu", attention_kernel: str | None = None) -> dict:
     """Everything the record carries under `predicted`: `memory` in logical bytes, `memory_allocated` what
     the allocator of `device_type` holds for the same storages (what the tracker measures on that device)."""
-    mem = memory(config, device_type)
-    rank = rank_memory(config, device_type, 0)  # a multi-rank case: rank 0's shard is the largest
+    mem = memory(cfg, device_type)
+    rank = rank_memory(cfg, device_type, 0)  # a multi-rank case: rank 0's shard is the largest
     if rank is not None:
         mem = {**mem, **rank}
-    act = activations(compute_config(config), attention_kernel, device_type)
-    flops = flop_ratio(config)
+    act = activations(compute_config(cfg), attention_kernel, device_type)
+    flops = flop_ratio(cfg)
     out = {
         "memory": {
             "params_bytes": mem["params_bytes"],

@@ -7,14 +7,17 @@ the allocator's reserve) and how far such predictions were from measurement come
 
 from __future__ import annotations
 
-import json
-from typing import Callable
+import dataclasses
+from typing import TYPE_CHECKING, Callable
 
-from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, TRANSFORMERS_MODELS
+from harness import families
+from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES
 from harness.predict import analytic
-from harness.predict.activations import transformer_block
 from harness.predict.activations_hf import inference_bytes
 from harness.units import GIB
+
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
 
 # Cards people ask about, by the memory they are sold with (read as GiB of device memory, as nvidia-smi reports
 # them); `--card` adds others.
@@ -26,81 +29,85 @@ STEP_CATEGORIES = ("params_bytes", "grads_bytes", "optimizer_bytes", "activation
 # below the sum), and backward temporaries are left out (adapters' measured peak runs above it).
 PEAK_HOLDS = "parameters + gradients + optimizer state + activations (no temporaries)"
 
-Fallback = Callable[[dict], dict]  # config -> {activations_bytes, formula}: a traced prediction
+Fallback = Callable[["BenchConfig"], dict]  # config -> {activations_bytes, formula}: a traced prediction
 
 
-def with_value(config: dict, key: str, value: int) -> dict:
-    out = json.loads(json.dumps(config))
+def with_value(cfg: BenchConfig, key: str, value: int) -> BenchConfig:
+    """A copy of `cfg` with one field (`section.field`) set: the configs it was made from are left as they are."""
     section, field = key.split(".")
-    out[section][field] = value
-    return out
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{field: value})})
 
 
-def activations(config: dict, device_type: str, fallback: Fallback | None = None) -> dict:
+def activations(cfg: BenchConfig, device_type: str, fallback: Fallback | None = None) -> dict:
     """The closed form (harness/predict/activations.py), else `fallback`'s traced figure, else null with the reason."""
-    closed = analytic.activations(config, None, device_type)
+    closed = analytic.activations(cfg, None, device_type)
     if closed["activations_bytes"] is not None or fallback is None:
         return {**closed, "source": "closed form" if closed["activations_bytes"] is not None else None}
-    traced = fallback(config)
+    traced = fallback(cfg)
     reason = f"{closed['formula']}; {traced['formula']}"
     return {**traced, "formula": reason, "source": "traced" if traced["activations_bytes"] is not None else None}
 
 
-def inference(config: dict, params_bytes: int) -> dict:
-    """The eval-mode forward's peak: the weights plus what the forward holds at once (activations_hf.py)."""
-    model = config["model"]
-    if model["name"] not in TRANSFORMERS_MODELS or config["precision"]["name"].startswith("amp"):
+def inference(cfg: BenchConfig, params_bytes: int) -> dict:
+    """The eval-mode forward's peak: the weights plus what the forward holds at once, counted for decoders
+    (activations_hf.py)."""
+    decoder = families.of(cfg.model).block(cfg.model)
+    if decoder is None or cfg.precision.name.startswith("amp"):
         return {"peak_infer_bytes": None, "formula": "not derived for this model or under autocast"}
-    block, attn, _ = transformer_block(model)
-    b, s = config["workload"]["batch_size"], config["workload"]["seq_len"]
-    e = COMPUTE_BYTES[config["precision"]["name"]]
-    adapters = config["method"]["name"] in ADAPTER_METHODS
+    block, attn, _ = decoder
+    b, s = cfg.workload.batch_size, cfg.workload.seq_len
+    e = COMPUTE_BYTES[cfg.precision.name]
+    adapters = cfg.method.name in ADAPTER_METHODS
     return {
         "peak_infer_bytes": params_bytes + inference_bytes(block, b, s, e, attn, adapters),
         "formula": "parameters + the forward's largest live set (input embeddings, residuals, an MLP or the logits)",
     }
 
 
-def step(config: dict, device_type: str = "cuda", fallback: Fallback | None = None) -> dict:
+def step(cfg: BenchConfig, device_type: str = "cuda", fallback: Fallback | None = None) -> dict:
     """Bytes per category of a training step (as the device's allocator holds them), its peak and inference's."""
-    predicted = analytic.predict(config, device_type)
+    predicted = analytic.predict(cfg, device_type)
     allocated = predicted["memory_allocated"]
-    act = activations(config, device_type, fallback)
+    act = activations(cfg, device_type, fallback)
     out = {k: allocated[k] for k in STEP_CATEGORIES[:3]}
     out["activations_bytes"] = act["activations_bytes"]
     out["peak_step_bytes"] = sum(out.values()) if act["activations_bytes"] is not None else None
-    out.update(inference(config, allocated["params_bytes"]))
+    out.update(inference(cfg, allocated["params_bytes"]))
     out["params"] = predicted["params"]
     out["formulas"] = {"activations_bytes": act["formula"], "peak_infer_bytes": out.pop("formula")}
     out["activations_source"] = act["source"]
     return out
 
 
-def peak_function(config: dict, device_type: str = "cuda", traced: dict | None = None) -> Callable[[dict], int | None]:
+def peak_function(
+    config: BenchConfig, device_type: str = "cuda", traced: dict | None = None
+) -> Callable[[BenchConfig], int | None]:
     """A config's predicted peak as batch and sequence length change (parameters, gradients and optimizer state do
     not): the closed form's activations, else `traced` (a step() figure from a trace at `config`) scaled with
     batch x sequence — exact for fused attention kernels, which keep nothing s x s — rather than traced again."""
     fixed = sum(step(config, device_type)[k] for k in STEP_CATEGORIES[:3])
-    tokens = config["workload"]["batch_size"] * config["workload"]["seq_len"]
+    tokens = config.workload.batch_size * config.workload.seq_len
 
-    def need(cfg: dict) -> int | None:
+    def need(cfg: BenchConfig) -> int | None:
         act = analytic.activation_bytes(cfg, None, device_type)
         if act is None and traced is not None and traced["activations_bytes"] is not None:
-            t = cfg["workload"]["batch_size"] * cfg["workload"]["seq_len"]
+            t = cfg.workload.batch_size * cfg.workload.seq_len
             act = traced["activations_bytes"] * t // tokens
         return None if act is None else fixed + act
 
     return need
 
 
-def largest(config: dict, key: str, budget_bytes: int, limit: int, need: Callable[[dict], int | None]) -> dict:
+def largest(
+    cfg: BenchConfig, key: str, budget_bytes: int, limit: int, need: Callable[[BenchConfig], int | None]
+) -> dict:
     """The largest value of `key` whose predicted peak (`need`) fits `budget_bytes`: doubling, then bisecting (the
     peak grows with both batch and sequence length)."""
     at = {}
 
     def fits(value: int) -> bool | None:
         if value not in at:
-            at[value] = need(with_value(config, key, value))
+            at[value] = need(with_value(cfg, key, value))
         return None if at[value] is None else at[value] <= budget_bytes
 
     first = fits(1)
@@ -118,28 +125,18 @@ def largest(config: dict, key: str, budget_bytes: int, limit: int, need: Callabl
     return {"value": lo, "predicted_bytes": at[lo], "limit": limit}
 
 
-def seq_limit(config: dict) -> int:
-    """The longest sequence worth searching: the model's context (max_position_embeddings), else MAX_VALUE."""
-    model = config["model"]
-    if model["name"] == "hf":
-        from harness.families.hf_config import value
-        from harness.families.hf_inventory import hf_model
-
-        context = value(hf_model(model)["inventory"]["config"], "max_position_embeddings")
-        context = context or hf_model(model)["inventory"]["config"].get("n_positions")
-        return min(MAX_VALUE, context or MAX_VALUE)
-    if model["name"] == "llama":
-        return min(MAX_VALUE, analytic.llama_shape(model)["max_position_embeddings"])
-    return MAX_VALUE
+def seq_limit(cfg: BenchConfig) -> int:
+    """The longest sequence worth searching: the model's context (its family says), else MAX_VALUE."""
+    return min(MAX_VALUE, families.of(cfg.model).context_length(cfg.model) or MAX_VALUE)
 
 
-def cards(config: dict, predicted: dict, overheads: dict, card_list=CARDS_GB) -> list[dict]:
+def cards(cfg: BenchConfig, predicted: dict, overheads: dict, card_list=CARDS_GB) -> list[dict]:
     """For each card (GiB): the device-level range (the step's peak + what the device adds, low to high), whether it
     fits (`yes` when even the high end fits, `no` when even the low end does not, else `depends on the context`),
     and the largest batch size and sequence length whose high end would fit. `predicted` is step()'s answer."""
     peak = predicted["peak_step_bytes"]
-    need = peak_function(config, traced=predicted if predicted["activations_source"] == "traced" else None)
-    limit = seq_limit(config)
+    need = peak_function(cfg, traced=predicted if predicted["activations_source"] == "traced" else None)
+    limit = seq_limit(cfg)
     rows = []
     for gb in card_list:
         low, high, source = overheads[gb]
@@ -156,8 +153,8 @@ def cards(config: dict, predicted: dict, overheads: dict, card_list=CARDS_GB) ->
                 "device_high_bytes": None if peak is None else peak + high,
                 "overhead_source": source,
                 "fits": verdict,
-                "largest_batch_size": largest(config, "workload.batch_size", room, MAX_VALUE, need)["value"],
-                "largest_seq_len": largest(config, "workload.seq_len", room, limit, need)["value"],
+                "largest_batch_size": largest(cfg, "workload.batch_size", room, MAX_VALUE, need)["value"],
+                "largest_seq_len": largest(cfg, "workload.seq_len", room, limit, need)["value"],
             }
         )
     return rows

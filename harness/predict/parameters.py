@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, default_targets, llama_shape
-from harness.families.hf_inventory import hf_model
+from harness import families
+from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes
 from harness.predict.allocator import allocated_bytes
+
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
 
 # bitsandbytes 8-bit optimizers: block-wise quantization in blocks of 256, one fp32 absmax per block and state,
 # and two 256-entry fp32 quantization maps per tensor (Dettmers et al. 2021; bitsandbytes Optimizer8bit).
@@ -31,79 +35,38 @@ class Tensor:
     numel: int
     linear_in: int = 0  # for weights of linear layers: (in, out), which LoRA adapts
     linear_out: int = 0
-    in_layer: bool = False  # model=hf: inside a decoder layer
+    in_layer: bool = False  # inside a decoder layer (the transformers families)
     # model=hf: bitsandbytes quantizes this weight, or this bias's linear (None: every linear but lm_head)
     quantized: bool | None = None
 
 
-def hf_parameter_tensors(model: dict) -> list[Tensor]:
-    """model=hf: every parameter of the model transformers builds, listed on the meta device."""
-    out = []
-    for name, numel, d_in, d_out, in_layer, quantized, count in hf_model(model)["inventory"]["tensors"]:
-        out += [Tensor(name, numel, d_in, d_out, in_layer, quantized)] * count
-    return out
+def parameter_tensors(cfg: BenchConfig) -> list[Tensor]:
+    """Every parameter tensor of the model (its family lists them: harness/families/)."""
+    return families.of(cfg.model).parameter_tensors(cfg.model)
 
 
-def parameter_tensors(config: dict) -> list[Tensor]:
-    model = config["model"]
-    if model["name"] == "hf":
-        return hf_parameter_tensors(model)
-    if model["name"] == "mlp":
-        w, out = model["width"], []
-        for _ in range(model["depth"]):
-            if model["norm"]:
-                out += [Tensor("norm", w), Tensor("norm", w)]
-            out.append(Tensor("linear", w * w, w, w))
-            if model["bias"]:
-                out.append(Tensor("bias", w))
-        return out
-    s = llama_shape(model)
-    h, ff, nh, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"], s["num_kv_heads"]
-    hd = h // nh
-    out = [Tensor("embed_tokens", s["vocab_size"] * h)]
-    for _ in range(s["num_layers"]):
-        out += [
-            Tensor("q_proj", h * nh * hd, h, nh * hd),
-            Tensor("k_proj", h * kv * hd, h, kv * hd),
-            Tensor("v_proj", h * kv * hd, h, kv * hd),
-            Tensor("o_proj", nh * hd * h, nh * hd, h),
-            Tensor("gate_proj", h * ff, h, ff),
-            Tensor("up_proj", h * ff, h, ff),
-            Tensor("down_proj", ff * h, ff, h),
-            Tensor("norm", h),
-            Tensor("norm", h),
-        ]
-    out.append(Tensor("norm", h))
-    if not s["tie_word_embeddings"]:
-        out.append(Tensor("lm_head", s["vocab_size"] * h, h, s["vocab_size"]))
-    return out
+def lora_targets(cfg: BenchConfig) -> tuple[str, ...]:
+    """method.target_modules, else the family's default: every linear layer of attention and MLP (for model=hf
+    the leaf names of the linears inside the decoder layers of the model itself)."""
+    if cfg.method.target_modules is not None:
+        return tuple(cfg.method.target_modules)
+    return tuple(families.of(cfg.model).default_targets(cfg.model))
 
 
-def lora_targets(config: dict) -> tuple[str, ...]:
-    """method.target_modules, else every linear layer of attention and MLP: for model=hf the leaf names of the
-    linears inside the decoder layers of the model itself (harness/families/hf_inventory.py)."""
-    method = config["method"]
-    if method.get("target_modules") is not None:
-        return tuple(method["target_modules"])
-    if config["model"]["name"] == "hf":
-        return tuple(hf_model(config["model"])["inventory"]["default_targets"])
-    return default_targets(config["model"]["name"])
-
-
-def adapter_numels(config: dict) -> list[int]:
+def adapter_numels(cfg: BenchConfig) -> list[int]:
     """LoRA's A (r x d_in) and B (d_out x r) of every adapted linear, in order (Hu et al. 2021)."""
-    r, targets = config["method"]["r"], lora_targets(config)
+    r, targets = cfg.method.r, lora_targets(cfg)
     return [
         n
-        for t in parameter_tensors(config)
+        for t in parameter_tensors(cfg)
         if t.name in targets and t.linear_in
         for n in (r * t.linear_in, r * t.linear_out)
     ]
 
 
-def lora_parameter_count(config: dict) -> int:
+def lora_parameter_count(cfg: BenchConfig) -> int:
     """r·(d_in + d_out) per adapted linear."""
-    return sum(adapter_numels(config))
+    return sum(adapter_numels(cfg))
 
 
 def nf4_storages(numel: int) -> list[int]:
@@ -140,31 +103,28 @@ class Storage:
     on_host: bool = False
 
 
-def fused_adamw(config: dict, device_type: str) -> bool:
+def fused_adamw(cfg: BenchConfig, device_type: str) -> bool:
     """The harness's rule (harness/measure/methods.py): method.fused, else fused on CUDA and foreach elsewhere."""
-    fused = config["method"].get("fused")
+    fused = cfg.method.fused
     return fused if fused is not None else device_type == "cuda"
 
 
-def trainable_numels(config: dict) -> list[int]:
+def trainable_numels(cfg: BenchConfig) -> list[int]:
     """Element count of each trainable tensor: every parameter, or LoRA's A (r x d_in) and B (d_out x r) per
     adapted linear."""
-    if config["method"]["name"] in ADAPTER_METHODS:
-        return adapter_numels(config)
-    return [t.numel for t in parameter_tensors(config)]
+    if cfg.method.name in ADAPTER_METHODS:
+        return adapter_numels(cfg)
+    return [t.numel for t in parameter_tensors(cfg)]
 
 
-def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
-    """Every storage of parameters, gradients and optimizer state the config implies, one entry each: the
-    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/predict/allocator.py)."""
-    method, precision = config["method"]["name"], config["precision"]["name"]
-    tensors = parameter_tensors(config)
-    trainable = trainable_numels(config)
+def parameter_storages(cfg: BenchConfig, trainable: list[int]) -> tuple[list[Storage], int]:
+    """The parameters' storages (the frozen base's and LoRA's adapters'), and the element bytes of what trains."""
+    method, precision = cfg.method.name, cfg.precision.name
     e = WEIGHT_BYTES[precision]
     out: list[Storage] = []
     if method == "qlora":
         # bitsandbytes quantizes every linear but lm_head; prepare_model_for_kbit_training upcasts the rest to fp32
-        for t in tensors:
+        for t in parameter_tensors(cfg):
             quantized = t.quantized if t.quantized is not None else (t.linear_in and t.name != "lm_head")
             if t.name == "bias" and quantized:  # Linear4bit casts its bias to the compute dtype at the first forward
                 sizes = [NF4_COMPUTE_BYTES * t.numel]
@@ -173,22 +133,25 @@ def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
             out += [Storage("params_bytes", n) for n in sizes]
         adapter_e = 4
     else:
-        out += [Storage("params_bytes", e * t.numel) for t in tensors]
+        out += [Storage("params_bytes", e * t.numel) for t in parameter_tensors(cfg)]
         adapter_e = adapter_bytes(precision)
-    if method in ADAPTER_METHODS:
-        out += [Storage("params_bytes", adapter_e * n) for n in trainable]
-        te = adapter_e
-    else:
-        te = e
-    out += [Storage("grads_bytes", te * n) for n in trainable]
+    if method not in ADAPTER_METHODS:
+        return out, e
+    return out + [Storage("params_bytes", adapter_e * n) for n in trainable], adapter_e
+
+
+def optimizer_storages(cfg: BenchConfig, trainable: list[int], te: int, device_type: str) -> list[Storage]:
+    """The optimizer's state for the trainable tensors (of `te` bytes an element)."""
+    method = cfg.method.name
+    out: list[Storage] = []
     if method == "adamw8bit":
-        minimum = config["method"]["min_8bit_size"]
+        minimum = cfg.method.min_8bit_size
         out += [Storage("optimizer_bytes", b) for n in trainable for b in adamw8bit_storages(n, minimum)]
         if any(n >= minimum for n in trainable):
             # the two quantization maps are one pair of tensors shared by every 8-bit state of the optimizer
             out += [Storage("optimizer_bytes", BNB8_QMAP_BYTES // 2)] * 2
     elif method != "sgd":
-        on_host = not fused_adamw(config, device_type)
+        on_host = not fused_adamw(cfg, device_type)
         for n in trainable:  # exp_avg, exp_avg_sq, and a 4-byte float32 step per tensor
             out += [
                 Storage("optimizer_bytes", te * n),
@@ -198,13 +161,22 @@ def storages(config: dict, device_type: str = "cpu") -> list[Storage]:
     return out
 
 
+def storages(cfg: BenchConfig, device_type: str = "cpu") -> list[Storage]:
+    """Every storage of parameters, gradients and optimizer state the config implies, one entry each: the
+    logical bytes are their sum, what the allocator holds the sum of each rounded (harness/predict/allocator.py)."""
+    trainable = trainable_numels(cfg)
+    params, te = parameter_storages(cfg, trainable)
+    grads = [Storage("grads_bytes", te * n) for n in trainable]
+    return params + grads + optimizer_storages(cfg, trainable, te, device_type)
+
+
 MEMORY_CATEGORIES = ("params_bytes", "grads_bytes", "optimizer_bytes")
 
 
-def memory(config: dict, device_type: str = "cpu") -> dict:
+def memory(cfg: BenchConfig, device_type: str = "cpu") -> dict:
     """Predicted params, gradients and optimizer state bytes (activations: see activation_bytes): the logical
     figures, and under `allocated` what the device's allocator holds for them (equal on a CPU)."""
-    listed = storages(config, device_type)
+    listed = storages(cfg, device_type)
     out = {cat: sum(s.nbytes for s in listed if s.category == cat) for cat in MEMORY_CATEGORIES}
     out["allocated"] = {
         cat: sum(allocated_bytes(s.nbytes, "cpu" if s.on_host else device_type) for s in listed if s.category == cat)
@@ -212,8 +184,8 @@ def memory(config: dict, device_type: str = "cpu") -> dict:
     }
     out.update(
         {
-            "trainable_params": sum(trainable_numels(config)),
-            "total_params": sum(t.numel for t in parameter_tensors(config)),
+            "trainable_params": sum(trainable_numels(cfg)),
+            "total_params": sum(t.numel for t in parameter_tensors(cfg)),
         }
     )
     return out

@@ -12,59 +12,56 @@ ZeRO accounting; FSDP2's padding rule: harness/config/parallel.py).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
+from harness import families
 from harness.config.parallel import fsdp_local_numel, fsdp_padded_numel, is_multi_rank, world_size
-from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes, llama_shape
+from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes
 from harness.predict.allocator import allocated_bytes
-from harness.predict.parameters import Tensor, fused_adamw, lora_targets, memory, parameter_tensors
+from harness.predict.parameters import Tensor, fused_adamw, lora_targets, memory
+
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
 
 
-def _shape(t: Tensor, config: dict) -> tuple[int, int]:
+def _shape(t: Tensor, cfg: BenchConfig) -> tuple[int, int]:
     """(rows, elements per row) of a parameter: a linear weight is (out, in), an embedding table (vocab, hidden),
     a norm or bias one row of one element each."""
     if t.linear_in:
         return t.linear_out, t.linear_in
     if t.name == "embed_tokens":
-        hidden = llama_shape(config["model"])["hidden_size"]
+        hidden = families.of(cfg.model).shape(cfg.model)["hidden_size"]
         return t.numel // hidden, hidden
     return t.numel, 1
 
 
-def _units(config: dict) -> list[list[tuple[tuple[int, int], int, bool]]]:
-    """Each FSDP2 unit's parameters as (shape, element bytes, trainable): one unit per block (the mlp's blocks,
-    llama's decoder layers, LoRA's A and B inside them), then the root's rest (embeddings, final norm, head)."""
-    model, method = config["model"], config["method"]["name"]
-    precision = config["precision"]["name"]
-    tensors = parameter_tensors(config)
+def _units(cfg: BenchConfig) -> list[list[tuple[tuple[int, int], int, bool]]]:
+    """Each FSDP2 unit's parameters as (shape, element bytes, trainable): one unit per block as the model's family
+    groups them (the mlp's blocks, llama's decoder layers; LoRA's A and B inside them), then the root's rest
+    (embeddings, final norm, head)."""
+    precision = cfg.precision.name
     e = WEIGHT_BYTES[precision]
-    adapters = method in ADAPTER_METHODS
-    targets = lora_targets(config) if adapters else ()
-    r = config["method"]["r"]
+    adapters = cfg.method.name in ADAPTER_METHODS
+    targets = lora_targets(cfg) if adapters else ()
+    r = cfg.method.r
 
     def entries(ts: list[Tensor]) -> list:
         out = []
         for t in ts:
-            out.append((_shape(t, config), e, not adapters))
+            out.append((_shape(t, cfg), e, not adapters))
             if t.name in targets and t.linear_in:
                 a = adapter_bytes(precision)
                 out += [((r, t.linear_in), a, True), ((t.linear_out, r), a, True)]
         return out
 
-    if model["name"] not in ("mlp", "llama"):
-        raise ValueError(f"the per-rank model knows the units of mlp and llama, not of model={model['name']}")
-    if model["name"] == "mlp":
-        per_block = len(tensors) // model["depth"]
-        return [entries(tensors[i : i + per_block]) for i in range(0, len(tensors), per_block)] + [[]]
-    layers = llama_shape(model)["num_layers"]
-    per_layer = (len(tensors) - 2 - (0 if llama_shape(model)["tie_word_embeddings"] else 1)) // layers
-    body = tensors[1 : 1 + layers * per_layer]
-    root = [tensors[0]] + tensors[1 + layers * per_layer :]
-    return [entries(body[i : i + per_layer]) for i in range(0, len(body), per_layer)] + [entries(root)]
+    return [entries(unit) for unit in families.of(cfg.model).fsdp_units(cfg.model)]
 
 
-def fsdp_rank_memory(config: dict, device_type: str, rank: int) -> dict:
-    world = world_size(config)
-    units = _units(config)
-    method = config["method"]["name"]
+def fsdp_rank_memory(cfg: BenchConfig, device_type: str, rank: int) -> dict:
+    world = world_size(cfg)
+    units = _units(cfg)
+    method = cfg.method.name
     # logical bytes and what the device's allocator holds, per category
     out = {"params_bytes": 0, "grads_bytes": 0, "optimizer_bytes": 0}
     alloc = dict(out)
@@ -73,8 +70,8 @@ def fsdp_rank_memory(config: dict, device_type: str, rank: int) -> dict:
         out[category] += nbytes
         alloc[category] += allocated_bytes(nbytes, device)
 
-    step_device = device_type if fused_adamw(config, device_type) else "cpu"
-    gathered_e = WEIGHT_BYTES["bf16"] if config["precision"]["name"] == "amp_bf16" else None
+    step_device = device_type if fused_adamw(cfg, device_type) else "cpu"
+    gathered_e = WEIGHT_BYTES["bf16"] if cfg.precision.name == "amp_bf16" else None
     gathered = []
     for unit in units:
         unit_grads = 0
@@ -96,7 +93,7 @@ def fsdp_rank_memory(config: dict, device_type: str, rank: int) -> dict:
     # reshard_after_forward: the root unit held through the forward, the block computed and the one prefetched;
     # without it, every block stays gathered from its forward to its backward. FSDP2 can hold one more unit for
     # a moment (its all-gather output beside the parameters being copied out of it): measured, not predicted.
-    held = 2 * max(blocks, default=0) if config["parallel"]["reshard_after_forward"] else sum(blocks)
+    held = 2 * max(blocks, default=0) if cfg.parallel.reshard_after_forward else sum(blocks)
     return {
         **out,
         "allocated": alloc,
@@ -106,8 +103,8 @@ def fsdp_rank_memory(config: dict, device_type: str, rank: int) -> dict:
     }
 
 
-def ddp_rank_memory(config: dict, device_type: str) -> dict:
-    single = memory(config, device_type)
+def ddp_rank_memory(cfg: BenchConfig, device_type: str) -> dict:
+    single = memory(cfg, device_type)
     return {
         **{k: single[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes")},
         "allocated": single["allocated"],
@@ -116,18 +113,18 @@ def ddp_rank_memory(config: dict, device_type: str) -> dict:
     }
 
 
-def rank_memory(config: dict, device_type: str, rank: int) -> dict | None:
+def rank_memory(cfg: BenchConfig, device_type: str, rank: int) -> dict | None:
     """What rank `rank` of a multi-rank case holds (None for a single-process case)."""
-    if not is_multi_rank(config):
+    if not is_multi_rank(cfg):
         return None
-    if config["parallel"]["name"] == "ddp":
-        return ddp_rank_memory(config, device_type)
-    return fsdp_rank_memory(config, device_type, rank)
+    if cfg.parallel.name == "ddp":
+        return ddp_rank_memory(cfg, device_type)
+    return fsdp_rank_memory(cfg, device_type, rank)
 
 
-def compute_config(config: dict) -> dict:
+def compute_config(cfg: BenchConfig) -> BenchConfig:
     """The config whose activations a rank holds: under FSDP2, amp_bf16 is its mixed-precision policy, which
     gathers parameters (adapters included) in bf16 and computes like pure bf16, without autocast's fp32 ops."""
-    if (config.get("parallel") or {}).get("name") == "fsdp" and config["precision"]["name"] == "amp_bf16":
-        return {**config, "precision": {**config["precision"], "name": "bf16"}}
-    return config
+    if cfg.parallel.name == "fsdp" and cfg.precision.name == "amp_bf16":
+        return dataclasses.replace(cfg, precision=dataclasses.replace(cfg.precision, name="bf16"))
+    return cfg

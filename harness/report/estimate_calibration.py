@@ -7,11 +7,17 @@ range, labelled as such. No torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from harness import families
 from harness.config.fields import ConfigError
-from harness.families.hf_inventory import hf_model
-from harness.records.folder import Stored, hardware_key
+from harness.records.folder import hardware_key
 from harness.records.predicted import prediction
+from harness.records.record import Record
 from harness.units import GB, GIB
+
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
 
 # REFERENCES.md §2: "The CUDA context alone takes roughly 0.3-2 GB that torch's allocator counters never see (HF
 # docs measured 1.3 GB)."
@@ -24,18 +30,16 @@ CARD_MATCH = 0.05  # a GPU belongs to a card size when its memory is within 5% o
 COMPARED = ("activations_bytes", "peak_step_bytes")
 
 
-def model_kind(config: dict, resolved: dict | None = None) -> str | None:
-    """What makes two configurations' predictions comparable: the block they are built from (a model=hf record
-    names its model_type in `resolved`; a config is read for it)."""
-    model = config.get("model") or {}
+def model_kind(cfg: BenchConfig, resolved: dict | None = None) -> str | None:
+    """What makes two configurations' predictions comparable: the block they are built from, its model_type (a
+    model=hf record names it in `resolved`; a config is read for it); the family's name where it has no block."""
     if (resolved or {}).get("model_type"):
         return resolved["model_type"]
-    if model.get("name") == "hf":
-        try:
-            return hf_model(model)["data"]["model_type"]
-        except (ConfigError, OSError):  # a config.json that is not on this machine
-            return None
-    return {"llama": "llama"}.get(model.get("name"), model.get("name"))
+    try:
+        decoder = families.of(cfg.model).block(cfg.model)
+    except (ConfigError, OSError):  # a config.json that is not on this machine
+        return None
+    return decoder[2] if decoder is not None else cfg.model.name
 
 
 def card_of(gpu_memory_bytes: int | None, cards) -> float | None:
@@ -46,17 +50,16 @@ def card_of(gpu_memory_bytes: int | None, cards) -> float | None:
     return near if abs(near - gib) <= CARD_MATCH * near else None
 
 
-def device_overheads(stored: list[Stored], cards) -> dict:
+def device_overheads(records: list[Record], cards) -> dict:
     """{card: (low, high, source)}: context + reserve from the folder's GPU records of that card, else the
     published context range."""
     seen: dict = {}
-    for s in stored:
-        r = s.record
-        prov, memory = r.get("provenance") or {}, (r.get("metrics") or {}).get("memory") or {}
+    for r in records:
+        prov, memory = r.provenance, r.metrics.get("memory") or {}
         card = card_of(prov.get("gpu_memory_bytes"), cards)
         context = (memory.get("cuda_context") or {}).get("context_bytes")
         reserved, allocated = memory.get("torch_max_reserved_bytes"), memory.get("torch_max_allocated_bytes")
-        if r.get("status") != "ok" or card is None or context is None or reserved is None or allocated is None:
+        if r.status != "ok" or card is None or context is None or reserved is None or allocated is None:
             continue
         seen.setdefault(card, []).append((context + reserved - allocated, prov.get("gpu_name")))
     out = {}
@@ -76,35 +79,35 @@ def _ratio(measured, predicted) -> float | None:
     return measured / predicted if ok else None
 
 
-def calibration(stored: list[Stored], config: dict) -> dict:
-    """How far the current analytic model is from the measurements of configurations like `config` (same block,
+def predicted_peak(r: Record) -> tuple[int | None, int | None]:
+    """(activations, the step's peak) the current analytic model predicts for a record's config."""
+    predicted = prediction(r.config, r.provenance, r.resolved, r.metrics)
+    alloc, act = predicted.get("memory_allocated") or {}, (predicted.get("memory") or {}).get("activations_bytes")
+    parts = [alloc.get(k) for k in ("params_bytes", "grads_bytes", "optimizer_bytes")] + [act]
+    return act, sum(parts) if all(isinstance(p, int) for p in parts) else None
+
+
+def calibration(records: list[Record], cfg: BenchConfig) -> dict:
+    """How far the current analytic model is from the measurements of configurations like `cfg` (same block,
     method and checkpointing), per hardware: n, and measured / predicted ranges for activations and the step's peak
     (the peak's prediction leaves temporaries out, so measured / predicted above 1 is expected there)."""
-    kind = model_kind(config)
-    like = (config["method"]["name"], config["checkpointing"]["enabled"])
+    kind = model_kind(cfg)
+    like = (cfg.method.name, cfg.checkpointing.enabled)
     rows: dict[str, dict] = {}
-    for s in stored:
-        r = s.record
-        cfg = r.get("config") or {}
-        if (
-            r.get("status") != "ok"
-            or (cfg.get("method", {}).get("name"), cfg.get("checkpointing", {}).get("enabled")) != like
-        ):
+    for r in records:
+        if r.status != "ok" or (r.config.method.name, r.config.checkpointing.enabled) != like:
             continue
-        if model_kind(cfg, r.get("resolved")) != kind:
+        if model_kind(r.config, r.resolved) != kind:
             continue
-        predicted = prediction(cfg, r.get("provenance") or {}, r.get("resolved"), r.get("metrics"))
-        memory = (r.get("metrics") or {}).get("memory") or {}
-        alloc, act = predicted.get("memory_allocated") or {}, (predicted.get("memory") or {}).get("activations_bytes")
-        parts = [alloc.get(k) for k in ("params_bytes", "grads_bytes", "optimizer_bytes")] + [act]
-        peak = sum(parts) if all(isinstance(p, int) for p in parts) else None
-        key = hardware_key(r.get("provenance") or {})
+        act, peak = predicted_peak(r)
+        memory = r.metrics.get("memory") or {}
+        key = hardware_key(r.provenance)
         row = rows.setdefault(key, {"hardware": key, "n": 0, **{k: [] for k in COMPARED}})
         row["n"] += 1
-        for key, pred in (("activations_bytes", act), ("peak_step_bytes", peak)):
-            ratio = _ratio(memory.get(key), pred)
+        for name, pred in (("activations_bytes", act), ("peak_step_bytes", peak)):
+            ratio = _ratio(memory.get(name), pred)
             if ratio is not None:
-                row[key].append(ratio)
+                row[name].append(ratio)
     out = []
     for row in sorted(rows.values(), key=lambda x: x["hardware"]):
         ranges = {k: [min(row[k]), max(row[k])] if row[k] else None for k in COMPARED}

@@ -1,26 +1,32 @@
 """`bench estimate`'s answer, for people (a table) and for programs (JSON): the prediction, what the device adds,
-each card's verdict, and beside them how far such predictions were from measurement. No torch."""
+each card's verdict, and beside them how far such predictions were from measurement. `answer` is
+{config: the BenchConfig asked about, predicted, calibration, cards} (harness/cli_estimate.py). No torch."""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
+from harness.config.rules import ADAPTER_METHODS
 from harness.predict.estimate import PEAK_HOLDS
 from harness.units import GIB
+
+if TYPE_CHECKING:
+    from harness.config.groups import BenchConfig
 
 
 def gib(value) -> str:
     return f"{value / GIB:.2f}" if isinstance(value, (int, float)) else "-"
 
 
-def describe(config: dict, predicted: dict) -> str:
-    model, method, work = config["model"], config["method"], config["workload"]
-    name = model.get("preset") or model.get("config") or model["name"]
-    adapters = f" r={method['r']}" if method["name"] in ("lora", "qlora") else ""
+def describe(cfg: BenchConfig, predicted: dict) -> str:
+    model, method, work = cfg.model, cfg.method, cfg.workload
+    name = getattr(model, "preset", None) or getattr(model, "config", None) or model.name
+    adapters = f" r={method.r}" if method.name in ADAPTER_METHODS else ""
     params = predicted["params"]
     return (
-        f"{model['name']}:{name}, {method['name']}{adapters}, {config['precision']['name']}, checkpointing "
-        f"{'on' if config['checkpointing']['enabled'] else 'off'}, batch {work['batch_size']} x {work['seq_len']} "
+        f"{model.name}:{name}, {method.name}{adapters}, {cfg.precision.name}, checkpointing "
+        f"{'on' if cfg.checkpointing.enabled else 'off'}, batch {work.batch_size} x {work.seq_len} "
         f"tokens; {params['total'] / 1e9:.3g} B parameters, {params['trainable'] / 1e6:.4g} M trainable"
     )
 
@@ -48,10 +54,11 @@ def calibration_lines(calibration: dict) -> list[str]:
 
 
 def table(answer: dict) -> str:
-    p, config = answer["predicted"], answer["config"]
+    p = answer["predicted"]
     lines = [
-        f"bench estimate: {describe(config, p)}",
-        "predicted by the analytic model (harness/predict/analytic.py), storages rounded as the CUDA allocator holds them",
+        f"bench estimate: {describe(answer['config'], p)}",
+        "predicted by the analytic model (harness/predict/analytic.py), storages rounded as the CUDA allocator "
+        "holds them",
         "",
         f"{'training step':<34}{'GiB':>8}",
         f"{'  parameters':<34}{gib(p['params_bytes']):>8}",
@@ -83,4 +90,5 @@ def table(answer: dict) -> str:
 
 
 def as_json(answer: dict) -> str:
-    return json.dumps(answer, indent=2, sort_keys=True, default=str)
+    """The answer as data: its config as a record stores it."""
+    return json.dumps({**answer, "config": answer["config"].to_dict()}, indent=2, sort_keys=True, default=str)

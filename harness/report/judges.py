@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.predict import analytic
+from harness.families import llama
 from harness.report.frame import quiet_fragmentation
 from harness.report.selection import (
     checkpointing_pairs,
@@ -186,7 +186,7 @@ def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:
         ),
         (f"SDPA does not (×≤{j['sdpa_growth_at_most']:g} per doubling)", bool(sdpa_growth <= j["sdpa_growth_at_most"])),
     ]
-    heads = analytic.llama_shape({"preset": preset})["num_heads"]
+    heads = llama.shape(llama.LlamaModelConfig(preset=preset))["num_heads"]
     quadratic = int(batch_size) * heads * s_hi * s_hi * 4  # fp32 softmax probabilities, one layer
     measured = (
         f"{name}, seq {s_lo} → {s_hi}: SDPA activations ×{sdpa_growth:.2f} per doubling; eager's excess "

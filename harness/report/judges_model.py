@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.config.groups import BenchConfig
 from harness.predict import analytic
 from harness.report.selection import hardware_of, measured_rows, within
 from harness.report.verdict import Verdict
 from harness.units import GB
 
 
-def _config(preset: str, method: str = "full_adamw", precision: str = "bf16", **extra) -> dict:
+def _config(preset: str, method: str = "full_adamw", precision: str = "bf16", **extra) -> BenchConfig:
     """A configuration for the analytic model (SDPA, checkpointing off)."""
-    return {
-        "model": {"name": "llama", "preset": preset, "attn_implementation": "sdpa"},
-        "method": {"name": method, "r": extra.get("r"), "target_modules": extra.get("targets"), "min_8bit_size": 4096},
-        "precision": {"name": precision},
-        "checkpointing": {"enabled": False, "segments": None},
-        "workload": {"batch_size": extra.get("batch", 1), "seq_len": extra.get("seq", 512)},
-    }
+    return BenchConfig.from_dict(
+        {
+            "model": {"name": "llama", "preset": preset, "attn_implementation": "sdpa"},
+            "method": {
+                "name": method,
+                "r": extra.get("r"),
+                "target_modules": extra.get("targets"),
+                "min_8bit_size": 4096,
+            },
+            "precision": {"name": precision},
+            "checkpointing": {"enabled": False, "segments": None},
+            "workload": {"batch_size": extra.get("batch", 1), "seq_len": extra.get("seq", 512)},
+        }
+    )
 
 
 def judge_adam_7b(claim: dict, groups: pd.DataFrame) -> Verdict:
