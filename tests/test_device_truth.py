@@ -7,11 +7,10 @@ import signal
 
 import pytest
 import torch
-from support import build, measure_memory_as_case
+from support import build, measure_memory_as_case, record_in_process
 
 from harness.measure import faults
 from harness.measure.attention import kernels_used
-from support import record_in_process
 from harness.measure.checks import adamw_expected_bytes, trainable_bytes
 from harness.measure.cuda_context import context_from
 from harness.measure.memory import unique_tensor_bytes

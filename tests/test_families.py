@@ -64,6 +64,11 @@ def test_an_older_record_lacking_newer_fields_reads_with_their_defaults():
     assert cfg.parallel.name == "none" and cfg.measure.case_timeout_s == 1800.0 and cfg.device.memory_budget_gib is None
 
 
+def test_a_family_module_missing_a_function_fails_naming_it():
+    with pytest.raises(TypeError, match="does not define .*label"):
+        families.define("half", object, False, {f: print for f in families.FUNCTIONS if f != "label"})
+
+
 def test_an_unknown_family_is_refused_naming_those_there_are():
     cfg = make_case(["model=mlp", "method=sgd"]).config
     bad = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="vit"))
@@ -73,16 +78,14 @@ def test_an_unknown_family_is_refused_naming_those_there_are():
 
 
 def test_a_new_family_is_one_module(tmp_path, monkeypatch):
-    """A module that ends in FAMILY = Family(...) dropped into the package is a family: nothing else to edit."""
+    """A module that ends in FAMILY = define(...) dropped into the package is a family: nothing else to edit."""
     (tmp_path / "toy.py").write_text(
         "from dataclasses import dataclass\n"
-        "from harness.families import Family\n"
-        "from harness.families import mlp\n\n"
+        "from harness.families import define\n"
+        "from harness.families.mlp import *  # the mlp's functions, but for its label\n\n"
         "@dataclass\nclass ToyConfig:\n    name: str = 'toy'\n    width: int = 4\n\n"
-        "FAMILY = Family(name='toy', schema=ToyConfig, transformers=False, validate=lambda m, c: None,\n"
-        "    label=lambda m: f'toy:{m.width}', default_targets=lambda m: ('linear',),\n"
-        "    parameter_tensors=lambda m: [], shape=lambda m: None, build=mlp.build, build_nf4=mlp.build_nf4,\n"
-        "    describe=lambda m, r: None)\n"
+        "def label(model):\n    return f'toy:{model.width}'\n\n"
+        "FAMILY = define('toy', ToyConfig, transformers=False, namespace=globals())\n"
     )
     monkeypatch.setattr(families, "__path__", [*families.__path__, str(tmp_path)])
     monkeypatch.setattr(families, "_FAMILIES", {})

@@ -5,7 +5,6 @@ Skipped without a GPU (CI has none); run `make test` on a GPU host to check them
 
 import pytest
 import torch
-
 from support import record_in_process
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -1,4 +1,5 @@
-"""Model families as plug-ins: one module per family (mlp.py, llama.py, hf.py), each ending in `FAMILY = Family(...)`.
+"""Model families as plug-ins: one module per family (mlp.py, llama.py, hf.py), each ending in
+`FAMILY = define(name, schema, transformers, globals())`.
 
 Everything that depends on which family a case builds is asked of its Family: the schema Hydra registers as
 `model=<name>`, the validation, the label reports show, the default LoRA targets, the shapes and the formulas the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # annotations only: config/groups.py imports this package
@@ -45,6 +46,18 @@ class Family:
     build: Callable[..., Any]  # (model section, device, dtype, seed) -> torch module
     build_nf4: Callable[..., Any]  # (model section, device, seed) -> the base with NF4 weights (QLoRA)
     describe: Callable[[Any, dict], None]  # what was built, into the record's `resolved`
+
+
+FUNCTIONS = tuple(f.name for f in fields(Family) if f.name not in ("name", "schema", "transformers"))
+
+
+def define(name: str, schema: type, transformers: bool, namespace: dict) -> Family:
+    """The Family of a module: its functions found under the interface's names (`namespace` is the module's
+    globals()), so a module missing one fails when it is imported, naming what it lacks."""
+    missing = [f for f in FUNCTIONS if not callable(namespace.get(f))]
+    if missing:
+        raise TypeError(f"family {name!r} does not define {', '.join(missing)} (harness/families/__init__.py)")
+    return Family(name, schema, transformers, **{f: namespace[f] for f in FUNCTIONS})
 
 
 _FAMILIES: dict[str, Family] = {}

@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from harness.config.fields import doc, require
-from harness.families import Family
+from harness.families import define
 from harness.families.hf_config import SHAPE_FIELDS, value
 from harness.families.hf_inventory import hf_model
-from harness.families.llama import SEGMENTS_MLP_ONLY, decoder_activations, decoder_flop_ratio
+from harness.families.llama import SEGMENTS_MLP_ONLY
+
+# a decoder's activations and FLOP ratio are read from its Block, whichever family built it
+from harness.families.llama import decoder_activations as activations  # noqa: F401 (the interface's name)
+from harness.families.llama import decoder_flop_ratio as flop_ratio  # noqa: F401
 
 if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
@@ -125,21 +129,4 @@ def fsdp_units(model: HfModelConfig) -> list[list]:
     raise ValueError("the per-rank model knows the units of mlp and llama, not of model=hf")
 
 
-FAMILY = Family(
-    name="hf",
-    schema=HfModelConfig,
-    transformers=True,
-    validate=validate,
-    label=label,
-    default_targets=default_targets,
-    parameter_tensors=parameter_tensors,
-    shape=shape,
-    build=build,
-    build_nf4=build_nf4,
-    describe=describe,
-    block=block,
-    context_length=context_length,
-    activations=decoder_activations,
-    flop_ratio=decoder_flop_ratio,
-    fsdp_units=fsdp_units,
-)
+FAMILY = define("hf", HfModelConfig, transformers=True, namespace=globals())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from harness.config.fields import doc, positive_int, require
-from harness.families import Family
+from harness.families import define
 from harness.families.llama_presets import LLAMA_PRESETS
 
 if TYPE_CHECKING:
@@ -175,21 +175,7 @@ def fsdp_units(model: LlamaModelConfig) -> list[list]:
     return [body[i : i + per_layer] for i in range(0, len(body), per_layer)] + [root]
 
 
-FAMILY = Family(
-    name="llama",
-    schema=LlamaModelConfig,
-    transformers=True,
-    validate=validate,
-    label=label,
-    default_targets=default_targets,
-    parameter_tensors=parameter_tensors,
-    shape=shape,
-    build=build,
-    build_nf4=build_nf4,
-    describe=describe,
-    block=block,
-    context_length=context_length,
-    activations=decoder_activations,
-    flop_ratio=decoder_flop_ratio,
-    fsdp_units=fsdp_units,
-)
+# the interface names a decoder's formulas (hf.py shares them)
+activations, flop_ratio = decoder_activations, decoder_flop_ratio
+
+FAMILY = define("llama", LlamaModelConfig, transformers=True, namespace=globals())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.config.fields import doc, positive_int, require
-from harness.families import Family
+from harness.families import define
 
 if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
@@ -123,21 +123,4 @@ def fsdp_units(model: MlpConfig) -> list[list]:
     return [tensors[i : i + per_block] for i in range(0, len(tensors), per_block)] + [[]]
 
 
-FAMILY = Family(
-    name="mlp",
-    schema=MlpConfig,
-    transformers=False,
-    validate=validate,
-    label=label,
-    default_targets=default_targets,
-    parameter_tensors=parameter_tensors,
-    shape=shape,
-    build=build,
-    build_nf4=build_nf4,
-    describe=describe,
-    block=block,
-    context_length=context_length,
-    activations=activations,
-    flop_ratio=flop_ratio,
-    fsdp_units=fsdp_units,
-)
+FAMILY = define("mlp", MlpConfig, transformers=False, namespace=globals())

@@ -14,9 +14,7 @@ def build_record(case: Case, measured: Measurement) -> dict:
     """The record of `case`: its config as stored, the measurement, the prediction compared with it."""
     config = case.config_dict
     metrics, checks = measured.metrics or {}, measured.checks or []
-    device_type = measured.provenance.get("device_type") or "cpu"
-    kernel = (measured.resolved.get("attention_kernel") or {}).get("fwd_train")
-    predicted = prediction(case.config, device_type, kernel, metrics)
+    predicted = prediction(case.config, measured.provenance, measured.resolved, metrics)
     noisy = sorted(p for p, t in metrics.get("time", {}).items() if t.get("noisy"))
     return finite(
         {
