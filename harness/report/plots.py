@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness import __version__  # noqa: E402
-from harness.records.folder import RECORDS, Stored  # noqa: E402
+from harness.records.folder import RECORDS  # noqa: E402
+from harness.records.record import Record  # noqa: E402
 from harness.report.figure import (
     MEMORY_CATEGORIES,
     METHOD_ORDER,
@@ -284,8 +285,8 @@ def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: in
     return save(fig, stem)
 
 
-def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
-    frame = records_frame(stored, root)
+def write_plots(records: list[Record], root: Path, out: Path) -> list[Path]:
+    frame = records_frame(records, root)
     groups = grouped(frame)
     written: list[Path] = []
     if groups.empty:

@@ -43,6 +43,25 @@ def same_configuration_but(rows: pd.DataFrame, *varying: str) -> list[pd.DataFra
     return [rows.loc[positions] for positions in index.values()]
 
 
+def rows_in(groups: pd.DataFrame, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of `groups` that are in any of `parts` (by index), in the frame's order: the rows a judge read,
+    for its Verdict."""
+    index = set().union(*(set(p.index) for p in parts)) if parts else set()
+    return groups[groups.index.isin(index)]
+
+
+def keyed(rows: pd.DataFrame, key: list[str], wanted: set) -> pd.Series:
+    """A mask of the rows whose values in the `key` columns are one of the `wanted` tuples."""
+    return pd.Series([k in wanted for k in rows[key].itertuples(index=False, name=None)], index=rows.index, dtype=bool)
+
+
+def family_rows(rows: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The rows of one model family (harness/families/: the `model` column holds its name). The claims and plots
+    that read one family's sweep (the mlp's depths, the llama presets' sequence lengths and kernels) select it
+    here, by name, once."""
+    return rows[rows["model"] == family]
+
+
 def select(groups: pd.DataFrame, where: dict | None) -> pd.DataFrame:
     out = groups
     for col, allowed in (where or {}).items():
@@ -62,13 +81,8 @@ def measured_rows(groups: pd.DataFrame, multi_rank: bool = False) -> pd.DataFram
 def depth_families(groups: pd.DataFrame, min_depths: int) -> list[pd.DataFrame]:
     """mlp configurations (checkpointing off, activations measured) at `min_depths` depths or more, one frame
     each: what claim 7's judge fits a line through."""
-    rows = measured_rows(groups)
-    rows = rows[
-        (rows["model"] == "mlp")
-        & ~rows["checkpointing"].astype(bool)
-        & rows["depth"].notna()
-        & rows["activations_bytes_median"].notna()
-    ]
+    rows = family_rows(measured_rows(groups), "mlp")
+    rows = rows[~rows["checkpointing"].astype(bool) & rows["depth"].notna() & rows["activations_bytes_median"].notna()]
     return [g for g in same_configuration_but(rows, "depth") if g["depth"].nunique() >= min_depths]
 
 
