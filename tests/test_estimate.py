@@ -13,7 +13,7 @@ import pytest
 from harness.config.compose import make_case
 from harness.predict import estimate
 from harness.records import folder as results_folder
-from harness.records.folder import Stored
+from harness.records.record import Record
 from harness.report.estimate_calibration import PUBLISHED_CONTEXT_BYTES, calibration, device_overheads
 from harness.run import fit as fit_mod
 from harness.units import GIB
@@ -63,7 +63,7 @@ def test_cards_answer_consistently():
         assert need(estimate.with_value(config, "workload.batch_size", b + 1)) > card - PUBLISHED_CONTEXT_BYTES[1]
 
 
-def _gpu_record(gib: float, context: int, reserved: int, allocated: int) -> Stored:
+def _gpu_record(gib: float, context: int, reserved: int, allocated: int) -> Record:
     record = {
         "status": "ok",
         "provenance": {"device_type": "cuda", "gpu_name": "NVIDIA H100", "gpu_memory_bytes": int(gib * GIB)},
@@ -75,7 +75,7 @@ def _gpu_record(gib: float, context: int, reserved: int, allocated: int) -> Stor
             }
         },
     }
-    return Stored(Path("x.json"), record)
+    return Record(record, Path("x.json"))
 
 
 def test_the_device_figure_comes_from_gpu_records_of_that_card_else_the_published_range():

@@ -9,9 +9,10 @@ import pandas as pd
 from harness.predict import analytic
 from harness.report.frame import quiet_fragmentation
 from harness.report.selection import (
+    attention_cells,
     checkpointing_pairs,
+    checkpointing_rows,
     depth_families,
-    family_rows,
     hardware_of,
     keyed,
     measured_rows,
@@ -111,19 +112,8 @@ def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
         "; ".join(measured),
         "; ".join(dict.fromkeys(predicted)),
         hardware_of(pairs.rename(columns={"hardware_label_off": "hardware_label"})),
-        _both_sides(groups, pairs),
+        checkpointing_rows(groups, pairs),
     )
-
-
-def _both_sides(groups: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """The grouped rows of each side of checkpointing pairs (off and on)."""
-    key = ["hardware", "torch", "environment", "config_hash"]
-    wanted = {
-        (p["hardware"], p["torch"], p["environment"], p[f"config_hash_{side}"])
-        for _, p in pairs.iterrows()
-        for side in ("off", "on")
-    }
-    return groups[keyed(groups, key, wanted)]
 
 
 def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -157,36 +147,8 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
     return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(judged), read)
 
 
-# a family of the attention judge: the configuration but for the sequence length and the attention kernel
-ATTENTION_FAMILY = ["hardware", "preset", "precision", "method", "batch_size", "checkpointing"]
-
-
 def _family_name(preset, precision, method, batch_size, checkpointing) -> str:
     return f"{preset} {precision} {method} bs{batch_size}" + (" ckpt" if checkpointing else "")
-
-
-def attention_cells(groups: pd.DataFrame, min_lengths: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """The attention claim's selection (its one home; the claim's page lists what it returns, through the
-    Verdict): llama presets measured in one process with their activations, tabled by family and sequence length
-    against the kernel, keeping the cells measured with both eager and SDPA in the families that have such cells at
-    `min_lengths` lengths or more. Returns (the grouped rows of those cells, the table, each family's lengths)."""
-    rows = family_rows(measured_rows(groups), "llama")
-    rows = rows[rows["activations_bytes_median"].notna()]
-    both = rows.pivot_table(
-        index=[*ATTENTION_FAMILY, "seq_len"],
-        columns="attn",
-        values=["activations_bytes_median", "predicted_activations_bytes_median"],
-        aggfunc="median",
-    )
-    kernels = [("activations_bytes_median", "eager"), ("activations_bytes_median", "sdpa")]
-    if both.empty or any(k not in both for k in kernels):
-        return rows.iloc[0:0], both, pd.Series(dtype=int)
-    both = both.dropna(subset=kernels)
-    lengths = both.groupby(level=list(range(len(ATTENTION_FAMILY)))).size()
-    lengths = lengths[lengths >= min_lengths]
-    families = set(lengths.index)
-    cells = {cell for cell in both.index if cell[:-1] in families}
-    return rows[keyed(rows, [*ATTENTION_FAMILY, "seq_len"], cells)], both, lengths
 
 
 def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:

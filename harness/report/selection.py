@@ -110,6 +110,45 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     return joined.sort_values(key).reset_index(drop=True)
 
 
+def checkpointing_rows(groups: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The grouped rows of each side of `checkpointing_pairs` (off and on): what claim 6's judge read."""
+    key = ["hardware", "torch", "environment", "config_hash"]
+    wanted = {
+        (p["hardware"], p["torch"], p["environment"], p[f"config_hash_{side}"])
+        for _, p in pairs.iterrows()
+        for side in ("off", "on")
+    }
+    return groups[keyed(groups, key, wanted)]
+
+
+# a family of the attention judge: the configuration but for the sequence length and the attention kernel
+ATTENTION_FAMILY = ["hardware", "preset", "precision", "method", "batch_size", "checkpointing"]
+
+
+def attention_cells(groups: pd.DataFrame, min_lengths: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The attention claim's selection (its one home; the claim's page lists what it returns, through the
+    Verdict): llama presets measured in one process with their activations, tabled by family and sequence length
+    against the kernel, keeping the cells measured with both eager and SDPA in the families that have such cells at
+    `min_lengths` lengths or more. Returns (the grouped rows of those cells, the table, each family's lengths)."""
+    rows = family_rows(measured_rows(groups), "llama")
+    rows = rows[rows["activations_bytes_median"].notna()]
+    both = rows.pivot_table(
+        index=[*ATTENTION_FAMILY, "seq_len"],
+        columns="attn",
+        values=["activations_bytes_median", "predicted_activations_bytes_median"],
+        aggfunc="median",
+    )
+    kernels = [("activations_bytes_median", "eager"), ("activations_bytes_median", "sdpa")]
+    if both.empty or any(k not in both for k in kernels):
+        return rows.iloc[0:0], both, pd.Series(dtype=int)
+    both = both.dropna(subset=kernels)
+    lengths = both.groupby(level=list(range(len(ATTENTION_FAMILY)))).size()
+    lengths = lengths[lengths >= min_lengths]
+    families = set(lengths.index)
+    cells = {cell for cell in both.index if cell[:-1] in families}
+    return rows[keyed(rows, [*ATTENTION_FAMILY, "seq_len"], cells)], both, lengths
+
+
 def within(value: float, bounds: list[float]) -> bool:
     lo, hi = bounds
     return bool(lo <= value <= hi)
