@@ -64,12 +64,12 @@ def _generate(argv: list[str], name: str, description: str, subdir: str, write) 
     parser.add_argument("--out", metavar="DIR", help=f"where the files go (default: <results>/{subdir})")
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
-    stored, problems = results_folder.read_folder(root)
+    records, problems = results_folder.read_folder(root)  # read and migrated once: `write` is handed the Records
     _problems_note(problems)
-    if not stored:
+    if not records:
         print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
         return EXIT_CASE_FAILED
-    for path in write(stored, root, Path(args.out) if args.out else root / subdir):
+    for path in write(records, root, Path(args.out) if args.out else root / subdir):
         print(path)
     return EXIT_CASE_FAILED if problems else EXIT_OK
 
@@ -112,8 +112,8 @@ def cmd_cite(argv: list[str]) -> int:
     if not matches:
         print(f"bench: no record with id {args.id!r} under {root / results_folder.RECORDS}", file=sys.stderr)
         return EXIT_CASE_FAILED
-    if len({m.record["id"] for m in matches}) > 1:
-        ids = ", ".join(sorted({m.record["id"] for m in matches}))
+    if len({m.id for m in matches}) > 1:
+        ids = ", ".join(sorted({m.id for m in matches}))
         print(f"bench: {args.id!r} matches several results ({ids}); give more digits", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(cite(matches[0], root))
@@ -134,9 +134,9 @@ def cmd_claims(argv: list[str]) -> int:
     parser.add_argument("--out", metavar="FILE", help="write there instead of standard output")
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
-    stored, problems = results_folder.read_folder(root)
+    records, problems = results_folder.read_folder(root)
     _problems_note(problems)
-    groups = grouped(records_frame(stored, root))
+    groups = grouped(records_frame(records, root))
     results = claims.evaluate(groups)
     if args.format == "json":
         text = claims.as_json(results)

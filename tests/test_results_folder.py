@@ -15,6 +15,7 @@ import pytest
 from harness.cli import main
 from harness.records import folder as results_folder
 from harness.records.io import record_bytes, write_record
+from harness.records.record import Record
 from harness.records.schema import record_id
 from harness.records.submit import DUPLICATE, REFUSED, TAKEN, submit
 from harness.records.validate import MAX_RECORD_BYTES
@@ -47,7 +48,7 @@ def test_record_survives_write_submit_table_unchanged(real_records, tmp_path):
     assert outcome.dest.name.endswith(f"_{record['id']}_{results_folder.content_sha(written.read_bytes())[:12]}.json")
 
     stored, problems = results_folder.read_folder(root)
-    assert problems == [] and [s.record for s in stored] == [record]
+    assert problems == [] and [r.to_dict() for r in stored] == [record] and stored[0].path == outcome.dest
     paths = write_tables(stored, root, root / "tables")
     assert [p.relative_to(root).as_posix() for p in paths] == ["tables/v1/results.csv", "tables/v1/results.md"]
     [row] = pd.read_csv(paths[0]).to_dict("records")
@@ -255,7 +256,7 @@ def test_cite_gives_numbers_hardware_id_and_reproducing_commands(real_records, t
     root = tmp_path / "results"
     record = copy.deepcopy(real_records[1])
     [outcome] = submit([write_record(record, tmp_path / "run")], root)
-    text = cite(results_folder.Stored(outcome.dest, record), root)
+    text = cite(Record.from_dict(record, outcome.dest), root)
     m, prov = record["metrics"], record["provenance"]
     lo, hi = m["compute_ratio_ci95"]
     assert f"**{m['compute_ratio']:.2f}×**" in text and f"CI {lo:.2f}–{hi:.2f}" in text
@@ -269,7 +270,7 @@ def test_cite_gives_numbers_hardware_id_and_reproducing_commands(real_records, t
     dirty["provenance"]["git_dirty"] = True
     dirty["id"] = record_id(dirty["config"], dirty["provenance"])
     dirty["flags"]["checks_failed"] = ["adamw_state_bytes"]
-    text = cite(results_folder.Stored(tmp_path / "x.json", dirty), root)
+    text = cite(Record.from_dict(dirty, tmp_path / "x.json"), root)
     assert "Measured from a modified working tree" in text and "Self-checks failed**: adamw_state_bytes" in text
 
 

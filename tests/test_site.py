@@ -18,17 +18,19 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from site_browser import Browser, find_chromium
 
 from harness import repo_root
 from harness.cli import main
+from harness.config.groups import BenchConfig
 from harness.records import folder as results_folder
 from harness.records.folder import hardware_key
+from harness.records.record import Record
 from harness.report import claims
 from harness.report.frame import config_label, grouped, records_frame
 from harness.report.site import pages, write_site
-from harness.report.site.feeds import ANALYTIC, SELECTIONS, feeding_rows
 
 RESULTS = repo_root() / "results"
 
@@ -150,7 +152,7 @@ def test_hardware_pages_put_the_same_configuration_side_by_side(site):
     for r in raw_records():
         if r["status"] == "ok":
             cfg = r["config"]
-            case = (config_label(cfg), cfg["method"]["name"], cfg["checkpointing"]["enabled"])
+            case = (config_label(BenchConfig.from_dict(cfg)), cfg["method"]["name"], cfg["checkpointing"]["enabled"])
             cases.setdefault(case, set()).add(hardware_key(r["provenance"]))
     for hw in sorted({h for hws in cases.values() for h in hws}):
         section = (site / "hardware" / f"{hw}.html").read_text().split('id="sbs-h"')[1].split("</section>")[0]
@@ -159,17 +161,57 @@ def test_hardware_pages_put_the_same_configuration_side_by_side(site):
         assert ("No configuration measured here" in section) == (not others)
 
 
-def test_feeding_configurations_are_what_the_judges_read():
-    """Judging only the rows a claim page lists gives the verdict and the figures judging the whole folder gives,
-    so the listed configurations hold everything the verdict was made from."""
-    stored, _ = results_folder.read_folder(RESULTS)
-    groups = grouped(records_frame(stored, RESULTS))
+def _groups() -> pd.DataFrame:
+    records, _ = results_folder.read_folder(RESULTS)
+    return grouped(records_frame(records, RESULTS))
+
+
+def _listed(site: Path, claim: dict) -> tuple[str, list[list[str]]]:
+    """A claim page's "Configurations that fed it": the section, and each row's record ids, in page order."""
+    section = (site / "claims" / f"{claim['id']}.html").read_text().split('id="cfg-h"')[1].split("</section>")[0]
+    body = section.split("<tbody>")[1].split("</tbody>")[0] if "<tbody>" in section else ""
+    return section, [re.findall(r"records/([0-9a-f]{16})\.html", tr) for tr in body.split("<tr>")[1:]]
+
+
+def test_feeding_configurations_are_what_the_judges_read(site):
+    """The rows a verdict carries are the rows the judge read: judging only them gives the verdict and the figures
+    judging the whole folder gives, so they hold everything the verdict was made from; they are the rows the
+    claim's page lists; only the analytic claims carry none."""
+    groups = _groups()
     for claim in claims.load_registry():
-        assert claim["judge"]["kind"] in {*SELECTIONS, *ANALYTIC}, f"claim {claim['id']}: judge kind not mapped"
-        rows, _ = feeding_rows(claim, groups)
-        whole, listed = claims.judge(claim, groups), claims.judge(claim, rows)
-        assert (listed.verdict, listed.measured, listed.predicted) == (whole.verdict, whole.measured, whole.predicted)
-        assert all(label in whole.hardware for label in set(rows["hardware_label"])), claim["id"]
+        whole = claims.judge(claim, groups)
+        section, listed = _listed(site, claim)
+        if whole.rows is None:
+            assert claim["judge"]["kind"] in {"lora_405b", "not_measured"}, f"claim {claim['id']} reads no rows"
+            assert "analytic: computed from the model" in section and listed == []
+            continue
+        again = claims.judge(claim, whole.rows)
+        assert (again.verdict, again.measured, again.predicted) == (whole.verdict, whole.measured, whole.predicted)
+        assert all(label in whole.hardware for label in set(whole.rows["hardware_label"])), claim["id"]
+        assert whole.rows.index.is_monotonic_increasing and whole.rows.index.isin(groups.index).all()
+        assert listed == [str(ids).split() for ids in whole.rows["ids"]], claim["id"]
+
+
+def test_the_attention_claims_page_shows_the_rows_its_verdict_read(site):
+    """The attention claim's selection exists once (harness/report/selection.attention_cells): the page lists the
+    Verdict's rows, every llama configuration measured with both kernels at enough lengths, nothing re-selected."""
+    groups = _groups()
+    [claim] = [c for c in claims.load_registry() if c["judge"]["kind"] == "attention"]
+    verdict = claims.judge(claim, groups)
+    rows = verdict.rows
+    assert len(rows) >= 2 * claim["judge"]["min_lengths"] and set(rows["model"]) == {"llama"}
+    assert set(rows["attn"]) == {"eager", "sdpa"} and rows["activations_bytes_median"].notna().all()
+    for _, cell in rows.groupby(
+        ["hardware", "preset", "precision", "method", "batch_size", "checkpointing", "seq_len"]
+    ):
+        assert set(cell["attn"]) >= {"eager", "sdpa"}  # every listed length was measured with both kernels
+    # what the judge left out: the llama rows of other lengths or families are not listed
+    llama = groups[(groups["model"] == "llama") & (groups["n"] > 0) & groups["activations_bytes_median"].notna()]
+    assert len(llama) > len(rows)
+    section, listed = _listed(site, claim)
+    assert listed == [str(ids).split() for ids in rows["ids"]]
+    assert f"{len(rows)} configuration(s): the configurations the judge reads" in section
+    assert [cfg for cfg in re.findall(r"<td>(llama:[^<]*)</td>", section)] == list(rows["config"])
 
 
 def test_cite_blocks_hold_the_commands(site):
@@ -188,19 +230,39 @@ def test_an_out_of_memory_record_has_a_page_and_a_flag(tmp_path):
     yet, so one is made from a committed record)."""
     stored, _ = results_folder.read_folder(RESULTS)
     ok = stored[-1]
-    record = copy.deepcopy(ok.record)
+    record = copy.deepcopy(ok.to_dict())
     record.update(
         id="f" * 16,
         status="oom",
         error={"type": "OutOfMemoryError", "phase": "step", "message": "CUDA out of memory.", "traceback": ""},
         metrics={"oom": {"budget_emulated": True, "request_bytes": 2 * 1024**3}},
     )
-    oom = results_folder.Stored(ok.path.with_name(f"oom_{record['id']}_{'0' * 12}.json"), record)
+    oom = Record(record, ok.path.with_name(f"oom_{record['id']}_{'0' * 12}.json"))  # made here: not validated
     site = pages([*stored, oom], RESULTS, tmp_path / "site")
     row = next(line for line in site["explorer.html"].splitlines() if f"records/{record['id']}.html" in line)
     assert "out of memory (step)" in row and 'data-status="oom"' in row
     page = site[f"records/{record['id']}.html"]
     assert "Failed in" in page and "CUDA out of memory." in page and "2.00 GiB" in page
+
+
+def test_the_site_reads_and_migrates_each_record_once(tmp_path, monkeypatch):
+    """`bench site` reads the folder once: every record is validated (and migrated) and its typed config built
+    once, then handed to every page (the claim pages, the explorer, the hardware and record pages)."""
+    from harness.records import record as record_mod
+
+    checked, built = [], []
+    check = record_mod.check
+
+    class Counted:  # the typed config as the Record view builds it (harness/records/record.py)
+        @staticmethod
+        def from_dict(data: dict) -> BenchConfig:
+            built.append(data)
+            return BenchConfig.from_dict(data)
+
+    monkeypatch.setattr(record_mod, "check", lambda data: checked.append(data["id"]) or check(data))
+    monkeypatch.setattr(record_mod, "BenchConfig", Counted)
+    assert main(["site", "--results", str(RESULTS), "--out", str(tmp_path / "site")]) == 0
+    assert sorted(checked) == sorted(r["id"] for r in raw_records()) and len(built) == len(checked)
 
 
 def test_site_command_reports_an_empty_folder(tmp_path, capsys):
@@ -210,7 +272,7 @@ def test_site_command_reports_an_empty_folder(tmp_path, capsys):
 
 def test_the_site_modules_load_no_torch():
     code = (
-        "import sys, harness.report.site, harness.report.site.feeds\n"
+        "import sys, harness.report.site, harness.report.site.claim_pages\n"
         "print(sorted({'torch', 'transformers', 'peft', 'bitsandbytes'} & {m.split('.')[0] for m in sys.modules}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from harness.records.validate import RecordInvalid, load_bytes
+from harness.records.record import Record
+from harness.records.validate import RecordInvalid, parse
 
 RECORDS, TABLES, PLOTS = "records", "tables", "plots"
 ENV_VAR = "BENCH_RESULTS_DIR"
@@ -92,21 +93,16 @@ def locked(root: Path) -> Iterator[None]:
 
 
 @dataclass
-class Stored:
-    path: Path
-    record: dict
-
-
-@dataclass
 class Problem:
     path: Path
     reason: str
 
 
-def read_folder(root: Path) -> tuple[list[Stored], list[Problem]]:
-    """Every submitted record, validated again and checked against the sha in its name; sorted by path so
-    everything generated from the folder comes out in the same order on every machine."""
-    stored: list[Stored] = []
+def read_folder(root: Path) -> tuple[list[Record], list[Problem]]:
+    """Every submitted record, validated (and migrated) again and checked against the sha in its name; sorted by
+    path so everything generated from the folder comes out in the same order on every machine. A command reads
+    the folder once and hands these Records to whatever it writes (harness/report/)."""
+    stored: list[Record] = []
     problems: list[Problem] = []
     records_dir = root / RECORDS
     if not records_dir.is_dir():
@@ -121,15 +117,15 @@ def read_folder(root: Path) -> tuple[list[Stored], list[Problem]]:
             problems.append(Problem(path, "content does not match the sha256 in its name: edited after submission"))
             continue
         try:
-            record = load_bytes(data)
+            record = Record.from_dict(parse(data), path)
         except RecordInvalid as exc:
             problems.append(Problem(path, str(exc)))
             continue
-        stored.append(Stored(path, record))
+        stored.append(record)
     return stored, problems
 
 
-def find(root: Path, id_prefix: str) -> list[Stored]:
+def find(root: Path, id_prefix: str) -> list[Record]:
     """Records whose id starts with `id_prefix` (ids are 16 hex digits; a unique prefix is enough)."""
     stored, _ = read_folder(root)
-    return [s for s in stored if s.record["id"].startswith(id_prefix.lower())]
+    return [r for r in stored if r.id.startswith(id_prefix.lower())]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from harness.records.folder import Stored, hardware_label
+from harness.records.folder import hardware_label
+from harness.records.record import Record
 from harness.report.frame import config_label
 from harness.units import GIB, format_bytes
 
@@ -60,29 +61,29 @@ def software_warnings(prov: dict) -> list[str]:
     return out
 
 
-def warnings(record: dict) -> list[str]:
-    prov, flags = record["provenance"], record["flags"]
+def warnings(rec: Record) -> list[str]:
+    prov = rec.provenance
     out = software_warnings(prov)
     if prov.get("git_dirty"):
         out.append(
             "**Measured from a modified working tree** (`git_dirty`): checking out the commit below does not "
             "reproduce the exact code that ran."
         )
-    if flags.get("checks_failed"):
+    if rec.checks_failed:
         out.append(
-            f"**Self-checks failed**: {', '.join(flags['checks_failed'])} — the harness's own accounting "
+            f"**Self-checks failed**: {', '.join(rec.checks_failed)} — the harness's own accounting "
             "disagreed with itself; do not cite these figures without reading the record."
         )
-    if flags.get("noisy"):
-        out.append(f"Noisy phases (cv above {record['config']['measure']['noisy_cv']}): {', '.join(flags['noisy'])}.")
-    if record["status"] == "oom":
+    if rec.noisy:
+        out.append(f"Noisy phases (cv above {rec.config.measure.noisy_cv}): {', '.join(rec.noisy)}.")
+    if rec.status == "oom":
         out.append(f"**Out of memory**: this configuration does not fit on {hardware_label(prov)}.")
     return out
 
 
-def reproduce_commands(record: dict) -> list[str]:
-    prov = record["provenance"]
-    args = " ".join(shlex.quote(o) for o in record["overrides"])
+def reproduce_commands(rec: Record) -> list[str]:
+    prov = rec.provenance
+    args = " ".join(shlex.quote(o) for o in rec.overrides)
     sha, lock = prov.get("git_sha"), prov.get("lock_sha256")
     env = prov.get("environment")
     lines = [
@@ -101,54 +102,53 @@ def reproduce_commands(record: dict) -> list[str]:
     return lines
 
 
-def cite(stored: Stored, root: Path) -> str:
-    r = stored.record
-    cfg, prov, m = r["config"], r["provenance"], r["metrics"]
-    hw = hardware_label(prov)
-    ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
-    title = f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {ckpt}"
-    lines = [f"**backprop-bench result `{r['id']}`** — {title}, on {hw}", ""]
-    lines += [f"> ⚠ {w}" for w in warnings(r)]
-    if warnings(r):
-        lines.append("")
-    if r["status"] == "ok":
-        t = m["time"]
-        lo, hi = m["compute_ratio_ci95"]
-        cov = m.get("compute_ratio_ci_coverage")
-        ci = (
-            f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
-            if isinstance(lo, (int, float)) and isinstance(cov, float)
-            else "CI not available"
-        )
-        mem = m.get("memory", {})
-        lines += [
-            f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
-            f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; "
-            f"FLOP ratio {_ratio(m.get('flop_ratio'))}",
-            f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
-            f"full step with optimizer: {_ms(t['step'])}",
-            f"- Throughput: {m['throughput']['step_tokens_per_s']:,.0f} tokens/s training, "
-            f"{m['throughput']['infer_tokens_per_s']:,.0f} tokens/s inference",
-        ]
-        if mem:
-            lines.append(
-                f"- Peak memory: training step {format_bytes(mem.get('peak_step_bytes'))}, inference "
-                f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); "
-                f"of the step: parameters {format_bytes(mem.get('params_bytes'))}, "
-                f"gradients {format_bytes(mem.get('grads_bytes'))}, "
-                f"optimizer state {format_bytes(mem.get('optimizer_bytes'))}, activations "
-                f"{format_bytes(mem.get('activations_bytes'))}"
-            )
-    else:
-        err = r.get("error") or {}
+def title(rec: Record) -> str:
+    """The configuration, method and checkpointing: how a citation and a record's page name a record."""
+    cfg = rec.config
+    ckpt = "on" if cfg.checkpointing.enabled else "off"
+    return f"{config_label(cfg)}, {cfg.method.name}, checkpointing {ckpt}"
+
+
+def _ok_lines(m: dict) -> list[str]:
+    t = m["time"]
+    lo, hi = m["compute_ratio_ci95"]
+    cov = m.get("compute_ratio_ci_coverage")
+    ci = (
+        f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
+        if isinstance(lo, (int, float)) and isinstance(cov, float)
+        else "CI not available"
+    )
+    mem = m.get("memory", {})
+    lines = [
+        f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
+        f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; "
+        f"FLOP ratio {_ratio(m.get('flop_ratio'))}",
+        f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
+        f"full step with optimizer: {_ms(t['step'])}",
+        f"- Throughput: {m['throughput']['step_tokens_per_s']:,.0f} tokens/s training, "
+        f"{m['throughput']['infer_tokens_per_s']:,.0f} tokens/s inference",
+    ]
+    if mem:
         lines.append(
-            f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
-            f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}"
+            f"- Peak memory: training step {format_bytes(mem.get('peak_step_bytes'))}, inference "
+            f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); "
+            f"of the step: parameters {format_bytes(mem.get('params_bytes'))}, "
+            f"gradients {format_bytes(mem.get('grads_bytes'))}, "
+            f"optimizer state {format_bytes(mem.get('optimizer_bytes'))}, activations "
+            f"{format_bytes(mem.get('activations_bytes'))}"
         )
-    checks = r["checks"]
-    lines += [
-        f"- Self-checks: {sum(c['passed'] for c in checks)}/{len(checks)} passed",
-        "",
+    return lines
+
+
+def _oom_line(err: dict) -> str:
+    return (
+        f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
+        f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}"
+    )
+
+
+def _hardware_software(prov: dict, hw: str) -> str:
+    return (
         f"Hardware: {hw}"
         + (
             f", {prov.get('gpu_memory_bytes', 0) / GIB:.0f} GiB, driver {prov.get('driver')}, "
@@ -160,14 +160,26 @@ def cite(stored: Stored, root: Path) -> str:
         + ". "
         f"Software: backprop-bench {prov['harness_version']} ({commit_text(prov)}), torch {prov['torch']}, "
         f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
-        f"Python {prov['python']}. Measured {prov['utc_time']}.",
+        f"Python {prov['python']}. Measured {prov['utc_time']}."
+    )
+
+
+def cite(rec: Record, root: Path) -> str:
+    hw = hardware_label(rec.provenance)
+    lines = [f"**backprop-bench result `{rec.id}`** — {title(rec)}, on {hw}", ""]
+    lines += [f"> ⚠ {w}" for w in warnings(rec)]
+    if warnings(rec):
+        lines.append("")
+    lines += _ok_lines(rec.metrics) if rec.ok else [_oom_line(rec.error or {})]
+    lines += [
+        f"- Self-checks: {rec.checks_passed}/{len(rec.checks)} passed",
         "",
-        f"Result ID `{r['id']}` (config {r['config_hash']}), "
-        f"record `{stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else stored.path}`. "
-        "Reproduce:",
+        _hardware_software(rec.provenance, hw),
+        "",
+        f"Result ID `{rec.id}` (config {rec.config_hash}), record `{rec.source(root)}`. Reproduce:",
         "",
         "```sh",
-        *reproduce_commands(r),
+        *reproduce_commands(rec),
         "```",
     ]
     return "\n".join(lines)

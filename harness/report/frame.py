@@ -17,10 +17,12 @@ from typing import Iterator
 
 import pandas as pd
 
+from harness import families
+from harness.config.groups import BenchConfig
 from harness.config.rules import ADAPTER_METHODS
-from harness.families.hf_config import SHAPE_FIELDS
-from harness.records.folder import Stored, hardware_key, hardware_label
-from harness.records.schema import METRICS, canonical_json, config_hash, lookup
+from harness.records.folder import hardware_key, hardware_label
+from harness.records.record import Record
+from harness.records.schema import METRICS, canonical_json, config_hash
 from harness.units import table_scale
 
 METRIC_NAMES = [metric.column for metric in METRICS]
@@ -28,36 +30,17 @@ METRIC_NAMES = [metric.column for metric in METRICS]
 GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
 
 
-def config_label(config: dict) -> str:
-    """Short, stable name of a configuration for tables and plot axes."""
-    model = config["model"]
-    if model["name"] == "hf":  # a preset's name, or the folder of the config.json it was built from
-        source = model.get("preset") or Path(str(model.get("config"))).parent.name
-        shape = ",".join(f"{k}={model[k]}" for k in SHAPE_FIELDS if model.get(k) is not None)
-        name = (
-            f"hf:{source}"
-            + (f"[{shape}]" if shape else "")
-            + (f":{model['attn_implementation']}" if model.get("attn_implementation") else "")
-        )
-    elif model["name"] == "llama":
-        name = f"llama:{model.get('preset')}" + (
-            f":{model['attn_implementation']}" if model.get("attn_implementation") != "sdpa" else ""
-        )
-    else:
-        name = f"mlp:{model.get('depth')}x{model.get('width')}"
-        if model.get("activation", "relu") != "relu":
-            name += f":{model['activation']}"
-        if model.get("residual"):
-            name += "+res"
-        if model.get("norm"):
-            name += "+ln"
-    label = f"{name} {config['precision']['name']} bs{config['workload']['batch_size']}x{config['workload']['seq_len']}"
-    budget = (config.get("device") or {}).get("memory_budget_gib")
+def config_label(cfg: BenchConfig) -> str:
+    """Short, stable name of a configuration for tables and plot axes: the model as its family names it
+    (harness/families/), then precision, workload, memory budget and parallel style."""
+    label = f"{families.of(cfg.model).label(cfg.model)} {cfg.precision.name} "
+    label += f"bs{cfg.workload.batch_size}x{cfg.workload.seq_len}"
+    budget = cfg.device.memory_budget_gib
     label += f" budget {budget:g} GiB" if budget is not None else ""
-    parallel = config.get("parallel") or {}
-    if parallel.get("name", "none") != "none":
-        label += f" {parallel['name']}×{parallel['nproc'] * parallel['nnodes']}"
-        label += "" if parallel.get("reshard_after_forward", True) or parallel["name"] != "fsdp" else " no-reshard"
+    parallel = cfg.parallel
+    if parallel.name != "none":
+        label += f" {parallel.name}×{parallel.nproc * parallel.nnodes}"
+        label += "" if parallel.reshard_after_forward or parallel.name != "fsdp" else " no-reshard"
     return label
 
 
@@ -86,65 +69,95 @@ def environment_label(prov: dict) -> str:
     return "differs: " + ", ".join(named)
 
 
-def record_row(stored: Stored, root: Path) -> dict:
+def _model_columns(rec: Record) -> dict:
+    """What the model is, one column per field the selections key on (a field another family lacks is None)."""
+    model = rec.config.model
+
+    def field(name: str):
+        return getattr(model, name, None)
+
+    return {
+        "model": model.name,
+        # the block the model is built from (the analytic model's comparisons); llama presets are llama blocks
+        "model_type": rec.resolved.get("model_type") or {"llama": "llama"}.get(model.name),
+        "preset": field("preset"),
+        "depth": field("depth"),
+        "width": field("width"),
+        "attn": field("attn_implementation"),
+        "activation": field("activation"),
+        "residual": bool(field("residual")),
+        "norm": bool(field("norm")),
+    }
+
+
+def _setup_columns(rec: Record) -> dict:
+    """How it was trained and measured: method, precision, workload, budget, ranks."""
+    cfg = rec.config
+    return {
+        "method": cfg.method.name,
+        "precision": cfg.precision.name,
+        "checkpointing": bool(cfg.checkpointing.enabled),
+        "batch_size": cfg.workload.batch_size,
+        "seq_len": cfg.workload.seq_len,
+        "lora_r": cfg.method.r if cfg.method.name in ADAPTER_METHODS else None,
+        "memory_budget_gib": cfg.device.memory_budget_gib,
+        # records from before the parallel group ran in one process (the typed default, "none")
+        "parallel": cfg.parallel.name,
+        "world_size": rec.resolved.get("world_size", 1),
+        # as stored: a record from before the parallel group has no such field (None), which the typed default
+        # (True) would turn into a key of its own in the selections' configuration columns
+        "reshard": rec.get("config.parallel.reshard_after_forward"),
+        "repeats_per_run": cfg.measure.repeats,
+    }
+
+
+def _pairing_columns(rec: Record) -> dict:
+    """The same configuration but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit, one process
+    against N ranks) are matched. Hashes of the config as stored, so an older record's never change."""
+    stored = rec.config_dict
+    return {
+        "hash_without_checkpointing": config_hash({**stored, "checkpointing": None}),
+        "hash_without_method": config_hash({**stored, "method": None}),
+        "hash_without_parallel": config_hash({**stored, "parallel": None}),
+    }
+
+
+def record_row(rec: Record, root: Path) -> dict:
     """One record as one row: what it is (keys, labels, flags) and every metric of the schema, in base units."""
-    r = stored.record
-    cfg, prov = r["config"], r["provenance"]
+    prov = rec.provenance
     row = {
-        "schema_major": int(str(r["schema_version"]).split(".")[0]),
+        "schema_major": rec.schema_major,
         "hardware": hardware_key(prov),
         "hardware_label": hardware_label(prov),
         "device_type": prov.get("device_type"),
-        "config_hash": r["config_hash"],
+        "config_hash": rec.config_hash,
         "torch": prov.get("torch"),
         "environment": environment_label(prov),
-        "id": r["id"],
-        "status": r["status"],
-        "oom_phase": (r.get("error") or {}).get("phase") if r["status"] == "oom" else None,
-        "config": config_label(cfg),
-        "model": cfg["model"]["name"],
-        "model_type": (r.get("resolved") or {}).get("model_type") or {"llama": "llama"}.get(cfg["model"]["name"]),
-        "preset": cfg["model"].get("preset"),
-        "depth": cfg["model"].get("depth"),
-        "width": cfg["model"].get("width"),
-        "attn": cfg["model"].get("attn_implementation"),
-        "activation": cfg["model"].get("activation"),
-        "residual": bool(cfg["model"].get("residual")),
-        "norm": bool(cfg["model"].get("norm")),
-        "method": cfg["method"]["name"],
-        "precision": cfg["precision"]["name"],
-        "checkpointing": bool(cfg["checkpointing"]["enabled"]),
-        "batch_size": cfg["workload"]["batch_size"],
-        "seq_len": cfg["workload"]["seq_len"],
-        "lora_r": cfg["method"].get("r") if cfg["method"]["name"] in ADAPTER_METHODS else None,
-        "memory_budget_gib": (cfg.get("device") or {}).get("memory_budget_gib"),
-        # records from before the parallel group ran in one process
-        "parallel": (cfg.get("parallel") or {}).get("name", "none"),
-        "world_size": r.get("resolved", {}).get("world_size", 1),
-        "reshard": (cfg.get("parallel") or {}).get("reshard_after_forward"),
-        "repeats_per_run": cfg["measure"]["repeats"],
+        "id": rec.id,
+        "status": rec.status,
+        "oom_phase": rec.oom_phase,
+        "config": config_label(rec.config),
+        **_model_columns(rec),
+        **_setup_columns(rec),
         "harness_version": prov.get("harness_version"),
         "git_sha": prov.get("git_sha"),
         "git_dirty": bool(prov.get("git_dirty")),
-        "checks_failed": len(r["flags"].get("checks_failed", [])),
-        "predicted_disagrees": " ".join(r["flags"].get("predicted_disagrees", [])),
-        "noisy": bool(r["flags"].get("noisy")),
+        "checks_failed": len(rec.checks_failed),
+        "predicted_disagrees": " ".join(rec.flags.get("predicted_disagrees", [])),
+        "noisy": bool(rec.noisy),
         "utc_time": prov.get("utc_time"),
-        # the same configuration but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit) are matched
-        "hash_without_checkpointing": config_hash({**cfg, "checkpointing": None}),
-        "hash_without_method": config_hash({**cfg, "method": None}),
-        "hash_without_parallel": config_hash({**cfg, "parallel": None}),
-        "source": stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path),
+        **_pairing_columns(rec),
+        "source": rec.source(root),
     }
     for metric in METRICS:
-        value = lookup(r, metric.path, None) if r["status"] == "ok" else None
+        value = rec.get(metric.path) if rec.ok else None
         row[metric.column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return row
 
 
-def records_frame(stored: list[Stored], root: Path) -> pd.DataFrame:
+def records_frame(records: list[Record], root: Path) -> pd.DataFrame:
     """Every record as a row, in one order on every machine (generated files must not depend on the folder's)."""
-    frame = pd.DataFrame([record_row(s, root) for s in stored])
+    frame = pd.DataFrame([record_row(r, root) for r in records])
     if frame.empty:
         return frame
     return frame.sort_values(

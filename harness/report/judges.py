@@ -9,10 +9,14 @@ import pandas as pd
 from harness.families import llama
 from harness.report.frame import quiet_fragmentation
 from harness.report.selection import (
+    attention_cells,
     checkpointing_pairs,
+    checkpointing_rows,
     depth_families,
     hardware_of,
+    keyed,
     measured_rows,
+    rows_in,
     same_configuration_but,
     select,
 )
@@ -23,9 +27,10 @@ from harness.units import GIB, MIB
 def judge_range(claim: dict, groups: pd.DataFrame) -> Verdict:
     j = claim["judge"]
     base = select(measured_rows(groups), j.get("where"))
+    parts = [select(base, subset["where"]) for subset in j["subsets"]]
     results, measured = [], []
-    for subset in j["subsets"]:
-        rows = select(base, subset["where"])[f"{j['metric']}_median"].dropna()
+    for subset, part in zip(j["subsets"], parts):
+        rows = part[f"{j['metric']}_median"].dropna()
         if rows.empty:
             results.append((subset["label"], None))
             continue
@@ -37,10 +42,13 @@ def judge_range(claim: dict, groups: pd.DataFrame) -> Verdict:
         )
     predicted = ""
     if "flop_ratio_where" in j:
-        flops = select(base, j["flop_ratio_where"])["predicted_flop_ratio_median"].dropna()
+        parts.append(select(base, j["flop_ratio_where"]))
+        flops = parts[-1]["predicted_flop_ratio_median"].dropna()
         if len(flops):
             predicted = f"FLOP ratio {flops.min():.2f}–{flops.max():.2f} (3 − 1/depth for the mlp, 3 for llama)"
-    return Verdict.of(results, "; ".join(measured) or "—", predicted, hardware_of(base))
+    read = rows_in(groups, parts)
+    read = read[read[f"{j['metric']}_median"].notna() | read["predicted_flop_ratio_median"].notna()]
+    return Verdict.of(results, "; ".join(measured) or "—", predicted, hardware_of(base), read)
 
 
 def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -52,8 +60,9 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
     with quiet_fragmentation():
         pairs = num.join(den, suffixes=("_num", "_den"), how="inner")
         hardware = hardware_of(pairs.reset_index().rename(columns={"hardware_label_num": "hardware_label"}))
+    read = ok[ok["method"].isin([j["numerator"], j["denominator"]]) & keyed(ok, key, set(pairs.index))]
     if pairs.empty:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=read)
     col = f"{j['metric']}_median"
     ratios = (pairs[f"{col}_num"] / pairs[f"{col}_den"]).dropna()
     pred = (pairs[f"predicted_{col}_num"] / pairs[f"predicted_{col}_den"]).dropna()
@@ -67,7 +76,7 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
     )
     measured = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(ratios.items())))
     predicted = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(pred.items())))
-    return Verdict.of(results, measured, predicted, hardware)
+    return Verdict.of(results, measured, predicted, hardware, read)
 
 
 def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -76,7 +85,7 @@ def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
     if not pairs.empty:
         pairs = pairs[pairs["depth_off"].fillna(0) >= j["min_depth"]]
     if pairs.empty:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=groups.iloc[0:0])
     results, measured, predicted = [], [], []
     for _, p in pairs.iterrows():
         depth = int(p["depth_off"])
@@ -103,6 +112,7 @@ def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
         "; ".join(measured),
         "; ".join(dict.fromkeys(predicted)),
         hardware_of(pairs.rename(columns={"hardware_label_off": "hardware_label"})),
+        checkpointing_rows(groups, pairs),
     )
 
 
@@ -130,14 +140,11 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
         if len(pred) == len(g):
             err = (g["activations_bytes_median"] / g["predicted_activations_bytes_median"] - 1).abs().max()
             predicted.append(f"{name}: analytic formula, largest deviation {err:.2%}")
+    read = rows_in(groups, [g for _, _, g in families])
     if not verdicts:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=read)
     judged = pd.concat([g for _, _, g in families])  # the hardware of the families judged, not of every mlp row
-    return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(judged))
-
-
-# a family of the attention judge: the configuration but for the sequence length and the attention kernel
-ATTENTION_FAMILY = ["hardware", "preset", "precision", "method", "batch_size", "checkpointing"]
+    return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(judged), read)
 
 
 def _family_name(preset, precision, method, batch_size, checkpointing) -> str:
@@ -149,25 +156,9 @@ def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:
     SDPA at `min_lengths` lengths or more: SDPA's activations should grow about linearly in s, and eager's excess
     over SDPA (the s x s matrices) about quadratically: x4 per doubling of s."""
     j = claim["judge"]
-    rows = measured_rows(groups)
-    rows = rows[(rows["model"] == "llama") & rows["activations_bytes_median"].notna()]
-    both = rows.pivot_table(
-        index=[*ATTENTION_FAMILY, "seq_len"],
-        columns="attn",
-        values=["activations_bytes_median", "predicted_activations_bytes_median"],
-        aggfunc="median",
-    )
-    if (
-        both.empty
-        or ("activations_bytes_median", "eager") not in both
-        or ("activations_bytes_median", "sdpa") not in both
-    ):
-        return Verdict.not_measured()
-    both = both.dropna(subset=[("activations_bytes_median", "eager"), ("activations_bytes_median", "sdpa")])
-    lengths = both.groupby(level=list(range(len(ATTENTION_FAMILY)))).size()
-    lengths = lengths[lengths >= j["min_lengths"]]
+    read, both, lengths = attention_cells(groups, j["min_lengths"])
     if lengths.empty:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=read)
     # the family with the most lengths; among equals the first by hardware and name
     family = min(lengths.index, key=lambda f: (-lengths[f], f[0], _family_name(*f[1:])))
     hw, preset, _, _, batch_size, _ = family
@@ -205,7 +196,7 @@ def judge_attention(claim: dict, groups: pd.DataFrame) -> Verdict:
         f"head and sequence; × {seed['heads']} heads (Llama 3.1 8B) = {seed['heads'] * one / GIB:.0f} GiB "
         f"in eager attention"
     )
-    return Verdict.of(results, measured, "; ".join(predicted), hardware_of(rows[rows["hardware"] == hw]))
+    return Verdict.of(results, measured, "; ".join(predicted), hardware_of(read[read["hardware"] == hw]), read)
 
 
 def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -217,12 +208,13 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
     for g in same_configuration_but(ok, "precision"):
         first = g.iloc[0]  # its label without the precision names the family
         families.append((first["hardware"], first["config"].replace(f" {first['precision']} ", " ", 1), g))
-    results, measured, judged = [], [], []
+    results, measured, judged, compared = [], [], [], []
     for _, base, g in sorted(families, key=lambda f: f[:2]):
         ref = g[g["precision"] == j["reference"]]
         if ref.empty:
             continue
         judged.append(g)
+        compared += [g] if (g["precision"] != j["reference"]).any() else []
         ref_peak = ref["peak_step_bytes_median"].iloc[0]
         for _, row in g[g["precision"] != j["reference"]].iterrows():
             ratio = row["peak_step_bytes_median"] / ref_peak
@@ -231,8 +223,9 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
                 f"{base}: {row['precision']} peak = {ratio:.2f}× {j['reference']} "
                 f"(activations {row['activations_bytes_median'] / ref['activations_bytes_median'].iloc[0]:.2f}×)"
             )
+    read = rows_in(groups, compared)  # the families with the reference and another precision
     if not results:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=read)
     measured = list(dict.fromkeys(measured))  # one configuration measured by two suites reads the same
     return Verdict.of(
         results,
@@ -240,6 +233,7 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
         "bf16: weights, grads, states and activations halve; autocast keeps fp32 weights, grads and "
         "states (16 B/param) and halves only matmul activations",
         hardware_of(pd.concat(judged)),  # the families judged, not every full AdamW row
+        read,
     )
 
 
@@ -248,7 +242,7 @@ def judge_finite_differences(claim: dict, groups: pd.DataFrame) -> Verdict:
     rows = measured_rows(groups)
     rows = rows[rows["fd_max_rel_error_median"].notna()]
     if rows.empty:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=rows)
     worst = rows["fd_max_rel_error_max"].max()
     worst_config = rows.loc[rows["fd_max_rel_error_max"].idxmax(), "config"]
     cost = rows["fd_full_gradient_projected_s_median"] / rows["backprop_fwd_bwd_float64_s_median"]
@@ -268,6 +262,7 @@ def judge_finite_differences(claim: dict, groups: pd.DataFrame) -> Verdict:
         f"FD/backprop {cost.min():,.0f}×–{cost.max():,.0f}×",
         "2 forwards per parameter (central differences) against ~3 forwards' cost for backprop",
         hardware_of(rows),
+        rows,
     )
 
 
@@ -277,7 +272,7 @@ def judge_gradient_norms(claim: dict, groups: pd.DataFrame) -> Verdict:
     rows = measured_rows(groups)
     rows = rows[rows[ratio].notna()]
     if rows.empty:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=rows)
     plain = rows[~rows["residual"].astype(bool) & ~rows["norm"].astype(bool)]
     stable = rows[rows["residual"].astype(bool) & rows["norm"].astype(bool)]
     deep_plain = plain[plain["depth"] >= j["deep_from_depth"]]
@@ -301,6 +296,7 @@ def judge_gradient_norms(claim: dict, groups: pd.DataFrame) -> Verdict:
         "; ".join(lines),
         "sigmoid: each layer scales gradients by ≤ 0.25 × |W| — geometric decay with depth",
         hardware_of(rows),
+        rows,
     )
 
 

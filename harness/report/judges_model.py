@@ -38,6 +38,7 @@ def judge_adam_7b(claim: dict, groups: pd.DataFrame) -> Verdict:
     figures = {"params_16bit": fp16["params_bytes"] / GB, "adam_states_fp32": fp32["optimizer_bytes"] / GB}
     full = measured_rows(groups)
     full = full[(full["method"] == "full_adamw") & (full["precision"] == "fp32")]
+    read = full[full["optimizer_bytes_median"].notna() & full["predicted_optimizer_bytes_median"].notna()]
     per_param = (full["optimizer_bytes_median"] / full["predicted_optimizer_bytes_median"]).dropna()
     results = [(f["label"], abs(figures[f["quantity"]] / f["gb"] - 1) <= j["tolerance"]) for f in j["figures"]]
     measured = (
@@ -55,6 +56,7 @@ def judge_adam_7b(claim: dict, groups: pd.DataFrame) -> Verdict:
         f"states {states_gb:.1f} GB (8 B/param) — 28 GB would be one fp32 state or two 16-bit ones; "
         f"fp32 weights + grads + states {total:.0f} GB",
         hardware_of(full) if len(per_param) else "analytic",
+        read,
     )
 
 
@@ -99,13 +101,13 @@ def judge_llama8b_lora(claim: dict, groups: pd.DataFrame) -> Verdict:
         & ~rows["checkpointing"].astype(bool)
     ]
     oom = groups[(groups["preset"] == j["preset"]) & (groups["n_oom"] > 0)]
-    if rows.empty:
+    if rows.empty:  # what it read: the runs that did not fit
         return Verdict.not_measured(
-            f"out of memory on {hardware_of(oom)}" if len(oom) else "—", predicted, hardware_of(oom)
+            f"out of memory on {hardware_of(oom)}" if len(oom) else "—", predicted, hardware_of(oom), oom
         )
     infer, train = rows["peak_infer_bytes_median"].median() / GB, rows["peak_step_bytes_median"].median() / GB
     results = [
         (j["inference"]["label"], within(infer, j["inference"]["gb"])),
         (j["training"]["label"], within(train, j["training"]["gb"])),
     ]
-    return Verdict.of(results, f"inference {infer:.1f} GB, training {train:.1f} GB", predicted, hardware_of(rows))
+    return Verdict.of(results, f"inference {infer:.1f} GB, training {train:.1f} GB", predicted, hardware_of(rows), rows)

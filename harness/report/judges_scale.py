@@ -6,21 +6,29 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.report.frame import quiet_fragmentation
-from harness.report.selection import hardware_of, measured_rows, select
+from harness.report.selection import hardware_of, keyed, measured_rows, select
 from harness.report.verdict import Verdict
 
 STATE = (("params_bytes", "parameters"), ("grads_bytes", "gradients"), ("optimizer_bytes", "optimizer state"))
+# one configuration in one process and on N ranks: the same but for the parallel group
+PAIRED_BY = ["hardware", "torch", "environment", "hash_without_parallel"]
 
 
 def _paired(groups: pd.DataFrame, style: str, where: dict | None) -> pd.DataFrame:
     """Each multi-rank row of `style` beside the same configuration measured in one process (same hardware,
     torch build and environment)."""
     rows = select(measured_rows(groups, multi_rank=True), where)
-    key = ["hardware", "torch", "environment", "hash_without_parallel"]
     with quiet_fragmentation():
-        single = rows[rows["parallel"] == "none"].set_index(key)
-        ranked = rows[rows["parallel"] == style].set_index(key)
+        single = rows[rows["parallel"] == "none"].set_index(PAIRED_BY)
+        ranked = rows[rows["parallel"] == style].set_index(PAIRED_BY)
         return ranked.join(single, how="inner", suffixes=("", "_single")).reset_index()
+
+
+def _read(groups: pd.DataFrame, *paired: pd.DataFrame) -> pd.DataFrame:
+    """The grouped rows of the configurations paired: each in one process and on every number of ranks."""
+    rows = measured_rows(groups, multi_rank=True)
+    wanted = {key for pairs in paired for key in pairs[PAIRED_BY].itertuples(index=False, name=None)}
+    return rows[keyed(rows, PAIRED_BY, wanted)]
 
 
 def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
@@ -29,7 +37,7 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
     j = claim["judge"]
     fsdp = _paired(groups, j["style"], j.get("where"))
     if fsdp.empty:
-        return Verdict.not_measured()
+        return Verdict.not_measured(rows=_read(groups, fsdp))
     results, measured, predicted = [], [], []
     for _, row in fsdp.sort_values(["hardware", "config"]).iterrows():
         world = int(row["world_size"])
@@ -61,4 +69,5 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
         "; ".join(measured),
         "per-rank shares by FSDP2's padding rule (harness/predict/sharded.py): " + "; ".join(predicted),
         hardware_of(fsdp),
+        _read(groups, fsdp, ddp),
     )

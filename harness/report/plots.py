@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness import __version__  # noqa: E402
-from harness.records.folder import RECORDS, Stored  # noqa: E402
+from harness.records.folder import RECORDS  # noqa: E402
+from harness.records.record import Record  # noqa: E402
 from harness.report.figure import (
     MEMORY_CATEGORIES,
     METHOD_ORDER,
@@ -86,55 +87,42 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
     return save(fig, stem)
 
 
-def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    panels = panels_of(groups)
-    if not panels:
-        return []
-    fig, axes = grid(len(panels), width=6.0, height=3.4)
-    for ax, (title, panel) in zip(axes, panels):
-        unit, unit_name = memory_unit(pd.concat([panel["peak_step_bytes_median"], panel["peak_infer_bytes_median"]]))
-        methods = methods_of(panel)
-        pos = x_positions(methods)
-        rows = panel[panel["n"] > 0]
-        for _, row in rows.iterrows():
-            x = pos[(row["method"], row["checkpointing"])]
-            parts = {
-                "params": row["params_bytes_median"] + (row["buffers_bytes_median"] or 0),
-                "grads": row["grads_bytes_median"],
-                "optimizer": row["optimizer_bytes_median"],
-                "activations": row["activations_bytes_median"],
-                "other": row["temp_bytes_median"],
-            }
-            bottom = 0.0
-            for key, label, color in MEMORY_CATEGORIES:
-                value = (parts[key] or 0) / unit
-                ax.bar(
-                    x,
-                    value,
-                    width=0.28,
-                    bottom=bottom,
-                    color=color,
-                    edgecolor="white",
-                    lw=0.3,
-                    hatch="//" if row["checkpointing"] else None,
-                )
-                bottom += value
-            ax.plot([x - 0.17, x + 0.17], [row["peak_step_bytes_median"] / unit] * 2, color="black", lw=1.6)
-            ax.plot(
-                [x],
-                [row["peak_infer_bytes_median"] / unit],
-                marker="D",
-                color="#ffbf00",
-                markeredgecolor="black",
-                ms=5,
-                lw=0,
-            )
-        oom_marks(ax, panel, pos, 0)
-        ax.set_xticks(range(len(methods)), methods)
-        ax.set_xlim(-0.6, len(methods) - 0.4)
-        ax.set_ylim(bottom=0)
-        ax.set_ylabel(f"memory ({unit_name})")
-        ax.set_title(title + "  (left bar: checkpointing off, right, hatched: on)")
+def _memory_stack(ax, row: pd.Series, x: float, unit: int) -> None:
+    """One configuration's bar: its categories stacked, its measured training and inference peaks marked."""
+    parts = {
+        "params": row["params_bytes_median"] + (row["buffers_bytes_median"] or 0),
+        "grads": row["grads_bytes_median"],
+        "optimizer": row["optimizer_bytes_median"],
+        "activations": row["activations_bytes_median"],
+        "other": row["temp_bytes_median"],
+    }
+    bottom = 0.0
+    for key, label, color in MEMORY_CATEGORIES:
+        value = (parts[key] or 0) / unit
+        ax.bar(
+            x,
+            value,
+            width=0.28,
+            bottom=bottom,
+            color=color,
+            edgecolor="white",
+            lw=0.3,
+            hatch="//" if row["checkpointing"] else None,
+        )
+        bottom += value
+    ax.plot([x - 0.17, x + 0.17], [row["peak_step_bytes_median"] / unit] * 2, color="black", lw=1.6)
+    ax.plot(
+        [x],
+        [row["peak_infer_bytes_median"] / unit],
+        marker="D",
+        color="#ffbf00",
+        markeredgecolor="black",
+        ms=5,
+        lw=0,
+    )
+
+
+def _memory_legend(fig) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for _, _, c in MEMORY_CATEGORIES]
     handles += [
         plt.Line2D([], [], color="black", lw=1.6),
@@ -145,6 +133,26 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
         "measured peak of inference (no_grad forward)",
     ]
     fig.legend(handles, labels, loc="upper center", fontsize=7, ncols=4, bbox_to_anchor=(0.5, 0.95))
+
+
+def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
+    panels = panels_of(groups)
+    if not panels:
+        return []
+    fig, axes = grid(len(panels), width=6.0, height=3.4)
+    for ax, (title, panel) in zip(axes, panels):
+        unit, unit_name = memory_unit(pd.concat([panel["peak_step_bytes_median"], panel["peak_infer_bytes_median"]]))
+        methods = methods_of(panel)
+        pos = x_positions(methods)
+        for _, row in panel[panel["n"] > 0].iterrows():
+            _memory_stack(ax, row, pos[(row["method"], row["checkpointing"])], unit)
+        oom_marks(ax, panel, pos, 0)
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_xlim(-0.6, len(methods) - 0.4)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel(f"memory ({unit_name})")
+        ax.set_title(title + "  (left bar: checkpointing off, right, hatched: on)")
+    _memory_legend(fig)
     fig.suptitle("Training vs inference memory, by category (median over repeats)", y=0.99)
     add_caption(
         fig,
@@ -154,6 +162,29 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     )
     fig.tight_layout(rect=(0, 0.07, 1, 0.86))
     return save(fig, stem)
+
+
+def _checkpointing_legend(ax, pairs: pd.DataFrame, configs: list[str], markers: dict, colors: dict) -> None:
+    """Markers name the configurations, colours the methods; filled the step's peak, hollow the activations."""
+    handles = [plt.Line2D([], [], marker=markers[c], color="#333333", lw=0, label=c) for c in configs]
+    handles += [
+        plt.Line2D([], [], marker="s", color=colors[m], lw=0, label=m)
+        for m in METHOD_ORDER
+        if not pairs.empty and m in set(pairs["method"])
+    ]
+    handles += [
+        plt.Line2D([], [], marker="o", color="#333333", lw=0, label="filled: peak of the training step"),
+        plt.Line2D(
+            [],
+            [],
+            marker="o",
+            color="#333333",
+            markerfacecolor="none",
+            lw=0,
+            label="hollow: activations held for backward",
+        ),
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="best")
 
 
 def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
@@ -187,25 +218,7 @@ def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("time added by checkpointing: step time on / off − 1 (%)")
     ax.set_ylabel("memory saved by checkpointing (%)")
-    handles = [plt.Line2D([], [], marker=markers[c], color="#333333", lw=0, label=c) for c in configs]
-    handles += [
-        plt.Line2D([], [], marker="s", color=colors[m], lw=0, label=m)
-        for m in METHOD_ORDER
-        if not pairs.empty and m in set(pairs["method"])
-    ]
-    handles += [
-        plt.Line2D([], [], marker="o", color="#333333", lw=0, label="filled: peak of the training step"),
-        plt.Line2D(
-            [],
-            [],
-            marker="o",
-            color="#333333",
-            markerfacecolor="none",
-            lw=0,
-            label="hollow: activations held for backward",
-        ),
-    ]
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    _checkpointing_legend(ax, pairs, configs, markers, colors)
     if pairs.empty:
         ax.text(
             0.5,
@@ -284,8 +297,8 @@ def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: in
     return save(fig, stem)
 
 
-def write_plots(stored: list[Stored], root: Path, out: Path) -> list[Path]:
-    frame = records_frame(stored, root)
+def write_plots(records: list[Record], root: Path, out: Path) -> list[Path]:
+    frame = records_frame(records, root)
     groups = grouped(frame)
     written: list[Path] = []
     if groups.empty:

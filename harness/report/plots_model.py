@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 
 from harness.report.figure import CKPT_STYLE, add_caption, save  # noqa: E402
 from harness.report.frame import memory_unit  # noqa: E402
+from harness.report.selection import family_rows  # noqa: E402
 
 PREDICTED_QUANTITIES = [
     ("params_bytes", "parameters", "#4c72b0"),
@@ -119,7 +120,7 @@ def plot_scaling(groups: pd.DataFrame, caption: str, directory: Path) -> list[Pa
     eager/SDPA), for the configuration family with the most points; nothing when the folder has no sweep."""
     written = []
     ok = groups[(groups["n"] > 0) & groups["activations_bytes_median"].notna()]
-    mlp = ok[ok["model"] == "mlp"]
+    mlp = family_rows(ok, "mlp")
     if not mlp.empty:
         family = mlp["config"].str.replace(r"mlp:\d+x", "mlp:Nx", regex=True) + " " + mlp["method"]
         best = family.value_counts().sort_index().idxmax()
@@ -135,7 +136,7 @@ def plot_scaling(groups: pd.DataFrame, caption: str, directory: Path) -> list[Pa
                 caption,
                 directory / "activations_vs_depth",
             )
-    llama = ok[ok["model"] == "llama"]
+    llama = family_rows(ok, "llama")
     if not llama.empty:
         family = (
             llama["preset"].astype(str)

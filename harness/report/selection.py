@@ -43,6 +43,25 @@ def same_configuration_but(rows: pd.DataFrame, *varying: str) -> list[pd.DataFra
     return [rows.loc[positions] for positions in index.values()]
 
 
+def rows_in(groups: pd.DataFrame, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of `groups` that are in any of `parts` (by index), in the frame's order: the rows a judge read,
+    for its Verdict."""
+    index = set().union(*(set(p.index) for p in parts)) if parts else set()
+    return groups[groups.index.isin(index)]
+
+
+def keyed(rows: pd.DataFrame, key: list[str], wanted: set) -> pd.Series:
+    """A mask of the rows whose values in the `key` columns are one of the `wanted` tuples."""
+    return pd.Series([k in wanted for k in rows[key].itertuples(index=False, name=None)], index=rows.index, dtype=bool)
+
+
+def family_rows(rows: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The rows of one model family (harness/families/: the `model` column holds its name). The claims and plots
+    that read one family's sweep (the mlp's depths, the llama presets' sequence lengths and kernels) select it
+    here, by name, once."""
+    return rows[rows["model"] == family]
+
+
 def select(groups: pd.DataFrame, where: dict | None) -> pd.DataFrame:
     out = groups
     for col, allowed in (where or {}).items():
@@ -62,13 +81,8 @@ def measured_rows(groups: pd.DataFrame, multi_rank: bool = False) -> pd.DataFram
 def depth_families(groups: pd.DataFrame, min_depths: int) -> list[pd.DataFrame]:
     """mlp configurations (checkpointing off, activations measured) at `min_depths` depths or more, one frame
     each: what claim 7's judge fits a line through."""
-    rows = measured_rows(groups)
-    rows = rows[
-        (rows["model"] == "mlp")
-        & ~rows["checkpointing"].astype(bool)
-        & rows["depth"].notna()
-        & rows["activations_bytes_median"].notna()
-    ]
+    rows = family_rows(measured_rows(groups), "mlp")
+    rows = rows[~rows["checkpointing"].astype(bool) & rows["depth"].notna() & rows["activations_bytes_median"].notna()]
     return [g for g in same_configuration_but(rows, "depth") if g["depth"].nunique() >= min_depths]
 
 
@@ -94,6 +108,45 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
         * 100,
     )
     return joined.sort_values(key).reset_index(drop=True)
+
+
+def checkpointing_rows(groups: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The grouped rows of each side of `checkpointing_pairs` (off and on): what claim 6's judge read."""
+    key = ["hardware", "torch", "environment", "config_hash"]
+    wanted = {
+        (p["hardware"], p["torch"], p["environment"], p[f"config_hash_{side}"])
+        for _, p in pairs.iterrows()
+        for side in ("off", "on")
+    }
+    return groups[keyed(groups, key, wanted)]
+
+
+# a family of the attention judge: the configuration but for the sequence length and the attention kernel
+ATTENTION_FAMILY = ["hardware", "preset", "precision", "method", "batch_size", "checkpointing"]
+
+
+def attention_cells(groups: pd.DataFrame, min_lengths: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The attention claim's selection (its one home; the claim's page lists what it returns, through the
+    Verdict): llama presets measured in one process with their activations, tabled by family and sequence length
+    against the kernel, keeping the cells measured with both eager and SDPA in the families that have such cells at
+    `min_lengths` lengths or more. Returns (the grouped rows of those cells, the table, each family's lengths)."""
+    rows = family_rows(measured_rows(groups), "llama")
+    rows = rows[rows["activations_bytes_median"].notna()]
+    both = rows.pivot_table(
+        index=[*ATTENTION_FAMILY, "seq_len"],
+        columns="attn",
+        values=["activations_bytes_median", "predicted_activations_bytes_median"],
+        aggfunc="median",
+    )
+    kernels = [("activations_bytes_median", "eager"), ("activations_bytes_median", "sdpa")]
+    if both.empty or any(k not in both for k in kernels):
+        return rows.iloc[0:0], both, pd.Series(dtype=int)
+    both = both.dropna(subset=kernels)
+    lengths = both.groupby(level=list(range(len(ATTENTION_FAMILY)))).size()
+    lengths = lengths[lengths >= min_lengths]
+    families = set(lengths.index)
+    cells = {cell for cell in both.index if cell[:-1] in families}
+    return rows[keyed(rows, [*ATTENTION_FAMILY, "seq_len"], cells)], both, lengths
 
 
 def within(value: float, bounds: list[float]) -> bool:

@@ -2,40 +2,44 @@
 
 from __future__ import annotations
 
+from harness.records.record import Record
 from harness.report.frame import config_label
 from harness.units import MIB
 
 
-def _case_label(record: dict) -> str:
+def _case_label(rec: Record) -> str:
     """The configuration as every report names it (harness/report/frame.py), then method and checkpointing."""
-    cfg = record["config"]
-    ckpt = "ckpt" if cfg["checkpointing"]["enabled"] else "-"
-    return f"{config_label(cfg)} {cfg['method']['name']} {ckpt}"
+    cfg = rec.config
+    ckpt = "ckpt" if cfg.checkpointing.enabled else "-"
+    return f"{config_label(cfg)} {cfg.method.name} {ckpt}"
 
 
 def _fmt(value, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "n/a"
 
 
+def _flags(r: Record) -> str:
+    flags = []
+    if r.noisy:
+        flags.append("noisy:" + ",".join(r.noisy))
+    if r.flags.get("warnings"):
+        flags.append(f"warnings:{len(r.flags['warnings'])}")
+    if r.checks_failed:
+        flags.append("FAILED:" + ",".join(r.checks_failed))
+    return " ".join(flags)
+
+
 def summary_rows(records: list[dict]) -> list[list[str]]:
+    """One row per record a sweep wrote (as written: error records too, so read without validation)."""
     rows = []
-    for r in records:
-        if r["status"] != "ok":
-            message = (r.get("error") or {}).get("message", "").strip().splitlines()
-            rows.append([_case_label(r), r["status"].upper(), (message[-1] if message else "")[:60]])
+    for r in map(Record, records):
+        if not r.ok:
+            message = (r.error or {}).get("message", "").strip().splitlines()
+            rows.append([_case_label(r), r.status.upper(), (message[-1] if message else "")[:60]])
             continue
-        m = r["metrics"]
+        m = r.metrics
         mem = m.get("memory", {})
         lo, hi = m["compute_ratio_ci95"]
-        checks = r["checks"]
-        passed = sum(c["passed"] for c in checks)
-        flags = []
-        if r["flags"]["noisy"]:
-            flags.append("noisy:" + ",".join(r["flags"]["noisy"]))
-        if r["flags"].get("warnings"):
-            flags.append(f"warnings:{len(r['flags']['warnings'])}")
-        if r["flags"]["checks_failed"]:
-            flags.append("FAILED:" + ",".join(r["flags"]["checks_failed"]))
         rows.append(
             [
                 _case_label(r),
@@ -49,8 +53,8 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
                 _fmt(mem.get("peak_step_bytes", 0) / MIB, ".2f"),
                 _fmt(mem.get("peak_infer_bytes", 0) / MIB, ".2f"),
                 _fmt(mem.get("train_to_infer_memory_ratio"), ".2f"),
-                f"{passed}/{len(checks)}",
-                " ".join(flags),
+                f"{r.checks_passed}/{len(r.checks)}",
+                _flags(r),
             ]
         )
     return rows

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.records.folder import RECORDS, Stored
+from harness.records.folder import RECORDS
 from harness.records.io import replace_file
+from harness.records.record import Record
 from harness.report.frame import grouped, memory_unit, records_frame
 
 # grouped and records_frame are still imported from here by harness/report/claims.py and harness/cli.py: once
@@ -118,9 +119,9 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
     return "\n".join(lines)
 
 
-def write_tables(stored: list[Stored], root: Path, out: Path) -> list[Path]:
+def write_tables(records: list[Record], root: Path, out: Path) -> list[Path]:
     """<out>/v<major>/results.{csv,md} for every schema major version in the folder; nothing for an empty one."""
-    frame = records_frame(stored, root)
+    frame = records_frame(records, root)
     written: list[Path] = []
     if frame.empty:
         return written

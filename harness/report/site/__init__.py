@@ -18,8 +18,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from harness.records.folder import Stored
 from harness.records.io import replace_file
+from harness.records.record import Record
 from harness.report.frame import grouped, records_frame
 from harness.report.site import claim_pages, explorer, hardware, record_page
 from harness.report.site.markup import SCRIPT, STYLESHEET
@@ -31,18 +31,19 @@ def static(name: str) -> str:
     return resources.files(__name__).joinpath("static", name).read_text(encoding="utf-8")
 
 
-def pages(stored: list[Stored], root: Path, out: Path) -> dict[str, str]:
-    """Every file of the site: its path under `out` -> its text."""
-    frame = records_frame(stored, root)
+def pages(records: list[Record], root: Path, out: Path) -> dict[str, str]:
+    """Every file of the site: its path under `out` -> its text. The records are read and migrated once, by the
+    command (harness/records/folder.read_folder); every page is made from these and the frame built of them."""
+    frame = records_frame(records, root)
     groups = grouped(frame)
-    by_id = {s.record["id"]: s for s in stored}
+    by_id = {r.id: r for r in records}
     labels = dict(zip(frame["hardware"], frame["hardware_label"]))
     hw = hardware.summary(frame, groups)
     entries = claim_pages.entries(groups)
     site = {
         STYLESHEET: static(STYLESHEET),
         SCRIPT: static(SCRIPT),
-        "index.html": claim_pages.home(entries, hw, len(stored)),
+        "index.html": claim_pages.home(entries, hw, len(records)),
         "explorer.html": explorer.explorer(frame, by_id, labels),
         "records.csv": explorer.records_csv(frame),
         "hardware/index.html": hardware.hardware_index(hw, root, out),
@@ -56,9 +57,9 @@ def pages(stored: list[Stored], root: Path, out: Path) -> dict[str, str]:
     return site
 
 
-def write_site(stored: list[Stored], root: Path, out: Path) -> list[Path]:
+def write_site(records: list[Record], root: Path, out: Path) -> list[Path]:
     """Write the site into `out`; returns the entry points (home, explorer, CSV) for the command to print."""
-    site = pages(stored, root, out)
+    site = pages(records, root, out)
     for name, text in sorted(site.items()):
         path, data = out / name, text.encode("utf-8")
         if not path.is_file() or path.read_bytes() != data:

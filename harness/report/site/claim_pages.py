@@ -1,7 +1,8 @@
 """The home page (every claim's verdict at a glance, the hardware covered) and one page per claim: the seed's
 words, the verdict and its condition, measured beside predicted, the plots that show it, every configuration
 that fed it, and a "cite this" block. Verdicts come from the judges of `bench claims` (harness/report/claims.py),
-read from the same grouped frame; nothing is judged here."""
+read from the same grouped frame, and carry the rows they read: the configurations a page lists are the judge's,
+nothing is judged or selected here."""
 
 from __future__ import annotations
 
@@ -13,31 +14,69 @@ import pandas as pd
 from harness.records.folder import PLOTS
 from harness.report import claims
 from harness.report.frame import memory_unit
-from harness.report.site.feeds import feeding_rows, metrics_of, plots_of
 from harness.report.site.markup import cite_block, definitions, esc, figure, link, page, ratio, sig, table
 from harness.report.verdict import CONDITIONAL, FAILS, HOLDS, NOT_MEASURED, Verdict
+
+# The metric a claim's table shows beside each configuration (its predicted_ twin where the analytic model has one).
+KIND_METRICS = {
+    "checkpointing": ["activations_bytes", "step_s"],
+    "linear_in_depth": ["activations_bytes"],
+    "attention": ["activations_bytes"],
+    "precision": ["peak_step_bytes"],
+    "finite_differences": ["fd_max_rel_error"],
+    "gradient_norms": ["first_to_last_layer_grad_norm_ratio"],
+    "adam_7b": ["optimizer_bytes"],
+    "llama8b_lora": ["peak_infer_bytes", "peak_step_bytes"],
+    "sharding": ["params_bytes", "optimizer_bytes", "step_s"],
+}
+# The plots of `bench plot` that show a claim, by judge kind (or by the metric a range/pair judge reads).
+PLOTS_SHOWING = {
+    "compute_ratio": ["compute_ratio"],
+    "train_to_infer_memory_ratio": ["memory_by_category"],
+    "optimizer_bytes": ["memory_by_category", "predicted_vs_measured"],
+    "checkpointing": ["checkpointing_tradeoff"],
+    "linear_in_depth": ["activations_vs_depth"],
+    "attention": ["activations_vs_seq_len"],
+    "precision": ["memory_by_category"],
+    "adam_7b": ["predicted_vs_measured"],
+    "llama8b_lora": ["memory_by_category"],
+    "sharding": ["memory_by_category"],
+}
+READ = "the configurations the judge reads"
+ANALYTIC = "analytic: computed from the model's shapes, no measured configuration feeds it"
+
+
+def metrics_of(judge: dict) -> list[str]:
+    return KIND_METRICS.get(judge["kind"]) or ([judge["metric"]] if "metric" in judge else [])
+
+
+def plots_of(judge: dict) -> list[str]:
+    return PLOTS_SHOWING.get(judge["kind"]) or PLOTS_SHOWING.get(judge.get("metric", ""), [])
 
 
 @dataclass
 class Entry:
-    """One claim of suites/claims.yaml with its verdict and the grouped rows that fed it."""
+    """One claim of suites/claims.yaml with its verdict, which carries the grouped rows that fed it."""
 
     claim: dict
     verdict: Verdict
-    rows: pd.DataFrame
-    note: str
 
     @property
     def href(self) -> str:
         return f"claims/{self.claim['id']}.html"
 
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The rows the judge read (none for an analytic claim)."""
+        return self.verdict.rows if self.verdict.rows is not None else pd.DataFrame(columns=["hardware"])
+
+    @property
+    def note(self) -> str:
+        return ANALYTIC if self.verdict.rows is None else READ
+
 
 def entries(groups: pd.DataFrame, registry: list[dict] | None = None) -> list[Entry]:
-    out = []
-    for claim in registry or claims.load_registry():
-        rows, note = feeding_rows(claim, groups)
-        out.append(Entry(claim, claims.judge(claim, groups), rows, note))
-    return out
+    return [Entry(claim, claims.judge(claim, groups)) for claim in registry or claims.load_registry()]
 
 
 def verdict_class(verdict: str) -> str:

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pandas as pd
 
-from harness.records.folder import Stored
+from harness.records.record import Record
 from harness.report.frame import config_label
 from harness.report.site.markup import attrs, esc, gib, link, ms, page, sig, sort_key
 
@@ -20,29 +20,27 @@ class Column:
     key: str
     header: str
     kind: str  # "choice": a <select> of the values present; "number": >x, <x, a..b or text; "text": contains
-    value: Callable[[pd.Series, Stored], object]  # what filters and sorts read
-    shown: Callable[[pd.Series, Stored], str] | None = None  # the cell's HTML, from the value when None
+    value: Callable[[pd.Series, Record], object]  # what filters and sorts read
+    shown: Callable[[pd.Series, Record], str] | None = None  # the cell's HTML, from the value when None
 
 
-def _checks(stored: Stored) -> str:
-    checks = stored.record["checks"]
-    return f"{sum(bool(c['passed']) for c in checks)}/{len(checks)}"
+def _checks(rec: Record) -> str:
+    return f"{rec.checks_passed}/{len(rec.checks)}"
 
 
-def flags(row: pd.Series, stored: Stored) -> str:
+def flags(row: pd.Series, rec: Record) -> str:
     """What weakens a number, in words: out of memory, failed checks, noisy phases, disagreement with the
     analytic model, a modified tree, software other than the lock's."""
-    r = stored.record
-    out = ["out of memory" + (f" ({row['oom_phase']})" if row["oom_phase"] else "")] if r["status"] == "oom" else []
-    out += [f"check failed: {name}" for name in r["flags"].get("checks_failed", [])]
-    out += [f"noisy: {', '.join(r['flags']['noisy'])}"] if r["flags"].get("noisy") else []
+    out = ["out of memory" + (f" ({row['oom_phase']})" if row["oom_phase"] else "")] if rec.status == "oom" else []
+    out += [f"check failed: {name}" for name in rec.checks_failed]
+    out += [f"noisy: {', '.join(rec.noisy)}"] if rec.noisy else []
     out += [f"predicted disagrees: {row['predicted_disagrees']}"] if row["predicted_disagrees"] else []
     out += ["modified tree"] if row["git_dirty"] else []
     out += [f"environment {row['environment']}"] if row["environment"] not in ("lock", "not recorded") else []
     return "; ".join(out)
 
 
-def _ratio_ci(row: pd.Series, stored: Stored) -> str:
+def _ratio_ci(row: pd.Series, rec: Record) -> str:
     if pd.isna(row["compute_ratio"]):
         return "—"
     lo, hi = row["compute_ratio_ci95_lo"], row["compute_ratio_ci95_hi"]
@@ -52,7 +50,7 @@ def _ratio_ci(row: pd.Series, stored: Stored) -> str:
 
 COLUMNS = [
     Column("hardware", "Hardware", "choice", lambda r, s: r["hardware"], lambda r, s: esc(r["hardware_label"])),
-    Column("model", "Model", "choice", lambda r, s: config_label(s.record["config"]).split(" ")[0]),
+    Column("model", "Model", "choice", lambda r, s: config_label(s.config).split(" ")[0]),
     Column("method", "Method", "choice", lambda r, s: r["method"]),
     Column("precision", "Precision", "choice", lambda r, s: r["precision"]),
     Column("checkpointing", "Checkpointing", "choice", lambda r, s: "on" if r["checkpointing"] else "off"),
@@ -89,8 +87,8 @@ COLUMNS = [
 SCALE = {"step_ms": 1e3, "peak_train": 1 / 1024**3, "peak_infer": 1 / 1024**3}
 
 
-def _value(column: Column, row: pd.Series, stored: Stored):
-    value = column.value(row, stored)
+def _value(column: Column, row: pd.Series, rec: Record):
+    value = column.value(row, rec)
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     return value * SCALE[column.key] if column.key in SCALE else value
@@ -118,18 +116,18 @@ def _controls(values: dict[str, set], labels: dict[str, str]) -> str:
     return "".join(out)
 
 
-def explorer(frame: pd.DataFrame, by_id: dict[str, Stored], labels: dict[str, str]) -> str:
+def explorer(frame: pd.DataFrame, by_id: dict[str, Record], labels: dict[str, str]) -> str:
     values: dict[str, set] = {c.key: set() for c in COLUMNS}
     body = []
     for _, row in frame.iterrows():
-        stored = by_id[row["id"]]
+        rec = by_id[row["id"]]
         ident = row["id"]
         cells = [f'<td data-v="{esc(ident)}">{link(f"records/{ident}.html", ident[:8])}</td>']
         for c in COLUMNS:
-            value = _value(c, row, stored)
+            value = _value(c, row, rec)
             if value is not None and c.kind == "choice":
                 values[c.key].add(value)
-            shown = c.shown(row, stored) if c.shown else esc("—" if value is None else value)
+            shown = c.shown(row, rec) if c.shown else esc("—" if value is None else value)
             num = ' class="num"' if c.kind == "number" else ""
             cells.append(f'<td data-v="{esc(sort_key(value))}"{num}>{shown}</td>')
         body.append(f'<tr data-status="{esc(row["status"])}">' + "".join(cells) + "</tr>")

@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.records.folder import Stored, hardware_key, hardware_label
+from harness.config.rules import PHASES, TRAINING_PHASES
+from harness.records.folder import hardware_key, hardware_label
+from harness.records.record import Record
 from harness.records.schema import canonical_json
-from harness.report.cite import cite, warnings
-from harness.report.frame import config_label
+from harness.report.cite import cite, title, warnings
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
 from harness.units import format_bytes
 
-PHASES = ("fwd_infer", "fwd_train", "fwd_bwd", "step")
+# The page's reading order, not the timed loop's (PHASES): inference first, then the training phases, each adding
+# to the one before (forward, + backward, + optimizer step).
+SHOWN_PHASES = tuple(p for p in PHASES if p not in TRAINING_PHASES) + TRAINING_PHASES
 
 
 def value_html(key: str, value) -> str:
@@ -64,7 +67,7 @@ def times(metrics: dict) -> str:
             esc(t[p].get("n")),
             "yes" if t[p].get("noisy") else "no",
         ]
-        for p in PHASES
+        for p in SHOWN_PHASES
         if isinstance(t.get(p), dict)
     ]
     if not rows:
@@ -104,7 +107,7 @@ def comparison(predicted: dict | None) -> str:
     return out
 
 
-def checks(record: dict) -> str:
+def checks(rec: Record) -> str:
     rows = [
         [
             f"<code>{esc(c['name'])}</code>",
@@ -113,19 +116,18 @@ def checks(record: dict) -> str:
             esc(c.get("measured")),
             esc(c.get("detail")),
         ]
-        for c in record["checks"]
+        for c in rec.checks
     ]
     return table(["Check", "Result", "Expected", "Measured", "Relation"], rows, "Self-checks (checks)")
 
 
-def headline(record: dict) -> list[tuple[str, str]]:
-    m = record["metrics"]
+def headline(rec: Record) -> list[tuple[str, str]]:
+    m = rec.metrics
     mem = m.get("memory") or {}
-    passed = sum(bool(c["passed"]) for c in record["checks"])
     ci = m.get("compute_ratio_ci95") or [None, None]
     ci_text = f" (95% CI {ratio(ci[0])}–{ratio(ci[1])})" if number(ci[0]) is not None else ""
-    pairs = [("Status", esc(record["status"]))]
-    if record["status"] == "ok":
+    pairs = [("Status", esc(rec.status))]
+    if rec.ok:
         pairs += [
             ("Compute ratio t(fwd+bwd) / t(fwd)", esc(ratio(m.get("compute_ratio")) + ci_text)),
             ("Step time (median)", f"{ms((m.get('time') or {}).get('step', {}).get('median_s'))} ms"),
@@ -134,53 +136,56 @@ def headline(record: dict) -> list[tuple[str, str]]:
             ("Peak inference memory", esc(format_bytes(mem.get("peak_infer_bytes")))),
         ]
     else:
-        err = record.get("error") or {}
+        err = rec.error or {}
         pairs.append(("Failed in", esc(f"{err.get('phase')}: {(err.get('message') or '').strip()[:300]}")))
-    pairs.append(("Self-checks", f"{passed}/{len(record['checks'])} passed"))
+    pairs.append(("Self-checks", f"{rec.checks_passed}/{len(rec.checks)} passed"))
     return pairs
 
 
-def record_page(stored: Stored, root: Path, out: Path) -> str:
-    r = stored.record
-    cfg, prov, m = r["config"], r["provenance"], r["metrics"]
-    page_dir = out / "records"
-    hw = hardware_key(prov)
-    ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
-    title = f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {ckpt}"
-    source = relative(stored.path, page_dir)
-    warned = "".join(f"<li>{esc(w.replace('**', ''))}</li>" for w in warnings(r))
+def figures(m: dict) -> str:
+    """Every metric the record holds, by category: time per phase, the scalar ratios, then each group."""
     sections = [("Time", times(m))]
     scalars = [(k, v) for k, v in sorted(m.items()) if not isinstance(v, dict) and k != "time"]
     if scalars:
         sections.append(("Ratios", key_values(scalars, "Ratios and other figures (metrics)")))
     for key in sorted(k for k, v in m.items() if isinstance(v, dict) and k != "time"):
         sections.append((key.replace("_", " ").capitalize(), key_values(flatten(m[key]), f"metrics.{key}")))
-    figures = "".join(
+    return "".join(
         f'<section aria-labelledby="m-{i}"><h3 id="m-{i}">{esc(name)}</h3>{html}</section>'
         for i, (name, html) in enumerate(sections)
         if html
     )
+
+
+def record_page(rec: Record, root: Path, out: Path) -> str:
+    prov = rec.provenance
+    hw = hardware_key(prov)
+    name = title(rec)
+    source = relative(rec.path, out / "records")
+    warned = "".join(f"<li>{esc(w.replace('**', ''))}</li>" for w in warnings(rec))
     body = (
-        f'<p class="lead">Result <code>{esc(r["id"])}</code> (config <code>{esc(r["config_hash"])}</code>) on '
+        f'<p class="lead">Result <code>{esc(rec.id)}</code> (config <code>{esc(rec.config_hash)}</code>) on '
         f"{link(f'../hardware/{hw}.html', hardware_label(prov))}, measured {esc(prov.get('utc_time'))}. "
-        f"Record file: {link(source, stored.path.name)}.</p>\n"
+        f"Record file: {link(source, rec.path.name)}.</p>\n"
         + (f'<div class="warn" role="note"><h2>Read before citing</h2><ul>{warned}</ul></div>\n' if warned else "")
-        + definitions(headline(r))
-        + f'\n<section aria-labelledby="fig-h"><h2 id="fig-h">Figures by category</h2>{figures}</section>\n'
+        + definitions(headline(rec))
+        + '\n<section aria-labelledby="fig-h"><h2 id="fig-h">Figures by category</h2>'
+        + f"{figures(rec.metrics)}</section>\n"
         + '<section aria-labelledby="pm-h"><h2 id="pm-h">Predicted beside measured</h2>'
-        + comparison(r.get("predicted"))
+        + comparison(rec.predicted)
         + "</section>\n"
-        + f'<section aria-labelledby="ck-h"><h2 id="ck-h">Checks and flags</h2>{checks(r)}'
-        + key_values(flatten(r["flags"]), "Flags (flags)")
+        + f'<section aria-labelledby="ck-h"><h2 id="ck-h">Checks and flags</h2>{checks(rec)}'
+        + key_values(flatten(rec.flags), "Flags (flags)")
         + "</section>\n"
         + '<section aria-labelledby="cmd-h"><h2 id="cmd-h">Command and configuration</h2>'
-        + f"<pre><code>{esc(r['command'])}</code></pre>"
-        + key_values(flatten(r.get("resolved") or {}), "What was derived from the configuration (resolved)")
+        + f"<pre><code>{esc(rec.command)}</code></pre>"
+        + key_values(flatten(rec.resolved), "What was derived from the configuration (resolved)")
+        # the config as stored (what its hash is of), not the typed tree with an older record's defaults filled in
         + f"<details><summary>The resolved configuration (config)</summary><pre><code>"
-        f"{esc(json.dumps(cfg, indent=2, sort_keys=True))}</code></pre></details></section>\n"
+        f"{esc(json.dumps(rec.config_dict, indent=2, sort_keys=True))}</code></pre></details></section>\n"
         + '<section aria-labelledby="prov-h"><h2 id="prov-h">Provenance</h2>'
         + key_values(flatten(prov), "Provenance (provenance)")
         + "</section>\n"
-        + cite_block("Cite this result", cite(stored, root), "cite", "The snippet <code>bench cite</code> prints.")
+        + cite_block("Cite this result", cite(rec, root), "cite", "The snippet <code>bench cite</code> prints.")
     )
-    return page(f"Record {r['id'][:8]}: {title}", body, 1, f"{title} on {hardware_label(prov)}")
+    return page(f"Record {rec.id[:8]}: {name}", body, 1, f"{name} on {hardware_label(prov)}")
