@@ -137,7 +137,7 @@ def test_the_configuration_is_typed_wherever_it_goes():
 def test_only_a_family_module_switches_on_the_family():
     """`model.name == ...` (or `["name"] ==` on a model section) only in harness/families/: everywhere else a
     family is asked (harness/families/__init__.py)."""
-    pattern = re.compile(
+    pattern = re.compile(r"model\.name\s*(==|!=)|\[\"name\"\]\s*(==|!=)")
         r"model\.name\s*(==|!=|in\b)|\[\"model\"\]\[\"name\"\]\s*(==|!=|in\b)|model\[\"name\"\]\s*(==|!=|in\b)"
     )
     found = [

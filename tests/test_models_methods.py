@@ -3,7 +3,7 @@
 import torch
 from support import build, saved_for_backward_bytes
 
-from harness.config.rules import llama_shape as resolve_llama_shape
+from harness.families.llama import shape as resolve_llama_shape
 
 
 def _adapted_layer_dims_llama(cfg):

@@ -19,7 +19,9 @@ import pytest
 import yaml
 
 from harness import repo_root
-from harness.config.compose import compose_case, plan_cases, suites_dir, to_container
+from harness.config.compose import compose_case, plan_cases, suites_dir
+from harness.config.groups import BenchConfig
+from harness.families.llama import shape as llama_shape
 from harness.predict import analytic
 
 SUITE_DIR = suites_dir() / "suite"  # where `bench run suite=NAME` looks (BENCH_SUITES_DIR moves it)
@@ -72,10 +74,10 @@ def planned(name: str) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
     """(cases, resolved configs as JSON): planned as `bench run suite=NAME` plans them, each case composed."""
     cases = plan_cases([f"suite={name}"], False)
     assert {case.suite for case in cases} == {name}
-    configs = tuple(json.dumps(case.config, sort_keys=True) for case in cases)
+    configs = tuple(json.dumps(case.config_dict, sort_keys=True) for case in cases)
     # the case is its overrides alone (the launcher, how cases start, is no part of it)
-    composed = [to_container(compose_case(list(case.overrides))) for case in cases]
-    assert all(case.config == {k: v for k, v in c.items() if k != "launcher"} for case, c in zip(cases, composed))
+    composed = [compose_case(list(case.overrides)) for case in cases]
+    assert all(case.config_dict == c.to_dict() for case, c in zip(cases, composed))
     return tuple(case.overrides for case in cases), configs
 
 
@@ -151,11 +153,11 @@ def largest_temporary(config: dict) -> int:
     fp32 and its 16-bit cast (llama: the logits, tokens x vocabulary; mlp: tokens x width)."""
     tokens = config["workload"]["batch_size"] * config["workload"]["seq_len"]
     if config["model"]["name"] == "llama":
-        return tokens * analytic.llama_shape(config["model"])["vocab_size"] * 6
+        return tokens * llama_shape(BenchConfig.from_dict(config).model)["vocab_size"] * 6
     if config["model"]["name"] == "hf":
         from harness.families.hf_inventory import hf_model
 
-        return tokens * hf_model(config["model"])["shape"]["vocab_size"] * 6
+        return tokens * hf_model(BenchConfig.from_dict(config).model)["shape"]["vocab_size"] * 6
     return tokens * config["model"]["width"] * 6
 
 

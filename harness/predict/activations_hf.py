@@ -42,8 +42,8 @@ class Block:
         return self.kv_heads * self.head_dim
 
 
-def hf_block(model_type: str, shape: dict, config: dict) -> Block:
-    """The Block of a resolved transformers config (harness/families/hf_config.shape names its shapes)."""
+def hf_block(model_type: str, shape: dict, data: dict) -> Block:
+    """The Block of a resolved transformers config.json `data` (harness/families/hf_config.shape names its shapes)."""
     return Block(
         hidden=shape["hidden_size"],
         layers=shape["num_layers"],
@@ -56,10 +56,10 @@ def hf_block(model_type: str, shape: dict, config: dict) -> Block:
         qk_norm=model_type == "qwen3",
         fused_qkv=model_type == "phi3",
         output_copied=model_type == "phi3",
-        attn_softcap=config.get("attn_logit_softcapping") is not None,
-        final_softcap=config.get("final_logit_softcapping") is not None,
-        dropout=float(config.get("resid_pdrop") or 0.0) if model_type == "gpt2" else 0.0,
-        attn_dropout=float(config.get("attn_pdrop") or 0.0) if model_type == "gpt2" else 0.0,
+        attn_softcap=data.get("attn_logit_softcapping") is not None,
+        final_softcap=data.get("final_logit_softcapping") is not None,
+        dropout=float(data.get("resid_pdrop") or 0.0) if model_type == "gpt2" else 0.0,
+        attn_dropout=float(data.get("attn_pdrop") or 0.0) if model_type == "gpt2" else 0.0,
     )
 
 

@@ -67,8 +67,8 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
     ratios = (pairs[f"{col}_num"] / pairs[f"{col}_den"]).dropna()
     pred = (pairs[f"predicted_{col}_num"] / pairs[f"predicted_{col}_den"]).dropna()
 
-    def name(cfg, ckpt):
-        return cfg + (" ckpt" if ckpt else "")
+    def name(label: str, ckpt: bool) -> str:
+        return label + (" ckpt" if ckpt else "")
 
     # one configuration measured by several suites (other repeats, another torch build) reads once
     results = list(
