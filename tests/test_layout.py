@@ -138,8 +138,6 @@ def test_only_a_family_module_switches_on_the_family():
     """`model.name == ...` (or `["name"] ==` on a model section) only in harness/families/: everywhere else a
     family is asked (harness/families/__init__.py)."""
     pattern = re.compile(r"model\.name\s*(==|!=)|\[\"name\"\]\s*(==|!=)")
-        r"model\.name\s*(==|!=|in\b)|\[\"model\"\]\[\"name\"\]\s*(==|!=|in\b)|model\[\"name\"\]\s*(==|!=|in\b)"
-    )
     found = [
         f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}"
         for path in sorted(PACKAGE.rglob("*.py"))
