@@ -32,9 +32,8 @@ def traced_config(cfg: BenchConfig) -> tuple[BenchConfig | None, str]:
     (None: what cannot be traced, and why)."""
     device = dataclasses.replace(cfg.device, name="cpu", memory_budget_gib=None)
     if cfg.method.name != "qlora":
-        return dataclasses.replace(
-            cfg, device=device
-        ), "traced: the model and method under FakeTensorMode with MemTracker"
+        how = "traced: the model and method under FakeTensorMode with MemTracker"
+        return dataclasses.replace(cfg, device=device), how
     if cfg.precision.name != "fp32":
         # under autocast LoRA's fp32 base would keep 16-bit copies of its frozen weights, which 4-bit matmuls do not
         return None, "not traced: QLoRA under autocast (bitsandbytes quantizes real weights as they load)"

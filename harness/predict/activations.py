@@ -3,7 +3,7 @@ tensors of each op as PyTorch defines them, the way Korthikanti et al. 2022 coun
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, adapter_bytes, mlp_checkpoint_segments
@@ -13,6 +13,8 @@ from harness.predict.parameters import lora_targets, parameter_tensors
 
 if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
+    from harness.families.hf import HfModelConfig
+    from harness.families.llama import LlamaModelConfig
 
 
 def checkpoint_segments(cfg: BenchConfig) -> int:
@@ -67,7 +69,7 @@ def mlp_activation_bytes(cfg: BenchConfig) -> dict:
     }
 
 
-def transformer_block(model: Any) -> tuple[Block, str, str]:
+def transformer_block(model: LlamaModelConfig | HfModelConfig) -> tuple[Block, str, str]:
     """(Block, attention implementation, model_type) of a decoder's model section (its family makes the Block)."""
     return families.of(model).block(model)
 

@@ -13,11 +13,11 @@ from harness import families
 from harness.config.fields import ConfigError
 from harness.records.folder import hardware_key
 from harness.records.predicted import prediction
-from harness.records.record import Record
 from harness.units import GB, GIB
 
 if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
+    from harness.records.record import Record
 
 # REFERENCES.md §2: "The CUDA context alone takes roughly 0.3-2 GB that torch's allocator counters never see (HF
 # docs measured 1.3 GB)."
