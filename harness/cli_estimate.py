@@ -50,7 +50,6 @@ def cmd_estimate(argv: list[str]) -> int:
     from harness.config.compose import make_case
     from harness.predict import estimate
     from harness.records import folder as results_folder
-    from harness.records.record import Record
     from harness.report.estimate_calibration import calibration, device_overheads
     from harness.report.estimate_table import as_json, table
 
@@ -60,10 +59,9 @@ def cmd_estimate(argv: list[str]) -> int:
     cfg = make_case(overrides).config  # exit 2 on bad input, before anything is computed
     cards = sorted(set(args.card)) if args.card else list(estimate.CARDS_GB)
     predicted = estimate.step(cfg, "cuda", None if args.no_trace else traced)
-    stored, problems = results_folder.read_folder(results_folder.resolve(args.results))
+    records, problems = results_folder.read_folder(results_folder.resolve(args.results))
     for p in problems:
         print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
-    records = [Record(s.record, s.path) for s in stored]  # read and validated by read_folder
     answer = {
         "config": cfg,
         "predicted": predicted,
