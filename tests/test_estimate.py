@@ -88,7 +88,7 @@ def test_the_device_figure_comes_from_gpu_records_of_that_card_else_the_publishe
 
 
 def test_calibration_says_how_far_such_predictions_were_from_the_folders_measurements():
-    stored, _ = results_folder.read_folder(results_folder.resolve())
+    stored, _ = results_folder.read_folder(results_folder.resolve())  # Records, read and migrated once
     llama = make_case(["model=hf", "model.preset=tiny-llama", "method=full_adamw"]).config  # counted as model=llama
     found = calibration(stored, llama)
     assert found["rows"] and found["note"] is None
