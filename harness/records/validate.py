@@ -218,6 +218,17 @@ def check(record: dict) -> dict:
         if value < 1:
             raise RecordInvalid(f"config.{key}", f"{value} must be at least 1")
 
+    _check_identity(record)
+    _walk_numbers(record["metrics"], "metrics")
+    if status == "oom":
+        _require(record, "error.message", str)
+        return record
+    _check_ok_metrics(record)
+    return record
+
+
+def _check_identity(record: dict) -> None:
+    """The id and config hash recomputed from the content: a record edited after it was written is refused."""
     expected_hash = config_hash(record["config"])
     if record["config_hash"] != expected_hash:
         raise RecordInvalid(
@@ -233,10 +244,9 @@ def check(record: dict) -> dict:
             f"{expected_id}): edited after it was written?",
         )
 
-    _walk_numbers(record["metrics"], "metrics")
-    if status == "oom":
-        _require(record, "error.message", str)
-        return record
+
+def _check_ok_metrics(record: dict) -> None:
+    """What an ok record must carry: the timing medians, the ratio and its interval, memory, checks."""
     for path in REQUIRED_OK_METRICS:
         if path == "metrics.compute_ratio_ci95":
             ci = _require(record, path, list)
@@ -254,7 +264,6 @@ def check(record: dict) -> dict:
     for i, c in enumerate(record["checks"]):
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("passed"), bool):
             raise RecordInvalid(f"checks[{i}]", "must be {name: str, passed: bool, ...}")
-    return record
 
 
 def load_bytes(data: bytes) -> dict:
