@@ -58,12 +58,14 @@ def _child(case: Case, conn, log_path: str) -> None:
         conn.close()
 
 
-def _parent_error_record(case: Case, message: str, kind: str, phase: str | None) -> dict:
+def _parent_error_record(
+    case: Case, message: str, kind: str, phase: str | None, extra_provenance: dict | None = None
+) -> dict:
     import torch
 
     from harness.measure import provenance
 
-    prov = provenance.collect(torch.device("cpu"))
+    prov = {**provenance.collect(torch.device("cpu")), **(extra_provenance or {})}
     return build_record(
         config=case.config,
         overrides=list(case.overrides),
@@ -74,11 +76,16 @@ def _parent_error_record(case: Case, message: str, kind: str, phase: str | None)
     )
 
 
-def run_in_subprocess(case: Case, log_path: Path) -> dict:
+def run_in_subprocess(case: Case, log_path: Path, limit: tuple[float, str] | None = None) -> dict:
     """The record of `case`, measured in a fresh process. The process reports each stage it enters, so a case
     that runs past its measure.case_timeout_s (then killed) or dies without a record still gets a record
-    saying how it ended and where."""
+    saying how it ended and where. `limit` is a shorter limit from outside the case — seconds, and the words
+    that name it (its SLURM job's time limit) — applied when it ends sooner; it is not in the case's config,
+    whose hash stays the same wherever the case runs."""
     timeout_s = case.config["measure"]["case_timeout_s"]
+    limit_name = None if timeout_s is None else f"measure.case_timeout_s={timeout_s:g} s"
+    if limit is not None and (timeout_s is None or limit[0] < timeout_s):
+        timeout_s, limit_name = limit
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(case, send, str(log_path)))
@@ -124,7 +131,7 @@ def run_in_subprocess(case: Case, log_path: Path) -> dict:
     if timed_out:
         return _parent_error_record(
             case,
-            f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; see {log_path}",
+            f"case ran past {limit_name} in stage {stage!r} and was ended; see {log_path}",
             "CaseTimeout",
             stage,
         )
