@@ -280,51 +280,99 @@ def test_a_suite_with_changed_settings_cancels_its_pending_jobs(cluster, tmp_pat
         slurm_queue.cancel(submitted(tmp_path))
 
 
-@pytest.mark.slurm
-def test_a_job_past_its_limit_and_a_cancelled_job_leave_records(cluster, tmp_path):
-    """Two endless cases on a shared node (launcher.exclusive=false, one CPU each, so they run side by side and
-    the test waits for the time limit once): one past launcher.timeout_min=1 ends with the case's own
-    CaseTimeout record naming the limit; the other, cancelled while running, gets a record from the command
-    that waited for it, with the end of the job's log; a rerun submits it again."""
-    slow, killed = tmp_path / "slow", tmp_path / "killed"
-    logs = {name: open(tmp_path / f"{name}.err", "w") for name in ("slow", "killed")}
-    command = [sys.executable, "-m", "harness", "run", *ENDLESS, *SHARED]
-    procs = {
-        "slow": subprocess.Popen([*command, "launcher.timeout_min=1", f"output_dir={slow}"], cwd=repo_root(),
-                                 stdout=subprocess.PIPE, stderr=logs["slow"], text=True),
-        "killed": subprocess.Popen([*command, f"output_dir={killed}"], cwd=repo_root(), stdout=subprocess.PIPE,
-                                   stderr=logs["killed"], text=True),
-    }  # fmt: skip
+def start_bench(out: Path, *args: str) -> subprocess.Popen:
+    """A waiting `bench run` in the background; its stderr goes to <out>.err."""
+    err = open(f"{out}.err", "w")
     try:
-        deadline = time.monotonic() + 90
-        while not (killed / "jobs" / f"{make_case(ENDLESS).config_hash}.json").exists():
-            assert time.monotonic() < deadline and procs["killed"].poll() is None, "no job submitted"
-            time.sleep(0.5)
-        job_id = marker(killed, ENDLESS)["job_id"]
-        wait_for_state(job_id, ("RUNNING",))
-        time.sleep(3)  # the case is measuring
-        slurm_queue.cancel([job_id])
-        assert procs["killed"].wait(60) == 1
-        [record] = records(killed)
-        assert record["status"] == "error" and record["error"]["type"] == "JobEnded", record["error"]
-        assert "CANCELLED" in record["error"]["message"].splitlines()[-1], record["error"]["message"]
-        assert assert_names_its_job(record)["job_id"] == job_id and record["provenance"]["slurm"]["exclusive"] is False
-        again = bench(*ENDLESS, *SHARED, f"output_dir={killed}", "--no-wait")
-        assert again.returncode == 0 and "1 job(s) submitted" in again.stderr, again.stderr[-2000:]
-        assert marker(killed, ENDLESS)["job_id"] != job_id and len(submitted(killed)) == 2
-        slurm_queue.cancel(submitted(killed))
+        return subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", *ENDLESS, *SHARED, *args, f"output_dir={out}"],
+            cwd=repo_root(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+    finally:
+        err.close()  # the child holds its own copy
 
-        assert procs["slow"].wait(150) == 1
+
+def job_processes(job_id: str) -> list[tuple[int, list[bytes]]]:
+    """The job's processes on this node (scontrol listpids), each with its command line."""
+    out = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, timeout=30).stdout
+    found = []
+    for line in out.splitlines()[1:]:
+        pid = int(line.split()[0])
+        try:
+            found.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def measuring(out: Path, not_job: str | None = None, timeout_s: float = 90) -> str:
+    """The id of the job (other than `not_job`) running the case in `out`, once the case's own process exists:
+    the forkserver and the case forked from it, both in the job."""
+    deadline = time.monotonic() + timeout_s
+    marker_file = out / "jobs" / f"{make_case(ENDLESS).config_hash}.json"
+    job_id = None
+    while time.monotonic() < deadline:
+        if marker_file.exists() and (job_id := json.loads(marker_file.read_text())["job_id"]) != not_job:
+            if sum(any(b"forkserver" in arg for arg in argv) for _, argv in job_processes(job_id)) >= 2:
+                time.sleep(1)
+                return job_id
+        time.sleep(0.5)
+    raise AssertionError(f"no case of {out} started measuring in {timeout_s} s (job {job_id})")
+
+
+def job_python(job_id: str) -> int:
+    """The pid of the job's Python process (submitit's, which runs the case and writes its record; srun's
+    command line names the same module, so the program itself is matched)."""
+    for pid, argv in job_processes(job_id):
+        if Path(argv[0].decode()).name.startswith("python") and b"submitit.core._submit" in argv:
+            return pid
+    raise AssertionError(f"no submitit process in job {job_id}: {job_processes(job_id)}")
+
+
+@pytest.mark.slurm
+def test_a_job_past_its_limit_a_cancelled_job_and_a_killed_job_leave_records(cluster, tmp_path):
+    """Endless cases on a shared node (launcher.exclusive=false, one CPU each, so two run side by side and the
+    test waits for the time limit only once). One past launcher.timeout_min=1 ends with the case's own
+    CaseTimeout record naming the limit. Another, cancelled while measuring (scancel), writes its record saying
+    so; rerun, it is submitted again, and that job, killed outright (SIGKILL: nothing in it can write), gets a
+    record from the command that waited for it, ending with the end of the job's log."""
+    slow, stopped = tmp_path / "slow", tmp_path / "stopped"
+    procs = [start_bench(slow, "launcher.timeout_min=1"), start_bench(stopped)]
+    try:
+        cancelled = measuring(stopped)
+        slurm_queue.cancel([cancelled])
+        assert procs[1].wait(90) == 1
+        [record] = records(stopped)
+        assert record["status"] == "error", record
+        assert f"the SLURM job {cancelled} was sent SIGTERM" in record["error"]["message"], record["error"]
+        assert assert_names_its_job(record)["job_id"] == cancelled
+        assert record["provenance"]["slurm"]["exclusive"] is False  # marked: measured on a shared node
+
+        procs.append(start_bench(stopped))  # the error record is no result: the case is submitted again
+        killed = measuring(stopped, not_job=cancelled)
+        assert killed != cancelled and submitted(stopped) == sorted([cancelled, killed], key=int)
+        os.kill(job_python(killed), 9)
+        assert procs[2].wait(90) == 1
+        record = next(r for r in records(stopped) if r["provenance"]["slurm"]["job_id"] == killed)
+        assert record["error"]["type"] == "JobEnded" and record["error"]["phase"] == "job", record["error"]
+        message = record["error"]["message"]
+        assert message.startswith(f"SLURM job {killed} ") and "ended FAILED without a record" in message, message
+        log = (stopped / "jobs" / f"{killed}_0_log.err").read_text().strip()
+        assert "task 0: Killed" in message and message.endswith(log.splitlines()[-1]), message  # the log's end
+        assert record["provenance"]["slurm"]["recorded_by"] == "the command that collected the job"
+
+        assert procs[0].wait(150) == 1
         [record] = records(slow)
-        assert record["status"] == "error" and record["error"]["type"] == "CaseTimeout", record["error"]
+        assert record["error"]["type"] == "CaseTimeout", record["error"]
         assert "launcher.timeout_min=1" in record["error"]["message"], record["error"]["message"]
         slurm = assert_names_its_job(record)
-        assert slurm["exclusive"] is False and slurm["cpus"] == 1  # marked: measured on a shared node
+        assert slurm["exclusive"] is False and slurm["cpus"] == 1 == record["provenance"]["torch_threads"]
         assert slurm_queue.job_states([slurm["job_id"]])[slurm["job_id"]].state == "COMPLETED"  # before the kill
     finally:
-        for proc in procs.values():
+        for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-        for log in logs.values():
-            log.close()
-        slurm_queue.cancel(submitted(slow) + submitted(killed))
+        slurm_queue.cancel(submitted(slow) + submitted(stopped))

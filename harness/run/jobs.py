@@ -30,24 +30,35 @@ def tail(text: str, limit: int = MESSAGE_TAIL) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def _on_limit_signal(signum, frame) -> None:
-    # submitit's own handler raises UncompletedJobError ("timed-out and not checkpointable") and the case's
-    # record is lost; the case is ended by its own limit before this signal is due, so it is only noted.
-    print(f"bench: signal {signal.Signals(signum).name}: the job's time limit is near", file=sys.stderr, flush=True)
+_TERMINATED: list[str] = []  # set when SLURM signals the job to end (scancel, preemption, its time limit)
+
+
+def _on_term(signum, frame) -> None:
+    # The case's process gets SIGTERM too and dies; this process stays (submitit ignores the signal) to write
+    # the case's record, which then says that the job was told to end.
+    _TERMINATED.append(signal.Signals(signum).name)
+    print("bench: SIGTERM from SLURM: the case's process ends with it", file=sys.stderr, flush=True)
 
 
 def _prepare_job(case: Case, job: dict) -> tuple[float, str]:
     """Inside a SLURM job, before the case's process starts (it inherits this environment): torch's threads
     follow the CPUs allocated, the records learn whether the node is the job's alone, and the case's time limit
     ends before the job's. Returns that limit and the words that name it in a CaseTimeout record."""
-    from harness.measure.provenance import SLURM_EXCLUSIVE_ENV
-
-    signal.signal(signal.SIGUSR2, _on_limit_signal)
-    os.environ[SLURM_EXCLUSIVE_ENV] = "1" if job["exclusive"] else "0"
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    # before torch is first imported here (provenance imports it), so that this process's records say so too;
     # torchrun gives each rank one thread (as it does locally): set for one process only
     if cpus and case.config["parallel"]["name"] == "none":
         os.environ.setdefault("OMP_NUM_THREADS", cpus)
+    from harness.measure.provenance import SLURM_EXCLUSIVE_ENV
+
+    # submitit asks SLURM for USR2 before the time limit; SLURM sends it to every process of the job, and up to
+    # 60 s early (sbatch --signal). Its default action would kill the case, and submitit's handler raises
+    # UncompletedJobError ("timed-out and not checkpointable"), losing the record. Ignored — an ignored signal
+    # stays ignored in the processes started from here, the case's and its ranks — since the case's own limit
+    # ends it before the job's.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_term)
+    os.environ[SLURM_EXCLUSIVE_ENV] = "1" if job["exclusive"] else "0"
     limit_s = max(1.0, job["timeout_min"] * 60 - JOB_END_MARGIN_S)
     return limit_s, (
         f"the job's time limit (launcher.timeout_min={job['timeout_min']}, less {JOB_END_MARGIN_S} s kept to "
@@ -76,6 +87,11 @@ def run_job(case: Case, output_dir: str, log_path: str, job: dict | None = None)
             return None
     else:
         record = run_in_subprocess(case, Path(log_path), limit=limit)
+    if _TERMINATED and record.get("error"):
+        record["error"]["message"] += (
+            f"; the SLURM job {os.environ.get('SLURM_JOB_ID')} was sent SIGTERM first (scancel, preemption, or "
+            "its time limit)"
+        )
     return str(write_record(record, Path(output_dir)))
 
 
@@ -99,8 +115,6 @@ def executor(request: dict, folder: Path, case: Case, launcher: dict):
                 params[f"slurm_{key}"] = launcher[key]
         if request["exclusive"]:
             params["slurm_exclusive"] = True
-        # USR2 before the kill: after the case's own limit has ended it (see _prepare_job)
-        params["slurm_signal_delay_s"] = JOB_END_MARGIN_S // 2
     executor.update_parameters(**params)
     return executor
 
