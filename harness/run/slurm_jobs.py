@@ -131,6 +131,8 @@ def run_slurm_jobs(
     for index, case in cases:
         marker, request = markers[index], requests[index]
         state = states.get(marker["job_id"]) if marker and marker["job_id"] in earlier else None
+        if state is not None and state.name and state.name != job_name(case):
+            state = None  # that id is another job now (the cluster's ids started again): not ours to touch
         if state is not None and state.active:
             tracked.append(_reuse_or_replace(index, case, marker, state, request, launcher, folder, output_dir))
             continue
