@@ -309,14 +309,14 @@ def job_processes(job_id: str) -> list[tuple[int, list[bytes]]]:
 
 
 def measuring(out: Path, not_job: str | None = None, timeout_s: float = 90) -> str:
-    """The id of the job (other than `not_job`) running the case in `out`, once the case's own process exists:
-    the forkserver and the case forked from it, both in the job."""
+    """The id of the job (other than `not_job`) running the case in `out`, once the case's own process exists
+    (a job spawns it: harness/run/jobs.py)."""
     deadline = time.monotonic() + timeout_s
     marker_file = out / "jobs" / f"{make_case(ENDLESS).config_hash}.json"
     job_id = None
     while time.monotonic() < deadline:
         if marker_file.exists() and (job_id := json.loads(marker_file.read_text())["job_id"]) != not_job:
-            if sum(any(b"forkserver" in arg for arg in argv) for _, argv in job_processes(job_id)) >= 2:
+            if any(b"--multiprocessing-fork" in argv for _, argv in job_processes(job_id)):
                 time.sleep(1)
                 return job_id
         time.sleep(0.5)

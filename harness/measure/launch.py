@@ -19,6 +19,7 @@ import torch
 from harness.measure import provenance
 from harness.records.ranks import RECORD_FILE, error_file, failed_rank_record, stage_file
 from harness.spec.case import Case
+from harness.spec.parallel import JOB_LIMIT_ENV
 
 # Seconds the ranks get to end after torchrun is asked to stop them, before they are killed.
 STOP_GRACE_S = 15.0
@@ -81,6 +82,9 @@ def run_multi_rank(
     parallel = config["parallel"]
     world = parallel["nproc"] * parallel["nnodes"]
     limit = config["measure"]["case_timeout_s"]
+    job_limit = os.environ.get(JOB_LIMIT_ENV)  # its SLURM job's, when that ends sooner (harness/run/jobs.py)
+    if job_limit is not None and (limit is None or float(job_limit) < limit):
+        limit = float(job_limit)
     margin = None if limit is None else min(RECORD_MARGIN_S, limit / 2)
     deadline = None if limit is None else time.monotonic() + limit - margin
     with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:

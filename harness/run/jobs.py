@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from harness.records.io import replace_file, write_record
+from harness.run.process import START_METHOD_ENV
 from harness.spec.case import Case
-from harness.spec.parallel import JOB_END_MARGIN_S
+from harness.spec.parallel import JOB_END_MARGIN_S, JOB_LIMIT_ENV
 
 CLUSTERS = {"slurm": "slurm", "submitit_local": "local"}  # launcher -> submitit's cluster name
 RDZV_PORT = 29500  # where node 0's torchrun agent meets the others in a case on several nodes
@@ -44,11 +45,16 @@ def _prepare_job(case: Case, job: dict) -> tuple[float, str]:
     """Inside a SLURM job, before the case's process starts (it inherits this environment): torch's threads
     follow the CPUs allocated, the records learn whether the node is the job's alone, and the case's time limit
     ends before the job's. Returns that limit and the words that name it in a CaseTimeout record."""
+    limit_s = max(1.0, job["timeout_min"] * 60 - JOB_END_MARGIN_S)
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     # before torch is first imported here (provenance imports it), so that this process's records say so too;
     # torchrun gives each rank one thread (as it does locally): set for one process only
     if cpus and case.config["parallel"]["name"] == "none":
         os.environ.setdefault("OMP_NUM_THREADS", cpus)
+    # One case per job: the forkserver's preload would be paid for this one case anyway, and a spawned case is
+    # the job's own child, which dies with it (harness/run/process.py).
+    os.environ.setdefault(START_METHOD_ENV, "spawn")
+    os.environ[JOB_LIMIT_ENV] = str(limit_s)  # a multi-rank case stops its ranks before it (harness/measure/launch.py)
     from harness.measure.provenance import SLURM_EXCLUSIVE_ENV
 
     # submitit asks SLURM for USR2 before the time limit; SLURM sends it to every process of the job, and up to
@@ -59,7 +65,6 @@ def _prepare_job(case: Case, job: dict) -> tuple[float, str]:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_term)
     os.environ[SLURM_EXCLUSIVE_ENV] = "1" if job["exclusive"] else "0"
-    limit_s = max(1.0, job["timeout_min"] * 60 - JOB_END_MARGIN_S)
     return limit_s, (
         f"the job's time limit (launcher.timeout_min={job['timeout_min']}, less {JOB_END_MARGIN_S} s kept to "
         f"end the case and write this record: {limit_s:g} s)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -43,7 +44,20 @@ def _context():
     return ctx
 
 
+def _die_with_parent() -> None:
+    """Linux: this process is killed when the one that started it dies, so a case whose command or SLURM job
+    was killed outright does not go on measuring unseen (a scheduler that tracks processes by their parent,
+    not by cgroup, loses the orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no such call
+        pass
+
+
 def _child(case: Case, conn, log_path: str) -> None:
+    _die_with_parent()
     # Library chatter (bitsandbytes, transformers) goes to the case's log, not over the progress bar.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)

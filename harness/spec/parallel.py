@@ -20,6 +20,9 @@ BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # torch.distributed's backend for ea
 # Seconds of a SLURM job's time limit kept back from the case inside: the job's start-up before the case, and
 # ending the case and writing its CaseTimeout record before the scheduler kills the job (harness/run/jobs.py).
 JOB_END_MARGIN_S = 30
+# Seconds a case may run inside its SLURM job, set by the job for the case's process when shorter than the case's
+# own measure.case_timeout_s (kept out of the config: the case's hash is the same wherever it runs).
+JOB_LIMIT_ENV = "BENCH_JOB_LIMIT_S"
 
 
 @dataclass
