@@ -72,9 +72,9 @@ def _child(case: Case, conn, log_path: str) -> None:
         conn.close()
 
 
-def _parent_error_record(
-    case: Case, message: str, kind: str, phase: str | None, extra_provenance: dict | None = None
-) -> dict:
+def error_record(case: Case, message: str, kind: str, phase: str | None, extra_provenance: dict | None = None) -> dict:
+    """The error record of a case that ended without its own, written by the process that watched it (this
+    one, or the command that collected its SLURM job: harness/run/slurm_jobs.py)."""
     import torch
 
     from harness.measure import provenance
@@ -107,7 +107,7 @@ def run_in_subprocess(case: Case, log_path: Path, limit: tuple[float, str] | Non
     try:
         proc.start()
     except (OSError, EOFError) as exc:  # the forkserver could not start or died: a record, and the sweep goes on
-        return _parent_error_record(
+        return error_record(
             case,
             f"could not start the case process ({type(exc).__name__}: {exc}); "
             f"{START_METHOD_ENV}=spawn starts each case from scratch",
@@ -143,19 +143,19 @@ def run_in_subprocess(case: Case, log_path: Path, limit: tuple[float, str] | Non
         proc.kill()
         proc.join()
     if timed_out:
-        return _parent_error_record(
+        return error_record(
             case,
             f"case ran past {limit_name} in stage {stage!r} and was ended; see {log_path}",
             "CaseTimeout",
             stage,
         )
     if message is None:
-        return _parent_error_record(
+        return error_record(
             case,
             f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see {log_path}",
             "ProcessDied",
             stage,
         )
     if CRASH in message:
-        return _parent_error_record(case, message[CRASH], "CaseCrashed", stage)
+        return error_record(case, message[CRASH], "CaseCrashed", stage)
     return message

@@ -230,7 +230,7 @@ def _collect(t: Tracked, folder: Path, out: Path, done) -> bool:
 
 def _job_error_record(t: Tracked, how: str) -> dict:
     """The record of a case whose job ended without one, written by the command that collects it."""
-    from harness.run.process import _parent_error_record
+    from harness.run.process import error_record
 
     try:
         account = slurm_queue.accounting([t.job_id]).get(t.job_id)
@@ -251,7 +251,7 @@ def _job_error_record(t: Tracked, how: str) -> dict:
     }
     timed_out = t.state.state in ("TIMEOUT", "DEADLINE")
     limit = f" (its time limit, launcher.timeout_min={t.request.get('timeout_min')})" if timed_out else ""
-    return _parent_error_record(
+    return error_record(
         t.case,
         f"SLURM job {t.job_id} ({job_name(t.case)}){limit} {how}",
         "CaseTimeout" if timed_out else "JobEnded",
