@@ -20,6 +20,12 @@ LAUNCHERS = ("local", "submitit_local", "slurm")
 # FSDP2 casts parameters for compute through its MixedPrecisionPolicy, not autocast: the precisions it runs.
 FSDP_PRECISIONS = ("fp32", "bf16", "amp_bf16")
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # torch.distributed's backend for each device type
+# Seconds of a SLURM job's time limit kept back from the case inside: the job's start-up before the case, and
+# ending the case and writing its CaseTimeout record before the scheduler kills the job (harness/run/jobs.py).
+JOB_END_MARGIN_S = 30
+# Seconds a case may run inside its SLURM job, set by the job for the case's process when shorter than the case's
+# own measure.case_timeout_s (kept out of the config: the case's hash is the same wherever it runs).
+JOB_LIMIT_ENV = "BENCH_JOB_LIMIT_S"
 
 
 @dataclass
@@ -48,10 +54,27 @@ class LauncherConfig:
     partition: Optional[str] = doc("slurm: the partition (sbatch --partition).", None)
     account: Optional[str] = doc("slurm: the account to charge (sbatch --account).", None)
     qos: Optional[str] = doc("slurm: quality of service (sbatch --qos).", None)
-    gpus_per_node: Optional[int] = doc("slurm: GPUs per job; null = parallel.nproc on CUDA cases, 0 on CPU.", None)
-    cpus_per_task: int = doc("slurm: CPU cores per job.", 8)
+    gpus_per_node: Optional[int] = doc(
+        "slurm: GPUs per job; null = parallel.nproc on CUDA cases (device=auto: where the partition has GPUs), 0 on "
+        "CPU.",
+        None,
+    )
+    cpus_per_task: Optional[int] = doc(
+        "slurm: CPU cores per job; null = the partition's CPUs per GPU x the job's GPUs (a CPU case: every core of "
+        "its smallest node). Torch's threads follow it.",
+        None,
+    )
     mem_gb: Optional[int] = doc("slurm: host memory per job in GB; null = the partition's default.", None)
-    timeout_min: int = doc("Minutes a job may run before the scheduler ends it.", 60)
+    timeout_min: int = doc(
+        "Minutes a job may run before the scheduler ends it; the case inside is ended "
+        f"{JOB_END_MARGIN_S} s before (or at measure.case_timeout_s, if sooner), with a CaseTimeout record.",
+        60,
+    )
+    exclusive: bool = doc(
+        "slurm: each job holds its node alone (sbatch --exclusive), so no other job runs beside a timed case; "
+        "false shares the node, and its records say so (provenance.slurm.exclusive: false).",
+        True,
+    )
     folder: Optional[str] = doc("Where submitit keeps job scripts and logs; null = <output_dir>/jobs.", None)
 
 
@@ -113,7 +136,10 @@ def validate_launcher(launcher: LauncherConfig, nnodes: int = 1) -> None:
         launcher.name in LAUNCHERS, "launcher", f"unknown launcher {launcher.name!r}; allowed: {', '.join(LAUNCHERS)}"
     )
     positive_int(launcher.timeout_min, "launcher.timeout_min")
-    positive_int(launcher.cpus_per_task, "launcher.cpus_per_task")
+    if launcher.cpus_per_task is not None:
+        positive_int(launcher.cpus_per_task, "launcher.cpus_per_task")
+    if launcher.mem_gb is not None:
+        positive_int(launcher.mem_gb, "launcher.mem_gb")
     if launcher.gpus_per_node is not None:
         require(
             isinstance(launcher.gpus_per_node, int) and launcher.gpus_per_node >= 0,

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from harness.config.case import Case
-from harness.config.parallel import ParallelConfig, world_size
+from harness.config.parallel import JOB_LIMIT_ENV, ParallelConfig, world_size
 from harness.measure import provenance
 from harness.records.outcome import Measurement
 from harness.records.ranks import CASE_FILE, MEASUREMENT_FILE, error_file, failed_ranks, stage_file
@@ -82,6 +82,9 @@ def run_multi_rank(
     parallel = case.config.parallel
     world = world_size(case.config)
     limit = case.config.measure.case_timeout_s
+    job_limit = os.environ.get(JOB_LIMIT_ENV)  # its SLURM job's, when that ends sooner (harness/run/jobs.py)
+    if job_limit is not None and (limit is None or float(job_limit) < limit):
+        limit = float(job_limit)
     margin = None if limit is None else min(RECORD_MARGIN_S, limit / 2)
     deadline = None if limit is None else time.monotonic() + limit - margin
     with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:

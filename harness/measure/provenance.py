@@ -224,6 +224,40 @@ def _gpu(device: torch.device) -> dict:
     return info
 
 
+# Set by a SLURM job (harness/run/jobs.py) for the case it runs: whether it asked for its node alone (1) or
+# shared it (0). SLURM exports no variable that says so.
+SLURM_EXCLUSIVE_ENV = "BENCH_SLURM_EXCLUSIVE"
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:  # SLURM_JOB_CPUS_PER_NODE-like forms such as "2(x3)": not one number
+        return None
+
+
+def slurm_allocation(env: Mapping[str, str] | None = None) -> dict | None:
+    """The SLURM job a case ran in, from the job's environment (None outside one): its id, node and partition,
+    the CPUs its task holds (and the node's share of the job), the GPUs it was given, and whether the node was
+    the job's alone."""
+    env = os.environ if env is None else env
+    if "SLURM_JOB_ID" not in env:
+        return None
+    gpus = env.get("SLURM_GPUS_ON_NODE")
+    if gpus is None and env.get("SLURM_JOB_GPUS"):
+        gpus = str(len(env["SLURM_JOB_GPUS"].split(",")))
+    exclusive = env.get(SLURM_EXCLUSIVE_ENV)
+    return {
+        "job_id": env["SLURM_JOB_ID"],
+        "node": env.get("SLURMD_NODENAME"),
+        "partition": env.get("SLURM_JOB_PARTITION"),
+        "cpus": _int(env.get("SLURM_CPUS_PER_TASK")) or _int(env.get("SLURM_CPUS_ON_NODE")),
+        "cpus_on_node": _int(env.get("SLURM_CPUS_ON_NODE")),
+        "gpus": _int(gpus) if gpus is not None else 0,
+        "exclusive": None if exclusive is None else exclusive == "1",
+    }
+
+
 def collect(device: torch.device) -> dict:
     prov = {
         "harness_version": __version__,
@@ -246,6 +280,7 @@ def collect(device: torch.device) -> dict:
         "os": platform.platform(),
         "hostname_sha256": hashlib.sha256(platform.node().encode()).hexdigest()[:12],
         "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "slurm": slurm_allocation(),
     }
     prov.update(_gpu(device))
     return prov

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -44,7 +45,20 @@ def _context():
     return ctx
 
 
+def _die_with_parent() -> None:
+    """Linux: this process is killed when the one that started it dies, so a case whose command or SLURM job
+    was killed outright does not go on measuring unseen (a scheduler that tracks processes by their parent,
+    not by cgroup, loses the orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no such call
+        pass
+
+
 def _child(case: Case, conn, log_path: str) -> None:
+    _die_with_parent()
     # Library chatter (bitsandbytes, transformers) goes to the case's log, not over the progress bar.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -69,6 +83,13 @@ def _host_provenance() -> dict:
     from harness.measure import provenance
 
     return provenance.collect(torch.device("cpu"))
+
+
+def error_record(case: Case, message: str, kind: str, phase: str | None, extra_provenance: dict | None = None) -> dict:
+    """The error record of a case that ended without a measurement, written by the process that watched it (the
+    command that collected its SLURM job: harness/run/slurm_jobs.py)."""
+    prov = {**_host_provenance(), **(extra_provenance or {})}
+    return build_record(case, failure(prov, kind, message, phase))
 
 
 def _listen(receive, proc, timeout_s: float | None, started: float) -> tuple[object, str, dict | None, bool]:
@@ -103,11 +124,16 @@ def _end(proc, kill: bool) -> None:
         proc.join()
 
 
-def measure_in_subprocess(case: Case, log_path: Path) -> Measurement:
+def measure_in_subprocess(case: Case, log_path: Path, limit: tuple[float, str] | None = None) -> Measurement:
     """What `case` measured in a fresh process. The process reports where it runs and each stage it enters, so a
     case that runs past its measure.case_timeout_s (then killed) or dies without a measurement is still told:
-    how it ended, where, on which device."""
+    how it ended, where, on which device. `limit` is a shorter limit from outside the case — seconds, and the
+    words that name it (its SLURM job's time limit) — applied when it ends sooner; it is not in the case's
+    config, whose hash stays the same wherever the case runs."""
     timeout_s = case.config.measure.case_timeout_s
+    limit_name = None if timeout_s is None else f"measure.case_timeout_s={timeout_s:g} s"
+    if limit is not None and (timeout_s is None or limit[0] < timeout_s):
+        timeout_s, limit_name = limit
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(case, send, str(log_path)))
@@ -132,7 +158,7 @@ def measure_in_subprocess(case: Case, log_path: Path) -> Measurement:
         return message
     prov = prov or _host_provenance()
     if timed_out:
-        text = f"case ran past measure.case_timeout_s={timeout_s:g} s in stage {stage!r} and was ended; see {log_path}"
+        text = f"case ran past {limit_name} in stage {stage!r} and was ended; see {log_path}"
         return failure(prov, "CaseTimeout", text, stage)
     if message is None:
         text = f"case process {describe_exit(proc.exitcode)}, in stage {stage!r}, without a record; see {log_path}"
@@ -140,6 +166,6 @@ def measure_in_subprocess(case: Case, log_path: Path) -> Measurement:
     return failure(prov, "CaseCrashed", message[CRASH], stage)
 
 
-def run_in_subprocess(case: Case, log_path: Path) -> dict:
+def run_in_subprocess(case: Case, log_path: Path, limit: tuple[float, str] | None = None) -> dict:
     """The record of `case`, measured in a fresh process (whatever happened to that process)."""
-    return build_record(case, measure_in_subprocess(case, log_path))
+    return build_record(case, measure_in_subprocess(case, log_path, limit))

@@ -122,7 +122,7 @@ def _run_as_jobs(
         bar.update(1)
 
     try:
-        result.submitted = run_jobs(pending, result.output_dir, launcher, wait, finished)
+        result.submitted = run_jobs(pending, result.output_dir, launcher, wait, finished, bar.set_postfix_str)
     except KeyboardInterrupt:  # the jobs go on; a rerun collects their records
         result.interrupted = True
         result.not_run = len(pending) - len(result.records) - len(result.job_failures)
