@@ -56,8 +56,8 @@ def test_per_rank_prediction_by_hand():
 
 def test_single_process_hash_is_unchanged_by_the_parallel_group():
     case = make_case(MLP)
-    assert case.config["parallel"]["name"] == "none"
-    without = {k: v for k, v in case.config.items() if k != "parallel"}
+    assert case.config.parallel.name == "none"
+    without = {k: v for k, v in case.config_dict.items() if k != "parallel"}
     assert case.config_hash == config_hash(without)
     assert make_case([*MLP, "parallel=fsdp"]).config_hash != case.config_hash
 
@@ -83,11 +83,11 @@ def test_combinations_that_cannot_run_name_their_key(overrides, key):
 
 def test_launcher_is_kept_out_of_the_case():
     cases = plan_cases([*MLP, "launcher=slurm", "launcher.partition=gpu"], multirun=False)
-    assert "launcher" not in cases[0].config
+    assert cases[0].config.launcher is None and "launcher" not in cases[0].config_dict
     assert not any(o.startswith("launcher") for o in cases[0].overrides)
     assert cases[0].config_hash == make_case(MLP).config_hash
     launcher = plan_launcher(["launcher=slurm", "launcher.partition=gpu"], cases)
-    assert launcher["name"] == "slurm" and launcher["partition"] == "gpu"
+    assert launcher.name == "slurm" and launcher.partition == "gpu"
     with pytest.raises(ConfigError) as err:
         plan_launcher(["launcher=local"], [make_case([*MLP, "parallel=ddp", "parallel.nnodes=2"])])
     assert err.value.key == "parallel.nnodes"
