@@ -167,8 +167,8 @@ class DeviceGroup(Part):
 
 class ParallelGroup(Part):
     name: Literal[PARALLEL_STYLES]
-    nproc: Optional[Positive] = None
-    nnodes: Optional[Positive] = None
+    nproc: Positive
+    nnodes: Positive
     reshard_after_forward: Optional[StrictBool] = None
 
 
@@ -229,13 +229,33 @@ class PhaseTime(Part):
     n: Positive
 
 
+class CudaContext(Part):
+    context_bytes: Optional[Int] = None
+    method: Optional[Text] = None
+
+
+class MemoryMetrics(Part):
+    """The figures readers compute with (the estimate's calibration adds and subtracts them)."""
+
+    params_bytes: Optional[Int] = None
+    grads_bytes: Optional[Int] = None
+    optimizer_bytes: Optional[Int] = None
+    activations_bytes: Optional[Int] = None
+    peak_step_bytes: Optional[Int] = None
+    peak_infer_bytes: Optional[Int] = None
+    torch_max_allocated_bytes: Optional[Int] = None
+    torch_max_reserved_bytes: Optional[Int] = None
+    train_to_infer_memory_ratio: Optional[Float] = None
+    cuda_context: Optional[CudaContext] = None
+
+
 class Metrics(Part):
     time: Optional[dict[Literal[PHASES], PhaseTime]] = None
     compute_ratio: Optional[Float] = None
     compute_ratio_ci95: Optional[Annotated[list[Optional[Float]], Field(min_length=2, max_length=2)]] = None
     compute_ratio_ci_coverage: Optional[Float] = None
     throughput: Optional[dict[Name, Optional[Float]]] = None
-    memory: Optional[Part] = None
+    memory: Optional[MemoryMetrics] = None
 
 
 class Check(Part):

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 from harness.records.folder import Stored, hardware_label
+from harness.report.escape import fenced, md_code, md_text
 from harness.report.frame import config_label
 from harness.spec.units import GIB, format_bytes
 
@@ -23,8 +24,13 @@ def _ratio(value) -> str:
 
 def _differences(env: dict) -> str:
     return ", ".join(
-        f"{d['package']} {d['installed'] or 'not installed'} (lock {d['lock']})" for d in env.get("differences") or []
+        f"{d['package']} {d.get('installed') or 'not installed'} (lock {d.get('lock')})"
+        for d in env.get("differences") or []
     )
+
+
+def _number(value, spec: str, scale: float = 1.0) -> str:
+    return format(value / scale, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
 
 
 def commit_text(prov: dict) -> str:
@@ -45,18 +51,18 @@ def software_warnings(prov: dict) -> list[str]:
         out.append(
             "**The record does not name its commit** (`git_sha` is null: git could not name it and no valid "
             f"BENCH_GIT_SHA was given): the exact code that measured this is unknown; it reported "
-            f"backprop-bench {prov.get('harness_version')}." + (f" {ignored}." if ignored else "")
+            f"backprop-bench {md_text(prov.get('harness_version'))}." + (f" {md_text(ignored)}." if ignored else "")
         )
     elif ignored:
-        out.append(f"BENCH_GIT_SHA was not used: {ignored}.")
+        out.append(f"BENCH_GIT_SHA was not used: {md_text(ignored)}.")
     env = prov.get("environment")
     if isinstance(env, dict) and env.get("matches_lock") is False:
         out.append(
             f"**Software not from requirements.lock**: {len(env.get('differences') or [])} pinned package(s) "
-            f"differ — {_differences(env)}. The lock's versions were not the ones measured."
+            f"differ — {md_text(_differences(env))}. The lock's versions were not the ones measured."
         )
     elif isinstance(env, dict) and env.get("matches_lock") is None:
-        out.append(f"Whether the software matched requirements.lock is not known: {env.get('reason')}.")
+        out.append(f"Whether the software matched requirements.lock is not known: {md_text(env.get('reason'))}.")
     return out
 
 
@@ -70,13 +76,14 @@ def warnings(record: dict) -> list[str]:
         )
     if flags.get("checks_failed"):
         out.append(
-            f"**Self-checks failed**: {', '.join(flags['checks_failed'])} — the harness's own accounting "
+            f"**Self-checks failed**: {md_text(', '.join(flags['checks_failed']))} — the harness's own accounting "
             "disagreed with itself; do not cite these figures without reading the record."
         )
     if flags.get("noisy"):
-        out.append(f"Noisy phases (cv above {record['config']['measure']['noisy_cv']}): {', '.join(flags['noisy'])}.")
+        cv = record["config"]["measure"].get("noisy_cv")
+        out.append(f"Noisy phases (cv above {md_text(cv)}): {md_text(', '.join(flags['noisy']))}.")
     if record["status"] == "oom":
-        out.append(f"**Out of memory**: this configuration does not fit on {hardware_label(prov)}.")
+        out.append(f"**Out of memory**: this configuration does not fit on {md_text(hardware_label(prov))}.")
     return out
 
 
@@ -101,73 +108,88 @@ def reproduce_commands(record: dict) -> list[str]:
     return lines
 
 
+def _ok_lines(m: dict) -> list[str]:
+    t = m["time"]
+    lo, hi = m["compute_ratio_ci95"]
+    cov = m.get("compute_ratio_ci_coverage")
+    ci = (
+        f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and isinstance(cov, float)
+        else "CI not available"
+    )
+    mem, throughput = m.get("memory") or {}, m.get("throughput") or {}
+    lines = [
+        f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
+        f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; "
+        f"FLOP ratio {_ratio(m.get('flop_ratio'))}",
+        f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
+        f"full step with optimizer: {_ms(t['step'])}",
+        f"- Throughput: {_number(throughput.get('step_tokens_per_s'), ',.0f')} tokens/s training, "
+        f"{_number(throughput.get('infer_tokens_per_s'), ',.0f')} tokens/s inference",
+    ]
+    if mem:
+        lines.append(
+            f"- Peak memory: training step {format_bytes(mem.get('peak_step_bytes'))}, inference "
+            f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); "
+            f"of the step: parameters {format_bytes(mem.get('params_bytes'))}, "
+            f"gradients {format_bytes(mem.get('grads_bytes'))}, "
+            f"optimizer state {format_bytes(mem.get('optimizer_bytes'))}, activations "
+            f"{format_bytes(mem.get('activations_bytes'))}"
+        )
+    return lines
+
+
+def _oom_line(err: dict) -> str:
+    message = (err.get("message") or "").strip().splitlines()
+    return (
+        f"- Out of memory{' in ' + md_text(err['phase']) if err.get('phase') else ''}: "
+        f"{md_text(message[-1][:200]) if message else ''}"
+    )
+
+
+def _hardware_software(prov: dict, hw: str) -> str:
+    gpu = (
+        f", {_number(prov.get('gpu_memory_bytes'), '.0f', GIB)} GiB, driver {prov.get('driver')}, "
+        f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
+        if prov.get("device_type") == "cuda"
+        else ""
+    )
+    ram = f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else ""
+    return md_text(
+        f"Hardware: {hw}{gpu}{ram}. "
+        f"Software: backprop-bench {prov['harness_version']} ({commit_text(prov)}), torch {prov['torch']}, "
+        f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
+        f"Python {prov['python']}. Measured {prov['utc_time']}."
+    )
+
+
+def signature_text(stored: Stored) -> str:
+    """Who vouches for the record: the allowed_signers name whose key signed it, or nobody."""
+    return f"signed by {md_text(stored.signer)}" if stored.signer else "unsigned"
+
+
 def cite(stored: Stored, root: Path) -> str:
+    """Every piece of record text is escaped (harness/report/escape.py): the snippet is pasted into articles."""
     r = stored.record
     cfg, prov, m = r["config"], r["provenance"], r["metrics"]
     hw = hardware_label(prov)
     ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
-    title = f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {ckpt}"
-    lines = [f"**backprop-bench result `{r['id']}`** — {title}, on {hw}", ""]
+    title = md_text(f"{config_label(cfg)}, {cfg['method']['name']}, checkpointing {ckpt}")
+    lines = [f"**backprop-bench result `{r['id']}`** — {title}, on {md_text(hw)}", ""]
     lines += [f"> ⚠ {w}" for w in warnings(r)]
     if warnings(r):
         lines.append("")
-    if r["status"] == "ok":
-        t = m["time"]
-        lo, hi = m["compute_ratio_ci95"]
-        cov = m.get("compute_ratio_ci_coverage")
-        ci = (
-            f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
-            if isinstance(lo, (int, float)) and isinstance(cov, float)
-            else "CI not available"
-        )
-        mem = m.get("memory", {})
-        lines += [
-            f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
-            f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; "
-            f"FLOP ratio {_ratio(m.get('flop_ratio'))}",
-            f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
-            f"full step with optimizer: {_ms(t['step'])}",
-            f"- Throughput: {m['throughput']['step_tokens_per_s']:,.0f} tokens/s training, "
-            f"{m['throughput']['infer_tokens_per_s']:,.0f} tokens/s inference",
-        ]
-        if mem:
-            lines.append(
-                f"- Peak memory: training step {format_bytes(mem.get('peak_step_bytes'))}, inference "
-                f"{format_bytes(mem.get('peak_infer_bytes'))} ({_ratio(mem.get('train_to_infer_memory_ratio'))}); "
-                f"of the step: parameters {format_bytes(mem.get('params_bytes'))}, "
-                f"gradients {format_bytes(mem.get('grads_bytes'))}, "
-                f"optimizer state {format_bytes(mem.get('optimizer_bytes'))}, activations "
-                f"{format_bytes(mem.get('activations_bytes'))}"
-            )
-    else:
-        err = r.get("error") or {}
-        lines.append(
-            f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
-            f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}"
-        )
+    lines += _ok_lines(m) if r["status"] == "ok" else [_oom_line(r.get("error") or {})]
     checks = r["checks"]
+    where = stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path)
     lines += [
         f"- Self-checks: {sum(c['passed'] for c in checks)}/{len(checks)} passed",
+        f"- Submitted: {signature_text(stored)}",
         "",
-        f"Hardware: {hw}"
-        + (
-            f", {prov.get('gpu_memory_bytes', 0) / GIB:.0f} GiB, driver {prov.get('driver')}, "
-            f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
-            if prov.get("device_type") == "cuda"
-            else ""
-        )
-        + (f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else "")
-        + ". "
-        f"Software: backprop-bench {prov['harness_version']} ({commit_text(prov)}), torch {prov['torch']}, "
-        f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
-        f"Python {prov['python']}. Measured {prov['utc_time']}.",
+        _hardware_software(prov, hw),
         "",
-        f"Result ID `{r['id']}` (config {r['config_hash']}), "
-        f"record `{stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else stored.path}`. "
-        "Reproduce:",
+        f"Result ID `{r['id']}` (config {r['config_hash']}), record {md_code(where)}. Reproduce:",
         "",
-        "```sh",
-        *reproduce_commands(r),
-        "```",
+        *fenced(reproduce_commands(r), "sh"),
     ]
     return "\n".join(lines)

@@ -13,6 +13,8 @@ import pandas as pd
 
 from harness.records.folder import RECORDS, Stored
 from harness.records.io import replace_file
+from harness.records.safe_fs import confined
+from harness.report.escape import csv_text, md_cell, md_text
 from harness.report.frame import grouped, memory_unit, records_frame
 
 # grouped and records_frame are still imported from here by harness/report/claims.py and harness/cli.py: once
@@ -73,7 +75,7 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
         mem_unit, mem_name = memory_unit(hw_groups["peak_step_bytes_max"])
         label = hw_groups.iloc[0]["hardware_label"]
         torch_builds = ", ".join(sorted(set(hw_groups["torch"])))
-        lines += [f"## {label}", "", f"`records/{hardware}/` · torch {torch_builds}", ""]
+        lines += [f"## {md_text(label)}", "", f"`records/{hardware}/` · torch {md_text(torch_builds)}", ""]
         headers = ["configuration", "method", "ckpt", "n"]
         for title, _, kind in MD_COLUMNS:
             unit = mem_name if kind == "mem" else kind
@@ -104,12 +106,12 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
                 "| "
                 + " | ".join(
                     [
-                        row["config"],
-                        row["method"],
+                        md_cell(row["config"]),
+                        md_cell(row["method"]),
                         "on" if row["checkpointing"] else "off",
                         str(row["n"] + row["n_oom"] if row["status"] == "oom" else row["n"]),
                         *cells,
-                        "; ".join(notes),
+                        md_cell("; ".join(notes)),
                     ]
                 )
                 + " |"
@@ -125,10 +127,11 @@ def write_tables(stored: list[Stored], root: Path, out: Path) -> list[Path]:
     if frame.empty:
         return written
     groups = grouped(frame)
-    for major, major_groups in groups.groupby("schema_major", sort=True):
-        directory = out / f"v{major}"
-        csv_path, md_path = directory / "results.csv", directory / "results.md"
-        replace_file(csv_path, major_groups.to_csv(index=False, lineterminator="\n"))
-        replace_file(md_path, markdown(major_groups, int(major), f"{RECORDS}/"))
-        written += [csv_path, md_path]
+    with confined(root):
+        for major, major_groups in groups.groupby("schema_major", sort=True):
+            directory = out / f"v{major}"
+            csv_path, md_path = directory / "results.csv", directory / "results.md"
+            replace_file(csv_path, csv_text(major_groups))
+            replace_file(md_path, markdown(major_groups, int(major), f"{RECORDS}/"))
+            written += [csv_path, md_path]
     return written
