@@ -229,7 +229,8 @@ def check(record: dict) -> dict:
     """Validate a parsed record (migrating it first); returns the record at SCHEMA_VERSION or raises."""
     if "schema_version" not in record:
         raise RecordInvalid("schema_version", "missing: not a backprop-bench record")
-    if record["schema_version"] != SCHEMA_VERSION and record["schema_version"] not in MIGRATIONS:
+    version = record["schema_version"]
+    if version != SCHEMA_VERSION and (not isinstance(version, str) or version not in MIGRATIONS):
         migrate(record)  # newer or unknown: refused for its version, before a schema it was not written to
     conform(record)  # what the migrations read is typed before they read it
     if record["schema_version"] != SCHEMA_VERSION:
