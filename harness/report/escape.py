@@ -66,7 +66,7 @@ def csv_text(frame: pd.DataFrame) -> str:
     """The frame as CSV with every string cell neutralised (number columns are left as they are)."""
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
+        if not pd.api.types.is_numeric_dtype(safe[column]):  # object or string columns; bools, numbers stay
             safe[column] = safe[column].map(csv_cell)
     safe.columns = [csv_cell(c) for c in safe.columns]
     return safe.to_csv(index=False, lineterminator="\n")
