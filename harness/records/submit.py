@@ -60,6 +60,7 @@ def _signature(path: Path, data: bytes, root: Path, key: Path | None) -> tuple[b
     """(signature to store, signer) for one record: made with `key`, or the one beside the source file, which
     must verify over exactly the bytes stored. Refused (SigningError) when the folder requires one and there is
     none, or when one does not verify."""
+    required = signing.settings(root).require_signatures  # invalid settings refuse every record, naming the field
     signers = signing.allowed_signers(root)
     if key is not None:
         if signers is None:
@@ -68,7 +69,7 @@ def _signature(path: Path, data: bytes, root: Path, key: Path | None) -> tuple[b
     else:
         signature = signing.read_signature(path)
     if signature is None:
-        if signing.settings(root).require_signatures:
+        if required:
             raise signing.SigningError(f"{root} requires signed records (settings.json); submit with --sign KEY")
         return None, None
     if signers is None:

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 from harness.records.folder import Stored, hardware_label
+from harness.records.signing import signing_in_use
 from harness.report.escape import fenced, md_code, md_text
 from harness.report.frame import config_label
 from harness.spec.units import GIB, format_bytes
@@ -164,7 +165,8 @@ def _hardware_software(prov: dict, hw: str) -> str:
 
 
 def signature_text(stored: Stored) -> str:
-    """Who vouches for the record: the allowed_signers name whose key signed it, or nobody."""
+    """Who vouches for the record: the allowed_signers name whose key signed it, or nobody. Said in a folder
+    that names its signers (an allowed_signers file); elsewhere no record is signed and reports stay as they were."""
     return f"signed by {md_text(stored.signer)}" if stored.signer else "unsigned"
 
 
@@ -184,7 +186,7 @@ def cite(stored: Stored, root: Path) -> str:
     where = stored.path.relative_to(root).as_posix() if stored.path.is_relative_to(root) else str(stored.path)
     lines += [
         f"- Self-checks: {sum(c['passed'] for c in checks)}/{len(checks)} passed",
-        f"- Submitted: {signature_text(stored)}",
+        *([f"- Submitted: {signature_text(stored)}"] if signing_in_use(root) else []),
         "",
         _hardware_software(prov, hw),
         "",

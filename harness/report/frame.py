@@ -19,11 +19,14 @@ import pandas as pd
 
 from harness.records.folder import Stored, hardware_key, hardware_label
 from harness.records.schema import METRICS, canonical_json, config_hash, lookup
+from harness.records.signing import signing_in_use
 from harness.spec.families import SHAPE_FIELDS
 from harness.spec.shapes import ADAPTER_METHODS
 from harness.spec.units import table_scale
 
 METRIC_NAMES = [metric.column for metric in METRICS]
+# Who signed (harness/records/signing.py): a column only in a folder that names its signers.
+SIGNED_BY, UNSIGNED = "signed_by", "unsigned"
 # What makes rows repeats of each other.
 GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
 
@@ -143,8 +146,12 @@ def record_row(stored: Stored, root: Path) -> dict:
 
 
 def records_frame(stored: list[Stored], root: Path) -> pd.DataFrame:
-    """Every record as a row, in one order on every machine (generated files must not depend on the folder's)."""
-    frame = pd.DataFrame([record_row(s, root) for s in stored])
+    """Every record as a row, in one order on every machine (generated files must not depend on the folder's).
+    In a folder that names its signers, `signed_by` says who signed each ("unsigned" for nobody)."""
+    signed = signing_in_use(root)
+    frame = pd.DataFrame(
+        [{**record_row(s, root), **({SIGNED_BY: s.signer or UNSIGNED} if signed else {})} for s in stored]
+    )
     if frame.empty:
         return frame
     return frame.sort_values(
@@ -239,6 +246,8 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         row["predicted_disagrees"] = " ".join(sorted({q for v in ok["predicted_disagrees"] for q in v.split()}))
         row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
         row["ids"] = " ".join(group["id"])
+        if SIGNED_BY in group:
+            row[SIGNED_BY] = " ".join(sorted(set(group[SIGNED_BY])))
         for name in METRIC_NAMES:
             values = ok[name].dropna()
             row[f"{name}_median"] = float(values.median()) if len(values) else None
@@ -246,7 +255,7 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_max"] = float(values.max()) if len(values) else None
             row[f"{name}_trimmed_mean"] = trimmed_mean(values)
         out.append(row)
-    result = pd.DataFrame(out, columns=GROUPED_COLUMNS)
+    result = pd.DataFrame(out, columns=GROUPED_COLUMNS + ([SIGNED_BY] if SIGNED_BY in frame else []))
     return result.sort_values(
         ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
     ).reset_index(drop=True)

@@ -15,7 +15,7 @@ from harness.records.folder import RECORDS, Stored
 from harness.records.io import replace_file
 from harness.records.safe_fs import confined
 from harness.report.escape import csv_text, md_cell, md_text
-from harness.report.frame import grouped, memory_unit, records_frame
+from harness.report.frame import SIGNED_BY, UNSIGNED, grouped, memory_unit, records_frame
 
 # grouped and records_frame are still imported from here by harness/report/claims.py and harness/cli.py: once
 # they import harness.report.frame, this module needs only what it uses.
@@ -100,6 +100,8 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
                 notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
             if row["noisy_runs"]:
                 notes.append(f"noisy in {row['noisy_runs']} run(s)")
+            if SIGNED_BY in row:
+                notes.append(" ".join(f"signed by {n}" if n != UNSIGNED else n for n in row[SIGNED_BY].split()))
             if row["environment"] not in ("lock", "not recorded"):
                 notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
             lines.append(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.records.folder import Stored, hardware_key, hardware_label
 from harness.records.schema import canonical_json
+from harness.records.signing import signing_in_use
 from harness.report.cite import cite, warnings
 from harness.report.frame import config_label
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
@@ -140,6 +141,15 @@ def headline(record: dict) -> list[tuple[str, str]]:
     return pairs
 
 
+def _signature(stored: Stored, root: Path) -> list[tuple[str, str]]:
+    """Who submitted it, in a folder that names its signers (harness/records/signing.py)."""
+    if not signing_in_use(root):
+        return []
+    if stored.signer:
+        return [("Submitted", f'<strong class="signed">signed by {esc(stored.signer)}</strong>')]
+    return [("Submitted", '<span class="unsigned">unsigned</span>')]
+
+
 def record_page(stored: Stored, root: Path, out: Path) -> str:
     r = stored.record
     cfg, prov, m = r["config"], r["provenance"], r["metrics"]
@@ -165,7 +175,7 @@ def record_page(stored: Stored, root: Path, out: Path) -> str:
         f"{link(f'../hardware/{hw}.html', hardware_label(prov))}, measured {esc(prov.get('utc_time'))}. "
         f"Record file: {link(source, stored.path.name)}.</p>\n"
         + (f'<div class="warn" role="note"><h2>Read before citing</h2><ul>{warned}</ul></div>\n' if warned else "")
-        + definitions(headline(r))
+        + definitions(headline(r) + _signature(stored, root))
         + f'\n<section aria-labelledby="fig-h"><h2 id="fig-h">Figures by category</h2>{figures}</section>\n'
         + '<section aria-labelledby="pm-h"><h2 id="pm-h">Predicted beside measured</h2>'
         + comparison(r.get("predicted"))
