@@ -232,3 +232,22 @@ def test_tables_and_claims_escape_cells_and_no_csv_cell_starts_a_formula(tmp_pat
         for cell in cells:
             if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
                 float(cell)  # only a number may start so (a negative number is data)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("workload.batch_size=1e14", "workload.batch_size"),
+        ("workload.batch_size=100000000000000", "workload.batch_size"),
+        ("model.width=99999999999", "model.width"),
+        ("workload.seq_len=4000000000000", "workload.seq_len"),
+    ],
+)
+def test_sizes_no_device_holds_exit_2_naming_the_key_before_work(tmp_path, override, key, capsys):
+    import time
+
+    start = time.monotonic()
+    code = main(["run", "model=mlp", "device=cpu", f"output_dir={tmp_path / 'run'}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and f"config error: {key}:" in err, err
+    assert time.monotonic() - start < 10 and not any((tmp_path / "run").glob("*.json"))

@@ -22,6 +22,7 @@ from harness.spec.hf_inventory import hf_model
 from harness.spec.parallel import LauncherConfig, ParallelConfig, validate_parallel
 from harness.spec.presets import LLAMA_PRESETS
 from harness.spec.shapes import ADAPTER_METHODS, LLAMA_SHAPE_KEYS, METHODS, PRECISIONS, QLORA_PRECISIONS, llama_shape
+from harness.spec.size_bounds import check_sizes
 
 DEVICES = ("auto", "cpu", "cuda")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -245,6 +246,7 @@ def validate(cfg: Any) -> None:
 
     _positive_int(cfg.workload.batch_size, "workload.batch_size")
     _positive_int(cfg.workload.seq_len, "workload.seq_len")
+    check_sizes(cfg)  # sizes no device holds: refused here, before anything is built
     _require(cfg.measure.warmup >= 0, "measure.warmup", f"must be >= 0, got {cfg.measure.warmup}")
     _require(
         isinstance(cfg.measure.repeats, int) and cfg.measure.repeats >= 3,
