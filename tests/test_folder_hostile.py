@@ -207,7 +207,7 @@ def test_cite_prints_one_intact_fenced_block_and_no_markup_from_the_record(tmp_p
     assert inside.count("<end>") == 1 and text.rstrip().endswith("`````")  # one block, closed by its own fence
     assert any("# owned" in line for line in inside)  # the override is shown, inside the block
     assert not any(line.lstrip().startswith("#") for line in outside)
-    assert "<img" not in text and "](javascript:" not in text and "Submitted: unsigned" in text
+    assert "<img" not in text and "](javascript:" not in text and "Submitted:" not in text  # no signers here
 
 
 def test_tables_and_claims_escape_cells_and_no_csv_cell_starts_a_formula(tmp_path, folder):
