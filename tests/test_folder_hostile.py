@@ -251,3 +251,14 @@ def test_sizes_no_device_holds_exit_2_naming_the_key_before_work(tmp_path, overr
     err = capsys.readouterr().err
     assert code == 2 and f"config error: {key}:" in err, err
     assert time.monotonic() - start < 10 and not any((tmp_path / "run").glob("*.json"))
+
+
+def test_a_folder_of_only_an_oom_record_is_read_by_every_reader(tmp_path):
+    """Found by the fuzz test: the hardware page grouped an empty frame by a column it never got."""
+    root = tmp_path / "results"
+    record = set_path(OOM, ("metrics", "oom"), {})
+    [outcome] = submit([_write(tmp_path, "oom.json", record_bytes(record))], root)
+    assert outcome.status == TAKEN
+    readers = run_every_reader(root)
+    page = readers["site"][f"hardware/{results_folder.hardware_key(record['provenance'])}.html"]
+    assert "No configuration measured here has been measured on other hardware yet." in page
