@@ -18,6 +18,8 @@ from harness.config.groups import ConfigError
 from harness.help import MAIN_HELP
 from harness.run.plan import check_device, output_path, split_output_dir
 
+EXIT_INTERRUPTED = 130  # as `bench run` (the module docstring's exit codes)
+
 
 def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"bench {prog}", description=description)
@@ -34,7 +36,7 @@ def _problems_note(problems) -> None:
 
 def cmd_submit(argv: list[str]) -> int:
     from harness.records import folder as results_folder
-    from harness.records.submit import REFUSED, TAKEN, submit
+    from harness.records.submit import CLEANED, DUPLICATE, REFUSED, TAKEN, submit
 
     parser = _results_parser(
         "submit",
@@ -45,15 +47,37 @@ def cmd_submit(argv: list[str]) -> int:
         "files", nargs="+", type=Path, metavar="FILE|DIR", help="record files, or run directories (their *.json)"
     )
     parser.add_argument("--to", metavar="DIR", help="results folder (same as --results)")
+    parser.add_argument(
+        "--sign",
+        metavar="KEY",
+        type=Path,
+        help="sign each record with this SSH private key (ssh-keygen -Y sign); the folder's allowed_signers "
+        "must name its public key",
+    )
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.to or args.results)
-    outcomes = submit(args.files, root)
-    for outcome in outcomes:
-        print(outcome.line(), file=sys.stderr if outcome.status == REFUSED else sys.stdout)
-    taken = sum(o.status == TAKEN for o in outcomes)
-    refused = sum(o.status == REFUSED for o in outcomes)
-    print(f"{taken} taken, {len(outcomes) - taken - refused} duplicate, {refused} refused -> {root}")
-    return EXIT_CASE_FAILED if refused else EXIT_OK
+    outcomes = []
+
+    def report(outcome) -> None:  # each line as soon as it is decided: an interrupted submit has said it all
+        outcomes.append(outcome)
+        print(outcome.line(), file=sys.stderr if outcome.status == REFUSED else sys.stdout, flush=True)
+
+    def counts() -> str:
+        taken, duplicate, refused = (sum(o.status == s for o in outcomes) for s in (TAKEN, DUPLICATE, REFUSED))
+        return f"{taken} taken, {duplicate} duplicate, {refused} refused"
+
+    try:
+        submit(args.files, root, key=args.sign, report=report)
+    except KeyboardInterrupt:
+        print(
+            f"bench: submit interrupted: {counts()} so far -> {root}; the rest was not submitted "
+            "(rerun the same command: what was taken is reported as duplicate)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"{counts()} -> {root}")
+    settled = all(o.status in (TAKEN, DUPLICATE, CLEANED) for o in outcomes)
+    return EXIT_OK if settled and outcomes else EXIT_CASE_FAILED
 
 
 def _generate(argv: list[str], name: str, description: str, subdir: str, write) -> int:
@@ -132,10 +156,19 @@ def cmd_claims(argv: list[str]) -> int:
     )
     parser.add_argument("--format", choices=["md", "json"], default="md")
     parser.add_argument("--out", metavar="FILE", help="write there instead of standard output")
+    parser.add_argument(
+        "--signed-only",
+        action="store_true",
+        help="judge from signed records only (those whose signature verifies against <results>/allowed_signers)",
+    )
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
     records, problems = results_folder.read_folder(root)
     _problems_note(problems)
+    if args.signed_only:
+        unsigned = sum(r.signer is None for r in records)
+        records = [r for r in records if r.signer is not None]
+        print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
     groups = grouped(records_frame(records, root))
     results = claims.evaluate(groups)
     if args.format == "json":
@@ -158,8 +191,10 @@ def cmd_claims(argv: list[str]) -> int:
         text = claims.markdown(results, [os.path.relpath(p, base) for p in plots])
     if args.out:
         from harness.records.io import replace_file
+        from harness.records.safe_fs import confined
 
-        replace_file(Path(args.out), text)
+        with confined(root):
+            replace_file(Path(args.out), text)
         print(args.out)
     else:
         print(text, end="")

@@ -24,6 +24,7 @@ from harness.config.fields import positive_int as _positive_int
 from harness.config.fields import require as _require
 from harness.config.parallel import LauncherConfig, ParallelConfig, validate_parallel
 from harness.config.rules import ADAPTER_METHODS, METHODS, PRECISIONS, QLORA_PRECISIONS
+from harness.config.size_bounds import check_sizes
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -205,6 +206,7 @@ class BenchConfig:
         self.measure.validate()
         self.device.validate()
         validate_parallel(self)
+        check_sizes(self)  # sizes no device holds: refused here, before anything is built
 
     def to_dict(self) -> dict:
         """The config as plain data, as a record stores it (without the launcher: how a case started is not part

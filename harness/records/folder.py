@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from harness.records import signing
 from harness.records.record import Record
-from harness.records.validate import RecordInvalid, parse
+from harness.records.safe_fs import UnsafePath, check_component, inside, kind, lstat_kind, read_regular, safe_name
+from harness.records.validate import MAX_RECORD_BYTES, RecordInvalid, parse
 
 RECORDS, TABLES, PLOTS = "records", "tables", "plots"
 ENV_VAR = "BENCH_RESULTS_DIR"
@@ -42,15 +44,17 @@ def resolve(cli_value: str | os.PathLike | None = None) -> Path:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+    """A path component from a record's text: harness.records.safe_fs.safe_name, the one such function."""
+    return safe_name(text)
 
 
 def hardware_key(provenance: dict) -> str:
     """Folder name for the hardware a record was measured on: the GPU model, or the CPU model and its core
     count (CPU throughput scales with cores, so 2-core and 64-core runs of one CPU model are not repeats)."""
     if provenance.get("device_type") == "cuda":
-        return slug(provenance.get("gpu_name") or "unknown-gpu")
-    return f"cpu-{slug(provenance.get('cpu_model') or 'unknown')}-{provenance.get('cpu_cores')}c"
+        return safe_name(provenance.get("gpu_name") or "unknown-gpu")
+    # one safe_name over the whole key: the core count is text from the record too
+    return safe_name(f"cpu-{safe_name(provenance.get('cpu_model') or 'unknown')}-{provenance.get('cpu_cores')}c")
 
 
 def hardware_label(provenance: dict) -> str:
@@ -71,11 +75,14 @@ def record_filename(record: dict, data: bytes) -> str:
     cfg = record["config"]
     ckpt = "on" if cfg["checkpointing"]["enabled"] else "off"
     label = f"{slug(str(cfg['model']['name']))}_{slug(str(cfg['method']['name']))}_ckpt-{ckpt}"
-    return f"{label}_{record['id']}_{content_sha(data)[:12]}.json"
+    return check_component(f"{label}_{safe_name(record['id'], 16)}_{content_sha(data)[:12]}.json")
 
 
 def record_path(root: Path, record: dict, data: bytes) -> Path:
-    return root / RECORDS / hardware_key(record["provenance"]) / record_filename(record, data)
+    path = root / RECORDS / hardware_key(record["provenance"]) / record_filename(record, data)
+    if not inside(root / RECORDS, path.parent) or path.parent == root / RECORDS:
+        raise UnsafePath(path, f"not inside {root / RECORDS}: refused")
+    return path
 
 
 @contextlib.contextmanager
@@ -83,7 +90,9 @@ def locked(root: Path) -> Iterator[None]:
     """An exclusive advisory lock on <results>/.lock for the whole of one submission (flock: released by the
     kernel if the process dies, so a crashed submit never leaves the folder locked)."""
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o664)
+    if lstat_kind(root / LOCK_NAME) not in (None, "regular file"):
+        raise UnsafePath(root / LOCK_NAME, f"a {lstat_kind(root / LOCK_NAME)} planted as the lock: refused")
+    fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o664)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -98,30 +107,60 @@ class Problem:
     reason: str
 
 
+def _record_files(records_dir: Path, problems: list[Problem]) -> list[Path]:
+    """records/<hardware>/*.json, listed without following links; what is not a folder or a regular file
+    there is named in `problems` and not read."""
+    files = []
+    for folder in sorted(os.scandir(records_dir), key=lambda e: e.name):
+        if folder.name.startswith("."):
+            continue
+        if not folder.is_dir(follow_symlinks=False):
+            what = kind(folder.stat(follow_symlinks=False).st_mode)
+            problems.append(Problem(Path(folder.path), f"file: a {what} where a hardware folder belongs: not read"))
+            continue
+        for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                files.append(Path(entry.path))
+    return files
+
+
+def _read_one(root: Path, path: Path) -> Record | Problem:
+    """One stored file: a regular file, named by its sha, a valid record, its signature (if any) verified."""
+    try:
+        data = read_regular(path, MAX_RECORD_BYTES)
+    except OSError as exc:
+        return Problem(path, f"file: {exc.strerror or exc}")
+    match = _NAME.match(path.name)
+    if not match:
+        return Problem(path, "name is not <label>_<id>_<sha12>.json: not placed by bench submit")
+    if content_sha(data)[:12] != match["sha"]:
+        return Problem(path, "content does not match the sha256 in its name: edited after submission")
+    try:
+        record = Record.from_dict(parse(data), path)
+        return Record(record.data, path, signing.stored_signer(root, path, data))
+    except RecordInvalid as exc:
+        return Problem(path, str(exc))
+    except signing.SigningError as exc:
+        return Problem(path, f"signature: {exc}")
+    except OSError as exc:
+        return Problem(path, f"signature: {exc.strerror or exc}")
+
+
 def read_folder(root: Path) -> tuple[list[Record], list[Problem]]:
     """Every submitted record, validated (and migrated) again and checked against the sha in its name; sorted by
-    path so everything generated from the folder comes out in the same order on every machine. A command reads
-    the folder once and hands these Records to whatever it writes (harness/report/)."""
+    path so everything generated from the folder comes out in the same order on every machine. A file that cannot
+    be read as a record is a Problem (file and field), never an exception: one bad file stops no report. A
+    command reads the folder once and hands these Records to whatever it writes (harness/report/)."""
     stored: list[Record] = []
     problems: list[Problem] = []
     records_dir = root / RECORDS
-    if not records_dir.is_dir():
+    if lstat_kind(records_dir) != "directory":
+        if lstat_kind(records_dir) is not None:
+            problems.append(Problem(records_dir, f"file: a {lstat_kind(records_dir)}, not a folder: not read"))
         return stored, problems
-    for path in sorted(p for p in records_dir.glob("*/*.json") if not p.name.startswith(".")):
-        data = path.read_bytes()
-        match = _NAME.match(path.name)
-        if not match:
-            problems.append(Problem(path, "name is not <label>_<id>_<sha12>.json: not placed by bench submit"))
-            continue
-        if content_sha(data)[:12] != match["sha"]:
-            problems.append(Problem(path, "content does not match the sha256 in its name: edited after submission"))
-            continue
-        try:
-            record = Record.from_dict(parse(data), path)
-        except RecordInvalid as exc:
-            problems.append(Problem(path, str(exc)))
-            continue
-        stored.append(record)
+    for path in _record_files(records_dir, problems):
+        outcome = _read_one(root, path)
+        (stored if isinstance(outcome, Record) else problems).append(outcome)
     return stored, problems
 
 

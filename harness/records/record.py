@@ -22,6 +22,7 @@ class Record:
 
     data: dict  # the validated record at the current schema version, as plain data
     path: Path | None = None  # where it was read from (None: made in memory)
+    signer: str | None = None  # the allowed_signers name whose signature verified (harness/records/signing.py)
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | None = None) -> Record:

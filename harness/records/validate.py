@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Callable
 
 from harness import __version__
+from harness.records.record_schema import MAX_DEPTH, first_problem
 from harness.records.schema import (
     RECORD_KEYS,
     REQUIRED_CONFIG,
@@ -99,7 +101,9 @@ def migrate(record: dict) -> dict:
     if version == SCHEMA_VERSION:
         return record
     if _version_tuple(version) > _version_tuple(SCHEMA_VERSION):
-        writer = (record.get("provenance") or {}).get("harness_version", "a newer release")
+        prov = record.get("provenance")
+        writer = prov.get("harness_version") if isinstance(prov, dict) else None
+        writer = writer if isinstance(writer, str) and len(writer) <= 40 else "a newer release"
         raise RecordInvalid(
             "schema_version",
             f"{version} is newer than this harness reads (backprop-bench {__version__} reads up to "
@@ -111,8 +115,11 @@ def migrate(record: dict) -> dict:
             known = ", ".join(sorted([*MIGRATIONS, SCHEMA_VERSION]))
             raise RecordInvalid("schema_version", f"{version} is not a version this harness knows (known: {known})")
         seen.add(version)
-        version, lift = MIGRATIONS[version]
-        record = lift(record)
+        older, (version, lift) = version, MIGRATIONS[version]
+        try:
+            record = lift(record)
+        except Exception as exc:  # the schema held before the lift; whatever it still met, a refusal not a crash
+            raise RecordInvalid("schema_version", f"cannot be migrated from {older}: {type(exc).__name__}: {exc}")
         record["schema_version"] = version
     return record
 
@@ -121,16 +128,39 @@ def _reject_constant(name: str) -> Any:
     raise RecordInvalid("file", f"{name} is not a number JSON allows (a value that was not measured is null)")
 
 
+# Strings taken out, what is left of JSON nests by its brackets: the depth is known before anything recurses.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+MAX_INT_DIGITS = 400  # the schema bounds ints to 64 bits and names the field; this only keeps int() cheap
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits) > MAX_INT_DIGITS:
+        raise RecordInvalid("file", f"an integer of {len(digits)} digits; numbers in a record fit in 64 bits")
+    return int(digits)
+
+
 def parse(data: bytes) -> dict:
-    """Bytes -> dict, refusing oversize files, non-UTF-8, invalid JSON, NaN/Infinity and non-object tops."""
+    """Bytes -> dict, refusing oversize files, non-UTF-8, invalid JSON, NaN/Infinity, nesting deeper than the
+    schema's MAX_DEPTH, integers of hundreds of digits and non-object tops."""
     if len(data) > MAX_RECORD_BYTES:
         raise RecordInvalid("file", f"{len(data)} bytes is over the {MAX_RECORD_BYTES}-byte limit for a record")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordInvalid("file", f"not UTF-8 text (byte {exc.start}); records are JSON, never pickle") from None
+    if _depth(text) > MAX_DEPTH:
+        raise RecordInvalid("file", f"nested {_depth(text)} levels deep; a record nests at most {MAX_DEPTH}")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise RecordInvalid("file", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if not isinstance(obj, dict):
@@ -188,11 +218,24 @@ def _require(record: dict, dotted: str, kind: type | tuple[type, ...] | None = N
     return value
 
 
+def conform(record: dict) -> None:
+    """The declared schema (harness/records/record_schema.py), whole: RecordInvalid naming the first field."""
+    problem = first_problem(record)
+    if problem is not None:
+        raise RecordInvalid(*problem)
+
+
 def check(record: dict) -> dict:
     """Validate a parsed record (migrating it first); returns the record at SCHEMA_VERSION or raises."""
     if "schema_version" not in record:
         raise RecordInvalid("schema_version", "missing: not a backprop-bench record")
-    record = migrate(record)
+    version = record["schema_version"]
+    if version != SCHEMA_VERSION and (not isinstance(version, str) or version not in MIGRATIONS):
+        migrate(record)  # newer or unknown: refused for its version, before a schema it was not written to
+    conform(record)  # what the migrations read is typed before they read it
+    if record["schema_version"] != SCHEMA_VERSION:
+        record = migrate(record)
+        conform(record)
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
         raise RecordInvalid(missing[0], "missing" + (f" (also {', '.join(missing[1:])})" if missing[1:] else ""))

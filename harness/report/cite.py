@@ -10,6 +10,8 @@ from pathlib import Path
 
 from harness.records.folder import hardware_label
 from harness.records.record import Record
+from harness.records.signing import signing_in_use
+from harness.report.escape import fenced, md_code, md_text
 from harness.report.frame import config_label
 from harness.units import GIB, format_bytes
 
@@ -24,8 +26,13 @@ def _ratio(value) -> str:
 
 def _differences(env: dict) -> str:
     return ", ".join(
-        f"{d['package']} {d['installed'] or 'not installed'} (lock {d['lock']})" for d in env.get("differences") or []
+        f"{d['package']} {d.get('installed') or 'not installed'} (lock {d.get('lock')})"
+        for d in env.get("differences") or []
     )
+
+
+def _number(value, spec: str, scale: float = 1.0) -> str:
+    return format(value / scale, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
 
 
 def commit_text(prov: dict) -> str:
@@ -46,18 +53,18 @@ def software_warnings(prov: dict) -> list[str]:
         out.append(
             "**The record does not name its commit** (`git_sha` is null: git could not name it and no valid "
             f"BENCH_GIT_SHA was given): the exact code that measured this is unknown; it reported "
-            f"backprop-bench {prov.get('harness_version')}." + (f" {ignored}." if ignored else "")
+            f"backprop-bench {md_text(prov.get('harness_version'))}." + (f" {md_text(ignored)}." if ignored else "")
         )
     elif ignored:
-        out.append(f"BENCH_GIT_SHA was not used: {ignored}.")
+        out.append(f"BENCH_GIT_SHA was not used: {md_text(ignored)}.")
     env = prov.get("environment")
     if isinstance(env, dict) and env.get("matches_lock") is False:
         out.append(
             f"**Software not from requirements.lock**: {len(env.get('differences') or [])} pinned package(s) "
-            f"differ — {_differences(env)}. The lock's versions were not the ones measured."
+            f"differ — {md_text(_differences(env))}. The lock's versions were not the ones measured."
         )
     elif isinstance(env, dict) and env.get("matches_lock") is None:
-        out.append(f"Whether the software matched requirements.lock is not known: {env.get('reason')}.")
+        out.append(f"Whether the software matched requirements.lock is not known: {md_text(env.get('reason'))}.")
     return out
 
 
@@ -71,13 +78,13 @@ def warnings(rec: Record) -> list[str]:
         )
     if rec.checks_failed:
         out.append(
-            f"**Self-checks failed**: {', '.join(rec.checks_failed)} — the harness's own accounting "
+            f"**Self-checks failed**: {md_text(', '.join(rec.checks_failed))} — the harness's own accounting "
             "disagreed with itself; do not cite these figures without reading the record."
         )
     if rec.noisy:
-        out.append(f"Noisy phases (cv above {rec.config.measure.noisy_cv}): {', '.join(rec.noisy)}.")
+        out.append(f"Noisy phases (cv above {md_text(rec.config.measure.noisy_cv)}): {md_text(', '.join(rec.noisy))}.")
     if rec.status == "oom":
-        out.append(f"**Out of memory**: this configuration does not fit on {hardware_label(prov)}.")
+        out.append(f"**Out of memory**: this configuration does not fit on {md_text(hardware_label(prov))}.")
     return out
 
 
@@ -115,18 +122,18 @@ def _ok_lines(m: dict) -> list[str]:
     cov = m.get("compute_ratio_ci_coverage")
     ci = (
         f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
-        if isinstance(lo, (int, float)) and isinstance(cov, float)
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and isinstance(cov, float)
         else "CI not available"
     )
-    mem = m.get("memory", {})
+    mem, throughput = m.get("memory") or {}, m.get("throughput") or {}
     lines = [
         f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
         f"backward / forward {_ratio(m.get('backward_to_forward_ratio'))}; "
         f"FLOP ratio {_ratio(m.get('flop_ratio'))}",
         f"- Forward (training mode): {_ms(t['fwd_train'])}; forward+backward: {_ms(t['fwd_bwd'])}; "
         f"full step with optimizer: {_ms(t['step'])}",
-        f"- Throughput: {m['throughput']['step_tokens_per_s']:,.0f} tokens/s training, "
-        f"{m['throughput']['infer_tokens_per_s']:,.0f} tokens/s inference",
+        f"- Throughput: {_number(throughput.get('step_tokens_per_s'), ',.0f')} tokens/s training, "
+        f"{_number(throughput.get('infer_tokens_per_s'), ',.0f')} tokens/s inference",
     ]
     if mem:
         lines.append(
@@ -141,45 +148,51 @@ def _ok_lines(m: dict) -> list[str]:
 
 
 def _oom_line(err: dict) -> str:
+    message = (err.get("message") or "").strip().splitlines()
     return (
-        f"- Out of memory{' in ' + err['phase'] if err.get('phase') else ''}: "
-        f"{(err.get('message') or '').strip().splitlines()[-1][:200] if err.get('message') else ''}"
+        f"- Out of memory{' in ' + md_text(err['phase']) if err.get('phase') else ''}: "
+        f"{md_text(message[-1][:200]) if message else ''}"
     )
 
 
 def _hardware_software(prov: dict, hw: str) -> str:
-    return (
-        f"Hardware: {hw}"
-        + (
-            f", {prov.get('gpu_memory_bytes', 0) / GIB:.0f} GiB, driver {prov.get('driver')}, "
-            f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
-            if prov.get("device_type") == "cuda"
-            else ""
-        )
-        + (f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else "")
-        + ". "
+    gpu = (
+        f", {_number(prov.get('gpu_memory_bytes'), '.0f', GIB)} GiB, driver {prov.get('driver')}, "
+        f"CUDA {prov.get('cuda')}; host CPU {prov.get('cpu_model')}, {prov.get('cpu_cores')} cores"
+        if prov.get("device_type") == "cuda"
+        else ""
+    )
+    ram = f", {prov['ram_bytes'] / GIB:.0f} GiB RAM" if isinstance(prov.get("ram_bytes"), int) else ""
+    return md_text(
+        f"Hardware: {hw}{gpu}{ram}. "
         f"Software: backprop-bench {prov['harness_version']} ({commit_text(prov)}), torch {prov['torch']}, "
         f"bitsandbytes {prov.get('bitsandbytes')}, peft {prov.get('peft')}, transformers {prov.get('transformers')}, "
         f"Python {prov['python']}. Measured {prov['utc_time']}."
     )
 
 
+def signature_text(rec: Record) -> str:
+    """Who vouches for the record: the allowed_signers name whose key signed it, or nobody. Said in a folder
+    that names its signers (an allowed_signers file); elsewhere no record is signed and reports stay as they were."""
+    return f"signed by {md_text(rec.signer)}" if rec.signer else "unsigned"
+
+
 def cite(rec: Record, root: Path) -> str:
+    """Every piece of record text is escaped (harness/report/escape.py): the snippet is pasted into articles."""
     hw = hardware_label(rec.provenance)
-    lines = [f"**backprop-bench result `{rec.id}`** — {title(rec)}, on {hw}", ""]
+    lines = [f"**backprop-bench result `{rec.id}`** — {md_text(title(rec))}, on {md_text(hw)}", ""]
     lines += [f"> ⚠ {w}" for w in warnings(rec)]
     if warnings(rec):
         lines.append("")
     lines += _ok_lines(rec.metrics) if rec.ok else [_oom_line(rec.error or {})]
     lines += [
         f"- Self-checks: {rec.checks_passed}/{len(rec.checks)} passed",
+        *([f"- Submitted: {signature_text(rec)}"] if signing_in_use(root) else []),
         "",
         _hardware_software(rec.provenance, hw),
         "",
-        f"Result ID `{rec.id}` (config {rec.config_hash}), record `{rec.source(root)}`. Reproduce:",
+        f"Result ID `{rec.id}` (config {rec.config_hash}), record {md_code(rec.source(root))}. Reproduce:",
         "",
-        "```sh",
-        *reproduce_commands(rec),
-        "```",
+        *fenced(reproduce_commands(rec), "sh"),
     ]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from harness import repo_root
+from harness.report.escape import md_text
 from harness.report.frame import grouped
 from harness.report.judges import (
     judge_attention,
@@ -109,9 +110,9 @@ def markdown(results: list[dict], plots: list[str]) -> str:
             str(r["id"]),
             f"“{r['statement']}” ({r['seed']}) — judged: {r['condition']}",
             f"**{r['verdict']}**",
-            r["measured"],
-            r["predicted"] or "—",
-            r["hardware"],
+            md_text(r["measured"]),
+            md_text(r["predicted"] or "—"),
+            md_text(r["hardware"]),
             f"`{r['command']}`",
         ]
         lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")

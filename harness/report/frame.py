@@ -23,9 +23,12 @@ from harness.config.rules import ADAPTER_METHODS
 from harness.records.folder import hardware_key, hardware_label
 from harness.records.record import Record
 from harness.records.schema import METRICS, canonical_json, config_hash
+from harness.records.signing import signing_in_use
 from harness.units import table_scale
 
 METRIC_NAMES = [metric.column for metric in METRICS]
+# Who signed (harness/records/signing.py): a column only in a folder that names its signers.
+SIGNED_BY, UNSIGNED = "signed_by", "unsigned"
 # What makes rows repeats of each other.
 GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
 
@@ -156,8 +159,12 @@ def record_row(rec: Record, root: Path) -> dict:
 
 
 def records_frame(records: list[Record], root: Path) -> pd.DataFrame:
-    """Every record as a row, in one order on every machine (generated files must not depend on the folder's)."""
-    frame = pd.DataFrame([record_row(r, root) for r in records])
+    """Every record as a row, in one order on every machine (generated files must not depend on the folder's).
+    In a folder that names its signers, `signed_by` says who signed each ("unsigned" for nobody)."""
+    signed = signing_in_use(root)
+    frame = pd.DataFrame(
+        [{**record_row(r, root), **({SIGNED_BY: r.signer or UNSIGNED} if signed else {})} for r in records]
+    )
     if frame.empty:
         return frame
     return frame.sort_values(
@@ -252,6 +259,8 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         row["predicted_disagrees"] = " ".join(sorted({q for v in ok["predicted_disagrees"] for q in v.split()}))
         row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
         row["ids"] = " ".join(group["id"])
+        if SIGNED_BY in group:
+            row[SIGNED_BY] = " ".join(sorted(set(group[SIGNED_BY])))
         for name in METRIC_NAMES:
             values = ok[name].dropna()
             row[f"{name}_median"] = float(values.median()) if len(values) else None
@@ -259,7 +268,7 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_max"] = float(values.max()) if len(values) else None
             row[f"{name}_trimmed_mean"] = trimmed_mean(values)
         out.append(row)
-    result = pd.DataFrame(out, columns=GROUPED_COLUMNS)
+    result = pd.DataFrame(out, columns=GROUPED_COLUMNS + ([SIGNED_BY] if SIGNED_BY in frame else []))
     return result.sort_values(
         ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
     ).reset_index(drop=True)

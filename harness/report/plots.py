@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from harness import __version__  # noqa: E402
 from harness.records.folder import RECORDS  # noqa: E402
 from harness.records.record import Record  # noqa: E402
+from harness.records.safe_fs import confined  # noqa: E402
 from harness.report.figure import (
     MEMORY_CATEGORIES,
     METHOD_ORDER,
@@ -305,7 +306,7 @@ def write_plots(records: list[Record], root: Path, out: Path) -> list[Path]:
         return written
     # Plots show the current schema's records; older majors stay in their own tables.
     groups = groups[groups["schema_major"] == groups["schema_major"].max()]
-    with plt.rc_context(STYLE):
+    with plt.rc_context(STYLE), confined(root):
         for hw, hw_groups in groups.groupby("hardware", sort=True):
             hw_frame = frame[frame["hardware"] == hw]
             caption = source_line(

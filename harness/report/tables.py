@@ -14,7 +14,9 @@ import pandas as pd
 from harness.records.folder import RECORDS
 from harness.records.io import replace_file
 from harness.records.record import Record
-from harness.report.frame import grouped, memory_unit, records_frame
+from harness.records.safe_fs import confined
+from harness.report.escape import csv_text, md_cell, md_text
+from harness.report.frame import SIGNED_BY, UNSIGNED, grouped, memory_unit, records_frame
 
 # grouped and records_frame are still imported from here by harness/report/claims.py and harness/cli.py: once
 # they import harness.report.frame, this module needs only what it uses.
@@ -74,7 +76,7 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
         mem_unit, mem_name = memory_unit(hw_groups["peak_step_bytes_max"])
         label = hw_groups.iloc[0]["hardware_label"]
         torch_builds = ", ".join(sorted(set(hw_groups["torch"])))
-        lines += [f"## {label}", "", f"`records/{hardware}/` · torch {torch_builds}", ""]
+        lines += [f"## {md_text(label)}", "", f"`records/{hardware}/` · torch {md_text(torch_builds)}", ""]
         headers = ["configuration", "method", "ckpt", "n"]
         for title, _, kind in MD_COLUMNS:
             unit = mem_name if kind == "mem" else kind
@@ -99,18 +101,20 @@ def markdown(groups: pd.DataFrame, major: int, source: str) -> str:
                 notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
             if row["noisy_runs"]:
                 notes.append(f"noisy in {row['noisy_runs']} run(s)")
+            if SIGNED_BY in row:
+                notes.append(" ".join(f"signed by {n}" if n != UNSIGNED else n for n in row[SIGNED_BY].split()))
             if row["environment"] not in ("lock", "not recorded"):
                 notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
             lines.append(
                 "| "
                 + " | ".join(
                     [
-                        row["config"],
-                        row["method"],
+                        md_cell(row["config"]),
+                        md_cell(row["method"]),
                         "on" if row["checkpointing"] else "off",
                         str(row["n"] + row["n_oom"] if row["status"] == "oom" else row["n"]),
                         *cells,
-                        "; ".join(notes),
+                        md_cell("; ".join(notes)),
                     ]
                 )
                 + " |"
@@ -126,10 +130,11 @@ def write_tables(records: list[Record], root: Path, out: Path) -> list[Path]:
     if frame.empty:
         return written
     groups = grouped(frame)
-    for major, major_groups in groups.groupby("schema_major", sort=True):
-        directory = out / f"v{major}"
-        csv_path, md_path = directory / "results.csv", directory / "results.md"
-        replace_file(csv_path, major_groups.to_csv(index=False, lineterminator="\n"))
-        replace_file(md_path, markdown(major_groups, int(major), f"{RECORDS}/"))
-        written += [csv_path, md_path]
+    with confined(root):
+        for major, major_groups in groups.groupby("schema_major", sort=True):
+            directory = out / f"v{major}"
+            csv_path, md_path = directory / "results.csv", directory / "results.md"
+            replace_file(csv_path, csv_text(major_groups))
+            replace_file(md_path, markdown(major_groups, int(major), f"{RECORDS}/"))
+            written += [csv_path, md_path]
     return written

@@ -15,16 +15,19 @@ rewritten. Pages of this site's own folders that the folder no longer has are re
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 from harness.records.io import replace_file
 from harness.records.record import Record
+from harness.records.safe_fs import confined, lstat_kind, read_regular
 from harness.report.frame import grouped, records_frame
 from harness.report.site import claim_pages, explorer, hardware, record_page
 from harness.report.site.markup import SCRIPT, STYLESHEET
 
 PAGE_FOLDERS = ("claims", "records", "hardware")
+MAX_PAGE_BYTES = 64 * 1024**2  # the explorer of a large folder; a page is compared before it is rewritten
 
 
 def static(name: str) -> str:
@@ -60,12 +63,24 @@ def pages(records: list[Record], root: Path, out: Path) -> dict[str, str]:
 def write_site(records: list[Record], root: Path, out: Path) -> list[Path]:
     """Write the site into `out`; returns the entry points (home, explorer, CSV) for the command to print."""
     site = pages(records, root, out)
-    for name, text in sorted(site.items()):
-        path, data = out / name, text.encode("utf-8")
-        if not path.is_file() or path.read_bytes() != data:
-            replace_file(path, data)
-    for folder in PAGE_FOLDERS:
-        for stale in sorted((out / folder).glob("*.html")):
-            if f"{folder}/{stale.name}" not in site:
-                stale.unlink()
+    with confined(root):
+        for name, text in sorted(site.items()):
+            path, data = out / name, text.encode("utf-8")
+            if _current(path) != data:
+                replace_file(path, data)
+        for folder in PAGE_FOLDERS:
+            if lstat_kind(out / folder) != "directory":  # replace_file refused a planted link before this
+                continue
+            for stale in sorted(os.scandir(out / folder), key=lambda e: e.name):
+                if stale.name.endswith(".html") and stale.is_file(follow_symlinks=False):
+                    if f"{folder}/{stale.name}" not in site:
+                        os.unlink(stale.path)
     return [out / "index.html", out / "explorer.html", out / "records.csv"]
+
+
+def _current(path: Path) -> bytes | None:
+    """What a page holds now, if it is a page: a planted FIFO or link is replaced, never read."""
+    try:
+        return read_regular(path, MAX_PAGE_BYTES)
+    except OSError:
+        return None

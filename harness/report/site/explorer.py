@@ -11,6 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from harness.records.record import Record
+from harness.report.escape import csv_text
 from harness.report.frame import config_label
 from harness.report.site.markup import attrs, esc, gib, link, ms, page, sig, sort_key
 
@@ -158,4 +159,4 @@ def explorer(frame: pd.DataFrame, by_id: dict[str, Record], labels: dict[str, st
 
 def records_csv(frame: pd.DataFrame) -> str:
     """The explorer's rows, every column of the record frame, in base units (bytes, seconds)."""
-    return frame.to_csv(index=False, lineterminator="\n")
+    return csv_text(frame)

@@ -87,6 +87,8 @@ def side_by_side(hw: str, groups: pd.DataFrame, labels: dict[str, str]) -> str:
     """This hardware's configurations that other hardware also measured: per configuration, one line per hardware
     (this one first), so that a reader compares down the column."""
     ok = groups[groups["n"] > 0]
+    if ok.empty:  # only oom records: nothing measured to set side by side (and no _case column to group by)
+        return "<p>No configuration measured here has been measured on other hardware yet.</p>"
     ok = ok.assign(_case=case_keys(ok), _other=ok["hardware"] != hw)
     mine = set(ok.loc[ok["hardware"] == hw, "_case"])
     shared = ok[ok["_case"].map(lambda k: k in mine)]

@@ -11,6 +11,7 @@ from harness.config.rules import PHASES, TRAINING_PHASES
 from harness.records.folder import hardware_key, hardware_label
 from harness.records.record import Record
 from harness.records.schema import canonical_json
+from harness.records.signing import signing_in_use
 from harness.report.cite import cite, title, warnings
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
 from harness.units import format_bytes
@@ -142,6 +143,15 @@ def headline(rec: Record) -> list[tuple[str, str]]:
     return pairs
 
 
+def _signature(rec: Record, root: Path) -> list[tuple[str, str]]:
+    """Who submitted it, in a folder that names its signers (harness/records/signing.py)."""
+    if not signing_in_use(root):
+        return []
+    if rec.signer:
+        return [("Submitted", f'<strong class="signed">signed by {esc(rec.signer)}</strong>')]
+    return [("Submitted", '<span class="unsigned">unsigned</span>')]
+
+
 def figures(m: dict) -> str:
     """Every metric the record holds, by category: time per phase, the scalar ratios, then each group."""
     sections = [("Time", times(m))]
@@ -168,7 +178,7 @@ def record_page(rec: Record, root: Path, out: Path) -> str:
         f"{link(f'../hardware/{hw}.html', hardware_label(prov))}, measured {esc(prov.get('utc_time'))}. "
         f"Record file: {link(source, rec.path.name)}.</p>\n"
         + (f'<div class="warn" role="note"><h2>Read before citing</h2><ul>{warned}</ul></div>\n' if warned else "")
-        + definitions(headline(rec))
+        + definitions(headline(rec) + _signature(rec, root))
         + '\n<section aria-labelledby="fig-h"><h2 id="fig-h">Figures by category</h2>'
         + f"{figures(rec.metrics)}</section>\n"
         + '<section aria-labelledby="pm-h"><h2 id="pm-h">Predicted beside measured</h2>'
