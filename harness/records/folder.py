@@ -136,8 +136,7 @@ def _read_one(root: Path, path: Path) -> Record | Problem:
     if content_sha(data)[:12] != match["sha"]:
         return Problem(path, "content does not match the sha256 in its name: edited after submission")
     try:
-        record = Record.from_dict(parse(data), path)
-        return Record(record.data, path, signing.stored_signer(root, path, data))
+        return Record.from_dict(parse(data), path, signing.stored_signer(root, path, data))
     except RecordInvalid as exc:
         return Problem(path, str(exc))
     except signing.SigningError as exc:

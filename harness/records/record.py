@@ -25,10 +25,10 @@ class Record:
     signer: str | None = None  # the allowed_signers name whose signature verified (harness/records/signing.py)
 
     @classmethod
-    def from_dict(cls, data: dict, path: Path | None = None) -> Record:
+    def from_dict(cls, data: dict, path: Path | None = None, signer: str | None = None) -> Record:
         """Migrate (older schema versions) and validate, the typed config included: RecordInvalid naming the
         field otherwise, so that no reader meets a config it cannot read."""
-        record = cls(check(data), path)
+        record = cls(check(data), path, signer)
         try:
             record.config  # noqa: B018  (built once here, cached: readers take it from the view)
         except (KeyError, TypeError, ValueError) as exc:
