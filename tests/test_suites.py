@@ -130,7 +130,7 @@ def activation_bound(config: dict, mem: dict) -> tuple[int, str]:
     each measured activation figure was 11-81% below this bound.
     """
     twin = _fp32_full_training_twin(config)
-    bound = analytic.activation_bytes(twin)
+    bound = analytic.activation_bytes(BenchConfig.from_dict(twin))
     assert bound is not None, f"no fp32 count for {twin['model']}"
     parts = ["fp32 full-training count"]
     if config["model"]["name"] == "mlp" and (config["model"]["norm"] or config["model"]["residual"]):
@@ -138,8 +138,8 @@ def activation_bound(config: dict, mem: dict) -> tuple[int, str]:
         parts.append("x3 for norm/residual blocks")
     tokens = config["workload"]["batch_size"] * config["workload"]["seq_len"]
     if config["method"]["name"] in ("lora", "qlora"):
-        targets = analytic.lora_targets(config)
-        adapted = sum(1 for t in analytic.parameter_tensors(config) if t.name in targets and t.linear_in)
+        targets = analytic.lora_targets(BenchConfig.from_dict(config))
+        adapted = sum(1 for t in analytic.parameter_tensors(BenchConfig.from_dict(config)) if t.name in targets and t.linear_in)
         bound += adapted * tokens * config["method"]["r"] * 4
         parts.append("LoRA r-wide intermediates")
     if config["precision"]["name"].startswith("amp"):
@@ -167,11 +167,11 @@ def predicted_bytes(config: dict) -> dict:
     float64 copy the finite-difference pass makes (weights, gradients and a forward's activations at twice the
     fp32 bytes). Gradients and activations never peak together (the backward frees activations as it makes
     gradients), so their sum over-counts."""
-    mem = analytic.memory(config)  # one process's: at least what a rank holds under FSDP2
+    mem = analytic.memory(BenchConfig.from_dict(config))  # one process's: at least what a rank holds under FSDP2
     state = mem["params_bytes"] + mem["grads_bytes"] + mem["optimizer_bytes"]
     if (config.get("parallel") or {}).get("name") == "ddp":
         state += mem["grads_bytes"]  # DDP's buckets: one more copy of every gradient
-    activations = analytic.activation_bytes(config)
+    activations = analytic.activation_bytes(BenchConfig.from_dict(config))
     how = "analytic.activation_bytes"
     if activations is None:
         activations, how = activation_bound(config, mem)
