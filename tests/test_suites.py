@@ -139,7 +139,9 @@ def activation_bound(config: dict, mem: dict) -> tuple[int, str]:
     tokens = config["workload"]["batch_size"] * config["workload"]["seq_len"]
     if config["method"]["name"] in ("lora", "qlora"):
         targets = analytic.lora_targets(BenchConfig.from_dict(config))
-        adapted = sum(1 for t in analytic.parameter_tensors(BenchConfig.from_dict(config)) if t.name in targets and t.linear_in)
+        adapted = sum(
+            1 for t in analytic.parameter_tensors(BenchConfig.from_dict(config)) if t.name in targets and t.linear_in
+        )
         bound += adapted * tokens * config["method"]["r"] * 4
         parts.append("LoRA r-wide intermediates")
     if config["precision"]["name"].startswith("amp"):

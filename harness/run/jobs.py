@@ -117,8 +117,8 @@ def executor(request: dict, folder: Path, case: Case, launcher: LauncherConfig):
     }
     if launcher.name == "slurm":
         for key in ("partition", "account", "qos"):
-            if launcher[key] is not None:
-                params[f"slurm_{key}"] = launcher[key]
+            if getattr(launcher, key) is not None:
+                params[f"slurm_{key}"] = getattr(launcher, key)
         if request["exclusive"]:
             params["slurm_exclusive"] = True
     executor.update_parameters(**params)

@@ -59,9 +59,7 @@ def _partition(launcher: LauncherConfig):
     except KeyError as exc:
         raise ConfigError("launcher.partition", exc.args[0]) from None
     except SlurmUnavailable as exc:
-        raise ConfigError(
-            "launcher", f"SLURM did not say what partition {launcher['partition']} holds: {exc}"
-        ) from None
+        raise ConfigError("launcher", f"SLURM did not say what partition {launcher.partition} holds: {exc}") from None
 
 
 def _requests(cases: list[tuple[int, Case]], launcher: LauncherConfig) -> dict[int, dict]:
