@@ -2,8 +2,8 @@
 functions of the config, without torch) and where the measurement falls outside their tolerance — a finding
 about the model or the harness, never hidden.
 
-Called by whoever writes a record (harness/measure/case.py passes the result to build_record) and by the
-migrations that give older records the block (harness/records/validate.py); the schema only places it.
+Called by the one record builder (harness/records/build.py) and by the migrations that give older records the
+block (harness/records/validate.py); the schema only places it.
 """
 
 from __future__ import annotations
