@@ -64,7 +64,7 @@ def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
     num = ok[ok["method"] == j["numerator"]].set_index(key)
     den = ok[ok["method"] == j["denominator"]].set_index(key)
     with quiet_fragmentation():
-        pairs = num.join(den, suffixes=("_num", "_den"), how="inner").sort_index()
+        pairs = num.join(den, suffixes=("_num", "_den"), how="inner").sort_index().copy()
         hardware = hardware_of(pairs.reset_index().rename(columns={"hardware_label_num": "hardware_label"}))
     read = ok[ok["method"].isin([j["numerator"], j["denominator"]]) & keyed(ok, key, set(pairs.index))]
     if pairs.empty:
@@ -253,14 +253,13 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
     read = rows_in(groups, compared)  # the families with the reference and another precision
     if not found:
         return Verdict.not_measured(rows=read)
-    bases = told_apart([base for base, *_ in found], [row.to_dict() for _, row, *_ in found])
-    results = [
-        (f"{row['precision']} on {base}", bool(peak < j["peak_ratio_below"]))
-        for base, (_, row, peak, _) in zip(bases, found)
-    ]
+    labels = told_apart(
+        [f"{row['precision']} on {base}" for base, row, *_ in found], [row.to_dict() for _, row, *_ in found]
+    )
+    results = [(label, bool(peak < j["peak_ratio_below"])) for label, (_, _, peak, _) in zip(labels, found)]
     measured = [
-        f"{base}: {row['precision']} peak = {peak:.2f}× {j['reference']} (activations {act:.2f}×)"
-        for base, (_, row, peak, act) in zip(bases, found)
+        f"{label}: peak = {peak:.2f}× {j['reference']} (activations {act:.2f}×)"
+        for label, (_, _, peak, act) in zip(labels, found)
     ]
     return Verdict.of(
         results,
