@@ -158,7 +158,6 @@ def cmd_cite(argv: list[str]) -> int:
 def cmd_claims(argv: list[str]) -> int:
     from harness.records import folder as results_folder
     from harness.report import claims
-    from harness.report.frame import records_frame
 
     parser = _results_parser(
         "claims",
@@ -181,7 +180,7 @@ def cmd_claims(argv: list[str]) -> int:
         unsigned = sum(r.signer is None for r in records)
         records = [r for r in records if r.signer is not None]
         print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
-    results = claims.report(claims.verdicts(records_frame(records, root, args.include_noisy)))
+    results = claims.report(claims.verdicts(records, root, args.include_noisy))
     if args.format == "json":
         text = claims.as_json(results)
     else:

@@ -615,8 +615,7 @@ def test_claims_judge_without_torch_matplotlib_or_bitsandbytes(tmp_path):
         from harness.report.frame import grouped, records_frame
         root = Path({str(tmp_path / "results")!r})
         stored, _ = folder.read_folder(root)
-        frame = records_frame(stored, root, include_noisy=True)
-        out = {{r["id"]: r["verdict"] for r in claims.report(claims.verdicts(frame))}}
+        out = {{r["id"]: r["verdict"] for r in claims.report(claims.verdicts(stored, root, include_noisy=True))}}
         assert out[10] == "holds (on CPU only)" and out[6].startswith("holds for 1 of 2 parts"), out
         assert out[3] == claims.NOT_MEASURED, out  # and claim 3's estimate is there: bench estimate without torch
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "matplotlib", "bitsandbytes")))

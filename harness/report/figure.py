@@ -116,7 +116,7 @@ def x_positions(methods: list[str]) -> dict[tuple[str, bool], float]:
 def series(panel: pd.DataFrame, pos: dict, metric: str, lo: str, hi: str):
     """Per checkpointing setting with measured rows: (style, rows, x, median, [down, up] error lengths)."""
     for ckpt, style in CKPT_STYLE.items():
-        rows = panel[(panel["checkpointing"] == ckpt) & (panel["n"] > 0)]
+        rows = panel[(panel["checkpointing"] == ckpt) & (panel["n"] > 0) & panel[f"{metric}_median"].notna()]
         if rows.empty:
             continue
         y = rows[f"{metric}_median"]

@@ -7,9 +7,10 @@ fastest and slowest once there are five or more), whatever repeat count or warm-
 claims and citations read these frames; the metric columns come from the record schema (harness/records/schema.py
 METRICS), so a metric added there is in every report.
 
-The noise gate is here, once: a record that is noisy (a phase's timings flagged, results/README.md "The noise
-gate") or contended (the machine was busier than its cores at measurement time) is left out of every group's
-figures unless the frame was built with `include_noisy`; each group counts what it left out.
+The noise gate is here, once: the timed figures of a noisy phase (results/README.md, "The noise gate"), and every
+timed figure of a contended record (the machine busier than its cores while it ran), are left out of the frame
+unless it was built with `include_noisy`; memory, FLOP and predicted figures are never gated. Each group counts the
+runs it left figures of out.
 """
 
 from __future__ import annotations
@@ -39,15 +40,38 @@ SIGNED_BY, UNSIGNED = "signed_by", "unsigned"
 GROUP_KEYS = ["schema_major", "hardware", "measured_hash", "torch", "environment"]
 # How a case was measured, not what: runs that differ only here are repeats of one configuration.
 HOW_MEASURED = ("measure", "suite", "output_dir")
-# Why the noise gate leaves a record out (the `left_out` column; "" = kept).
-NOISY, CONTENDED = "noisy", "contended"
+# The noise gate, per phase: the figures each phase's timings feed. A phase flagged noisy (its cv above
+# measure.noisy_cv) has them left out; the record's other figures (memory, FLOPs, predictions) stay.
+FORWARD_RATIOS = ("compute_ratio", "compute_ratio_ci95_lo", "compute_ratio_ci95_hi", "backward_to_forward_ratio")
+TIMED_BY_PHASE = {
+    "fwd_infer": ("fwd_infer_s", "infer_tokens_per_s", "step_to_infer_ratio"),
+    "fwd_train": ("fwd_train_s", *FORWARD_RATIOS),
+    "fwd_bwd": ("fwd_bwd_s", *FORWARD_RATIOS),
+    "step": ("step_s", "step_samples_per_s", "step_tokens_per_s", "step_to_infer_ratio"),
+}
+# A contended machine (busier than its cores) slowed every timing of the case, the gradient study's too.
+TIMED = (
+    *dict.fromkeys(m for figures in TIMED_BY_PHASE.values() for m in figures),
+    "fd_full_gradient_projected_s",
+    "backprop_fwd_bwd_float64_s",
+)
+NOISY, CONTENDED = "noisy", "contended"  # why (the `left_out` column: "" = nothing left out)
 
 
 def left_out_reason(rec: Record) -> str:
-    """The noise gate's one rule: noisy when any phase's timings were flagged (flags.noisy), contended when the
-    machine was busier than its cores while it ran (flags.contended; absent in older records: not contended)."""
+    """Why the gate leaves figures of a record out: noisy when a phase's timings were flagged (flags.noisy),
+    contended when the machine was busier than its cores while it ran (flags.contended; absent in older records:
+    not contended); "" when neither."""
     reasons = [NOISY] * bool(rec.noisy) + [CONTENDED] * bool(rec.flags.get("contended") is True)
     return " ".join(reasons)
+
+
+def left_out_figures(rec: Record) -> tuple[str, ...]:
+    """The metric columns the gate leaves out of a record: every timed one when contended, else those of its
+    noisy phases (results/README.md, "The noise gate")."""
+    if rec.flags.get("contended") is True:
+        return TIMED
+    return tuple(m for m in TIMED if any(m in TIMED_BY_PHASE.get(phase, ()) for phase in rec.noisy))
 
 
 def measured_config(rec: Record) -> dict:
@@ -154,8 +178,9 @@ def _pairing_columns(rec: Record) -> dict:
 
 
 def record_row(rec: Record, root: Path, include_noisy: bool = False) -> dict:
-    """One record as one row: what it is (keys, labels, flags, what the noise gate says of it: `left_out`, empty
-    with `include_noisy`) and every metric of the schema, in base units."""
+    """One record as one row: what it is (keys, labels, flags) and every metric of the schema, in base units; the
+    figures the noise gate leaves out are empty (`left_out` says why, `left_out_figures` which), unless
+    `include_noisy`."""
     prov = rec.provenance
     row = {
         "schema_major": rec.schema_major,
@@ -179,12 +204,14 @@ def record_row(rec: Record, root: Path, include_noisy: bool = False) -> dict:
         "noisy": bool(rec.noisy),
         "contended": rec.flags.get("contended") is True,
         "left_out": "" if include_noisy else left_out_reason(rec),
+        "left_out_figures": "" if include_noisy else " ".join(left_out_figures(rec)),
         "utc_time": prov.get("utc_time"),
         **_pairing_columns(rec),
         "source": rec.source(root),
     }
+    gated = set(row["left_out_figures"].split())
     for metric in METRICS:
-        value = rec.get(metric.path) if rec.ok else None
+        value = rec.get(metric.path) if rec.ok and metric.column not in gated else None
         row[metric.column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return row
 
@@ -192,8 +219,7 @@ def record_row(rec: Record, root: Path, include_noisy: bool = False) -> dict:
 def records_frame(records: list[Record], root: Path, include_noisy: bool = False) -> pd.DataFrame:
     """Every record as a row, in one order on every machine (generated files must not depend on the folder's).
     In a folder that names its signers, `signed_by` says who signed each ("unsigned" for nobody). Noisy and
-    contended records are rows too (the explorer lists them), marked `left_out` unless `include_noisy`: `grouped`
-    leaves them out of every figure."""
+    contended records are rows like any other, their gated figures empty unless `include_noisy`."""
     signed = signing_in_use(root)
     frame = pd.DataFrame(
         [
@@ -260,12 +286,8 @@ GROUP_COUNTS = (
     "left_out_ids",
 )
 STATISTICS = ("median", "min", "max", "trimmed_mean")
-GROUPED_COLUMNS = [
-    *GROUP_KEYS,
-    *GROUP_COPIED,
-    *GROUP_COUNTS,
-    *(f"{name}_{stat}" for name in METRIC_NAMES for stat in STATISTICS),
-]
+STATISTIC_COLUMNS = [f"{name}_{stat}" for name in METRIC_NAMES for stat in STATISTICS]
+GROUPED_COLUMNS = [*GROUP_KEYS, *GROUP_COPIED, *GROUP_COUNTS, *STATISTIC_COLUMNS]
 
 
 def memory_unit(values: pd.Series) -> tuple[int, str]:
@@ -275,23 +297,23 @@ def memory_unit(values: pd.Series) -> tuple[int, str]:
 
 
 def grouped(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (schema major, hardware, configuration, torch build, environment) with statistics over the ok
-    repeats the noise gate kept (`left_out` empty); a configuration whose every run was left out has no row, the
-    others count what they left out (`left_out_runs`, `left_out_ids`). An empty frame (an empty folder) gives an
-    empty table with every column, so readers need no special case."""
+    """One row per (schema major, hardware, configuration, torch build, environment) with statistics over its ok
+    repeats, each figure over the runs the noise gate kept it of (records_frame); `left_out_runs` and
+    `left_out_ids` count the runs some figure was left out of. An empty frame (an empty folder) gives an empty
+    table with every column, so readers need no special case."""
     if frame.empty:
         return pd.DataFrame(columns=GROUPED_COLUMNS)
     out = []
-    for key, whole in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
-        group = whole[whole["left_out"] == ""]
-        if group.empty:
-            continue
+    for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
         row = {**dict(zip(GROUP_KEYS, key)), **_counts(group)}
-        row["left_out_runs"] = len(whole) - len(group)
-        row["left_out_ids"] = " ".join(whole.loc[whole["left_out"] != "", "id"])
+        gated = group[group["left_out"] != ""]
+        row["left_out_runs"] = len(gated)
+        row["left_out_ids"] = " ".join(gated["id"])
         row.update(_statistics(group[group["status"] == "ok"]))
         out.append(row)
     result = pd.DataFrame(out, columns=GROUPED_COLUMNS + ([SIGNED_BY] if SIGNED_BY in frame else []))
+    # statistics are numbers, NaN where no run measured (or kept) one: a column the gate emptied stays float
+    result[STATISTIC_COLUMNS] = result[STATISTIC_COLUMNS].astype(float)
     return result.sort_values(
         ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
     ).reset_index(drop=True)

@@ -22,6 +22,7 @@ from harness.report.selection import (
     rows_in,
     same_configuration_but,
     select,
+    timed,
     told_apart,
 )
 from harness.report.verdict import Verdict
@@ -114,19 +115,20 @@ def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
     names = told_apart([f"depth {int(p['depth_off'])} {p['method']}" for _, p in pairs.iterrows()], rows)
     results, measured, predicted = [], [], []
     for name, (_, p) in zip(names, pairs.iterrows()):
-        in_time = bool(j["added_lo_pct"] <= p["time_added_pct"] <= j["added_hi_pct"])
+        added = p["time_added_pct"]
+        # no step time kept on a side (the noise gate): the parts are not judged, the memory still shown
+        in_time = None if pd.isna(added) else bool(j["added_lo_pct"] <= added <= j["added_hi_pct"])
         # "memory" in the seed: judged for the activations checkpointing targets and for the step's whole peak
-        results.append(
-            (f"{name}: activation memory", in_time and p["activations_saved_pct"] >= j["saved_at_least_pct"])
-        )
-        results.append((f"{name}: peak step memory", in_time and p["peak_saved_pct"] >= j["saved_at_least_pct"]))
+        for part, saved in (("activation memory", "activations_saved_pct"), ("peak step memory", "peak_saved_pct")):
+            results.append((f"{name}: {part}", in_time and p[saved] >= j["saved_at_least_pct"]))
         # the spread: the step time added between the runs' extremes (slowest off against fastest on, and back)
         lo = (p["step_s_min_on"] / p["step_s_max_off"] - 1) * 100
         hi = (p["step_s_max_on"] / p["step_s_min_off"] - 1) * 100
+        spread = "" if pd.isna(added) else f" (runs' extremes {lo:+.0f}% to {hi:+.0f}%)"
         measured.append(
             f"{name} ({int(p['n_off'])} run(s) off, {int(p['n_on'])} on): activations "
             f"−{p['activations_saved_pct']:.0f}%, peak −{p['peak_saved_pct']:.0f}%, step time "
-            f"+{p['time_added_pct']:.0f}% (runs' extremes {lo:+.0f}% to {hi:+.0f}%)"
+            f"{timed(added, '+{:.0f}%')}{spread}"
         )
         on, off = p["predicted_activations_bytes_median_on"], p["predicted_activations_bytes_median_off"]
         if on and off:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.report.frame import quiet_fragmentation
-from harness.report.selection import hardware_of, keyed, measured_rows, select, told_apart
+from harness.report.selection import hardware_of, keyed, measured_rows, select, timed, told_apart
 from harness.report.verdict import Verdict
 
 STATE = (("params_bytes", "parameters"), ("grads_bytes", "gradients"), ("optimizer_bytes", "optimizer state"))
@@ -50,7 +50,7 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
             f"{label}: per rank "
             + ", ".join(f"{name} 1/{1 / shares[col]:.2f}" for col, name in STATE)
             + f" of one process; peak {row['peak_step_bytes_median'] / row['peak_step_bytes_median_single']:.2f}×,"
-            f" step time {cost:.2f}×"
+            f" step time {timed(cost, '{:.2f}×')}"
         )
         predicted.append(
             f"{label}: "
@@ -63,7 +63,7 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
         measured.append(
             f"{row['config']} {row['method']} (DDP, a replica): parameters "
             f"{row['params_bytes_median'] / row['params_bytes_median_single']:.2f}×, step time "
-            f"{row['step_s_median'] / row['step_s_median_single']:.2f}× one process"
+            f"{timed(row['step_s_median'] / row['step_s_median_single'], '{:.2f}× one process')}"
         )
     return Verdict.of(
         results,

@@ -46,9 +46,13 @@ TELLS_APART = (
 )
 
 
+# How a column is named where it tells parts apart ("" = its value alone says it).
+TOLD_AS = {"hardware_label": "", "environment": "software", "memory_budget_gib": "budget GiB", "lora_r": "r"}
+
+
 def told_apart(labels: list[str], rows: list[dict]) -> list[str]:
     """The parts' labels made distinct: where parts share a label, the columns whose values tell their rows apart
-    are added ("(width 128)", "(hardware_label NVIDIA L4)"); the records' hashes where no column does."""
+    are added ("(width 128)", "(NVIDIA L4)"); the records' hashes where no column does."""
     out = list(labels)
     for label in dict.fromkeys(labels):
         same = [i for i, text in enumerate(labels) if text == label]
@@ -56,9 +60,18 @@ def told_apart(labels: list[str], rows: list[dict]) -> list[str]:
             continue
         differing = [c for c in TELLS_APART if len({_plain(rows[i].get(c)) for i in same}) > 1]
         for i in same:
-            told = ", ".join(f"{c} {_plain(rows[i].get(c))}" for c in differing)
+            told = ", ".join(f"{TOLD_AS.get(c, c)} {_plain(rows[i].get(c))}".strip() for c in differing)
             out[i] = f"{label} ({told or 'config ' + str(rows[i].get('config_hash'))})"
     return out
+
+
+# Where a timed figure is missing because every run's timing of it was left out by the noise gate.
+TIMING_LEFT_OUT = "left out (noisy or contended timings)"
+
+
+def timed(value: float, spec: str) -> str:
+    """A timed figure in `spec` (a format spec with its unit, "{:.2f}×"), or what the noise gate did with it."""
+    return TIMING_LEFT_OUT if value is None or pd.isna(value) else spec.format(value)
 
 
 def _plain(value):

@@ -44,7 +44,7 @@ def pages(records: list[Record], root: Path, out: Path, include_noisy: bool = Fa
     by_id = {r.id: r for r in records}
     labels = dict(zip(frame["hardware"], frame["hardware_label"]))
     hw = hardware.summary(frame, groups)
-    entries = claim_pages.entries(frame)
+    entries = claim_pages.entries(records, root, include_noisy)
     site = {
         STYLESHEET: static(STYLESHEET),
         SCRIPT: static(SCRIPT),

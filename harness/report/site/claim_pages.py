@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records.folder import PLOTS
+from harness.records.record import Record
 from harness.report import claims
 from harness.report.frame import memory_unit
 from harness.report.site.markup import cite_block, definitions, esc, figure, link, page, ratio, sig, table
@@ -75,10 +76,12 @@ class Entry:
         return ANALYTIC if self.verdict.rows is None else READ
 
 
-def entries(frame: pd.DataFrame, registry: list[dict] | None = None) -> list[Entry]:
-    """Every claim judged on the folder's records frame, each verdict counting the records the noise gate left
-    out of it (harness/report/claims.verdicts)."""
-    return [Entry(claim, verdict) for claim, verdict in claims.verdicts(frame, registry)]
+def entries(
+    records: list[Record], root: Path, include_noisy: bool = False, registry: list[dict] | None = None
+) -> list[Entry]:
+    """Every claim judged on the folder's records, each verdict counting the records the noise gate left figures
+    of out (harness/report/claims.verdicts)."""
+    return [Entry(claim, verdict) for claim, verdict in claims.verdicts(records, root, include_noisy, registry)]
 
 
 def verdict_class(v: Verdict) -> str:
@@ -246,8 +249,8 @@ def cite_text(e: Entry) -> str:
         f"- Predicted (analytic model): {v.predicted or '—'}",
         f"- Hardware: {v.hardware}",
         "",
-        f"Judged by `bench claims` from {len(e.rows)} configuration(s) in the results folder ({v.left_out} noisy or "
-        "contended record(s) left out); registry `suites/claims.yaml`. Reproduce:",
+        f"Judged by `bench claims` from {len(e.rows)} configuration(s) in the results folder ({v.left_out} record(s) "
+        "left out by the noise gate); registry `suites/claims.yaml`. Reproduce:",
         "",
         "```sh",
         *(part for step in command.split(" ; ") for part in step.split(" · ")),
@@ -279,8 +282,8 @@ def claim_page(e: Entry, root: Path, out: Path, record_pages: set[str], labels: 
                 ("Judged on", esc(v.hardware)),
                 (
                     "Records left out",
-                    f"{v.left_out} noisy or contended (results/README.md, “The noise gate”; "
-                    "<code>bench site --include-noisy</code> keeps them)",
+                    f"{v.left_out}: records whose timings it reads were noisy or contended (results/README.md, "
+                    "“The noise gate”; <code>bench site --include-noisy</code> keeps them)",
                 ),
                 (
                     "Suites that measure it",
