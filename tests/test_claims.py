@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -224,6 +225,58 @@ def test_checkpointing_claim_6_memory_saved_for_time_added(tmp_path):
     assert claims.judge_checkpointing(moved(6, saved_at_least_pct=25), groups).verdict == HOLDS
     assert claims.judge_checkpointing(moved(6, added_hi_pct=added - 1), groups).verdict == FAILS
     assert claims.judge_checkpointing(moved(6, min_depth=129), groups).verdict == NOT_MEASURED
+
+
+# depth 128 and 256 (mlp, width 128), off and on, each measured twice: with 7 and with 15 repeats per run
+CKPT_REPEATS = {
+    (128, False): ("mlp_full-adamw_ckpt-off_0457c34188693444_15f0ec85e833.json", CKPT_128[0]),
+    (128, True): ("mlp_full-adamw_ckpt-on_3b4809e27239bd20_b9f02bc6e9ea.json", CKPT_128[1]),
+    (256, False): (
+        "mlp_full-adamw_ckpt-off_30f0f3a3c4f5f3e3_7779e7173026.json",
+        "mlp_full-adamw_ckpt-off_b236ed936c044b61_5d4b43d0b2b8.json",
+    ),
+    (256, True): (
+        "mlp_full-adamw_ckpt-on_cd9db2d21b268183_b26161095315.json",
+        "mlp_full-adamw_ckpt-on_76bcb8e6bbf2ba0f_fe80f7e9edb8.json",
+    ),
+}
+
+
+def test_checkpointing_claim_6_one_part_and_one_row_per_configuration(tmp_path):
+    """Runs of one configuration with other repeat counts are repeats: merged (median, n) before judging, so the
+    verdict's parts and the claim's page name each configuration once."""
+    from harness.report.site import claim_pages
+
+    groups = folder_groups(tmp_path, *(n for pair in CKPT_REPEATS.values() for n in pair))
+    v = claims.judge(REGISTRY[6], groups)
+    assert len(v.rows) == 4 and list(v.rows["n"]) == [2, 2, 2, 2]
+    labels = [label for label, _ in v.parts]
+    assert len(labels) == len(set(labels)) == 4 and labels[0].startswith("depth ")
+
+    def step(depth, ckpt):
+        return statistics.median(record(n)["metrics"]["time"]["step"]["median_s"] for n in CKPT_REPEATS[depth, ckpt])
+
+    def saved(depth, key):
+        mem = [statistics.median(memory(n, key) for n in CKPT_REPEATS[depth, ck]) for ck in (True, False)]
+        return (1 - mem[0] / mem[1]) * 100
+
+    expected = []
+    for depth in (256, 128):  # the frame's order: by configuration label
+        added = (step(depth, True) / step(depth, False) - 1) * 100
+        assert f"depth {depth} full_adamw (2 run(s) off, 2 on): " in v.measured
+        assert f"step time +{added:.0f}% (runs' extremes" in v.measured
+        expected += [15 <= added <= 45 and saved(depth, key) >= 50 for key in ("activations_bytes", "peak_step_bytes")]
+    assert [ok for _, ok in v.parts] == expected
+    held = sum(expected)
+    # the page: one row per configuration, each with both of its records
+    entry = claim_pages.Entry(REGISTRY[6], v)
+    page = claim_pages.claim_page(
+        entry, tmp_path / "results", tmp_path / "site", set(v.rows["ids"].str.cat(sep=" ").split()), {}
+    )
+    body = page.split('id="cfg-h"')[1].split("<tbody>")[1].split("</tbody>")[0]
+    rows = body.split("<tr>")[1:]
+    assert len(rows) == 4 and all(len(re.findall(r"records/[0-9a-f]{16}\.html", r)) == 2 for r in rows)
+    assert f"({held} of 4 parts)" in page
 
 
 def test_linear_in_depth_claim_7(tmp_path):

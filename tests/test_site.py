@@ -392,3 +392,18 @@ def test_phone_width_and_no_request_leaves_the_disk(site, browser):
     urls = browser.requested_urls()
     assert any(u.endswith("/style.css") for u in urls) and any(u.endswith(".svg") for u in urls)
     assert [u for u in urls if not u.startswith(("file://", "data:"))] == []
+
+
+@browser_test
+@pytest.mark.slow
+def test_the_home_page_says_no_verdict_was_measured_on_a_gpu(site, browser):
+    """With CPU records only (the committed folder), the home page says in words, on its first screen, that no
+    verdict was measured on a GPU, and no claim about GPUs reads as found."""
+    assert {r["provenance"]["device_type"] for r in raw_records()} == {"cpu"}
+    browser.goto((site / "index.html").as_uri())
+    note = browser.evaluate("document.getElementById('no-gpu-verdict').textContent")
+    assert note.startswith("No verdict here has been measured on a GPU")
+    assert browser.evaluate("document.getElementById('no-gpu-verdict').getBoundingClientRect().bottom") < 900
+    badges = browser.evaluate("Array.from(document.querySelectorAll('td .verdict')).map(b => b.textContent)")
+    about_gpus = [badges[i] for i, c in enumerate(claims.load_registry()) if c.get("gpu_subject")]
+    assert about_gpus and all(b.startswith(("not yet measured on a GPU", "not measured")) for b in about_gpus)

@@ -313,7 +313,7 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     result = pd.DataFrame(out, columns=GROUPED_COLUMNS + ([SIGNED_BY] if SIGNED_BY in frame else []))
     # statistics are numbers, NaN where no run measured (or kept) one: a column the gate emptied stays float
-    result[STATISTIC_COLUMNS] = result[STATISTIC_COLUMNS].astype(float)
+    result = result.astype(dict.fromkeys(STATISTIC_COLUMNS, float)).copy()  # one block per dtype again
     return result.sort_values(
         ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
     ).reset_index(drop=True)

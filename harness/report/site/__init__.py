@@ -37,10 +37,11 @@ def static(name: str) -> str:
 def pages(records: list[Record], root: Path, out: Path, include_noisy: bool = False) -> dict[str, str]:
     """Every file of the site: its path under `out` -> its text. The records are read and migrated once, by the
     command (harness/records/folder.read_folder); every page is made from these and the frame built of them. The
-    explorer and the record pages show every record; the figures (verdicts, side by side) leave noisy and contended
-    ones out unless `include_noisy`."""
+    explorer and the record pages show every record as measured, its noise flags beside it; the verdicts and the
+    hardware pages' figures go through the noise gate unless `include_noisy`."""
     frame = records_frame(records, root, include_noisy)
     groups = grouped(frame)
+    every = records_frame(records, root, include_noisy=True)  # the explorer: each record as measured, flags shown
     by_id = {r.id: r for r in records}
     labels = dict(zip(frame["hardware"], frame["hardware_label"]))
     hw = hardware.summary(frame, groups)
@@ -49,8 +50,8 @@ def pages(records: list[Record], root: Path, out: Path, include_noisy: bool = Fa
         STYLESHEET: static(STYLESHEET),
         SCRIPT: static(SCRIPT),
         "index.html": claim_pages.home(entries, hw, len(records)),
-        "explorer.html": explorer.explorer(frame, by_id, labels),
-        "records.csv": explorer.records_csv(frame),
+        "explorer.html": explorer.explorer(every, by_id, labels),
+        "records.csv": explorer.records_csv(every),
         "hardware/index.html": hardware.hardware_index(hw, root, out),
     }
     for e in entries:
