@@ -104,20 +104,7 @@ def markdown(groups: pd.DataFrame, major: int, source: str, left_out: pd.Series 
                 cells = [_cell(row, metric, kind, mem_unit) for _, metric, kind in MD_COLUMNS]
                 if row["n_oom"]:
                     notes.append(f"{row['n_oom']} run(s) out of memory")
-            if row["checks_failed_runs"]:
-                notes.append(f"self-checks failed in {row['checks_failed_runs']} run(s)")
-            if row["git_dirty_runs"]:
-                notes.append(f"{row['git_dirty_runs']} run(s) from a modified tree")
-            if row["predicted_disagrees"]:
-                notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
-            if row["noisy_runs"]:
-                notes.append(f"noisy in {row['noisy_runs']} run(s)")
-            if row["left_out_runs"]:
-                notes.append(f"timings of {row['left_out_runs']} noisy or contended run(s) left out")
-            if SIGNED_BY in row:
-                notes.append(" ".join(f"signed by {n}" if n != UNSIGNED else n for n in row[SIGNED_BY].split()))
-            if row["environment"] not in ("lock", "not recorded"):
-                notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
+            notes += _notes(row)
             lines.append(
                 "| "
                 + " | ".join(
@@ -134,6 +121,27 @@ def markdown(groups: pd.DataFrame, major: int, source: str, left_out: pd.Series 
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _notes(row: pd.Series) -> list[str]:
+    """What weakens a row's figures, in words: failed checks, a modified tree, the analytic model's disagreement,
+    noise (left out by the gate, or kept with --include-noisy), signers, software other than the lock's."""
+    notes = []
+    if row["checks_failed_runs"]:
+        notes.append(f"self-checks failed in {row['checks_failed_runs']} run(s)")
+    if row["git_dirty_runs"]:
+        notes.append(f"{row['git_dirty_runs']} run(s) from a modified tree")
+    if row["predicted_disagrees"]:
+        notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
+    if row["left_out_runs"]:
+        notes.append(f"timings of {row['left_out_runs']} noisy or contended run(s) left out")
+    elif row["noisy_runs"]:
+        notes.append(f"noisy in {row['noisy_runs']} run(s)")
+    if SIGNED_BY in row:
+        notes.append(" ".join(f"signed by {n}" if n != UNSIGNED else n for n in row[SIGNED_BY].split()))
+    if row["environment"] not in ("lock", "not recorded"):
+        notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
+    return notes
 
 
 def write_tables(records: list[Record], root: Path, out: Path, include_noisy: bool = False) -> list[Path]:
