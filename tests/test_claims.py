@@ -682,3 +682,22 @@ def test_plots_draw_the_pairs_the_judge_reads():
     from harness.report import plots
 
     assert plots.checkpointing_pairs is claims.checkpointing_pairs
+
+
+def test_parts_sharing_a_label_are_told_apart_by_the_fewest_columns():
+    rows = [
+        {"hardware_label": "CPU x", "environment": "lock", "width": 1},
+        {"hardware_label": "GPU y", "environment": "not recorded", "width": 1},
+        {},
+        {"hardware_label": "CPU x", "environment": "lock", "width": 2},
+        {"config_hash": "h1"},
+        {"config_hash": "h2"},
+    ]
+    assert selection.told_apart(["a", "a", "b", "a", "c", "c"], rows) == [
+        "a (CPU x, width 1)",
+        "a (GPU y, width 1)",
+        "b",
+        "a (CPU x, width 2)",
+        "c (config h1)",
+        "c (config h2)",
+    ]

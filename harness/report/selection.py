@@ -51,14 +51,21 @@ TOLD_AS = {"hardware_label": "", "environment": "software", "memory_budget_gib":
 
 
 def told_apart(labels: list[str], rows: list[dict]) -> list[str]:
-    """The parts' labels made distinct: where parts share a label, the columns whose values tell their rows apart
-    are added ("(width 128)", "(NVIDIA L4)"); the records' hashes where no column does."""
+    """The parts' labels made distinct: where parts share a label, the first columns whose values tell their rows
+    apart are added ("(width 128)", "(NVIDIA L4)"); the records' hashes where no column does."""
     out = list(labels)
     for label in dict.fromkeys(labels):
         same = [i for i, text in enumerate(labels) if text == label]
         if len(same) < 2:
             continue
-        differing = [c for c in TELLS_APART if len({_plain(rows[i].get(c)) for i in same}) > 1]
+
+        def kinds(columns: list[str]) -> int:
+            return len({tuple(_plain(rows[i].get(c)) for c in columns) for i in same})
+
+        differing: list[str] = []  # in TELLS_APART's order, each column that tells more of them apart
+        for c in TELLS_APART:
+            if kinds([*differing, c]) > kinds(differing):
+                differing.append(c)
         for i in same:
             told = ", ".join(f"{TOLD_AS.get(c, c)} {_plain(rows[i].get(c))}".strip() for c in differing)
             out[i] = f"{label} ({told or 'config ' + str(rows[i].get('config_hash'))})"
