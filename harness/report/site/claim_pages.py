@@ -150,8 +150,9 @@ def home(entries_: list[Entry], hardware: pd.DataFrame, records: int) -> str:
         f"judged by <code>bench claims</code> against the {records} records in this results folder and the analytic "
         "model. Follow a claim to its measurements, the prediction, the hardware and the commands that reproduce it; "
         f"browse every record in the {link('explorer.html', 'explorer')} or download them as "
-        f"{link('records.csv', 'CSV')}. Noisy or contended records are left out of the verdicts "
-        "(results/README.md, “The noise gate”); each claim's page says how many.</p>\n"
+        f"{link('records.csv', 'CSV')}. Timings of noisy phases and of contended runs are left out "
+        "of the verdicts (results/README.md, “The noise gate”); each claim's page says how many records lost figures."
+        "</p>\n"
         + gpu_note
         + '<section aria-labelledby="claims-h"><h2 id="claims-h">Claims and verdicts</h2>'
         + table(
