@@ -14,7 +14,7 @@ from harness.records.schema import canonical_json
 from harness.records.signing import signing_in_use
 from harness.report.cite import cite, title, warnings
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
-from harness.units import format_bytes
+from harness.units import format_bytes, format_flop_rate, unit_of
 
 # The page's reading order, not the timed loop's (PHASES): inference first, then the training phases, each adding
 # to the one before (forward, + backward, + optimizer step).
@@ -29,12 +29,15 @@ def value_html(key: str, value) -> str:
         return f"<code>{esc(canonical_json(value))}</code>"
     if v is None:
         return esc("—" if value is None else value)
-    if key.endswith("_bytes"):
+    unit = unit_of(key)
+    if unit == "B":
         return f'{esc(format_bytes(v))} <span class="exact">({int(v):,} B)</span>'
-    if key.endswith("_s"):
+    if unit == "s":
         return f"{esc(ms(v))} ms"
-    if key.endswith("_per_s"):
-        return esc(sig(v, 4))
+    if unit == "FLOP/s":
+        return f'{esc(format_flop_rate(v))} <span class="exact">({v:,.0f} FLOP/s)</span>'
+    if unit is not None:  # any other rate: samples/s, tokens/s
+        return f"{esc(sig(v, 4))} {esc(unit)}"
     if "ratio" in key:
         return esc(ratio(v))
     return esc(sig(v, 4) if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value)
