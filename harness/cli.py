@@ -171,6 +171,8 @@ def cmd_claims(argv: list[str]) -> int:
         print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
     groups = grouped(records_frame(records, root))
     results = claims.evaluate(groups)
+    from harness.report.figure import base_stem
+
     if args.format == "json":
         text = claims.as_json(results)
     else:
@@ -178,7 +180,7 @@ def cmd_claims(argv: list[str]) -> int:
         plots = sorted(
             p
             for p in (root / results_folder.PLOTS).glob("*/*.svg")
-            if p.stem
+            if base_stem(p)
             in (
                 "activations_vs_depth",
                 "activations_vs_seq_len",
