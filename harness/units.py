@@ -40,3 +40,21 @@ def unit_of(name: str) -> str | None:
 def format_flop_rate(value: float) -> str:
     """A FLOP rate for people: TFLOP/s from 0.1 TFLOP/s up, GFLOP/s below (CPU figures are GFLOP/s)."""
     return f"{value / TERA:.3g} TFLOP/s" if value >= 0.1 * TERA else f"{value / 10**9:.3g} GFLOP/s"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != INF
+
+
+INF = float("inf")
+
+
+def ci_text(lo, hi, coverage) -> str:
+    """A confidence interval of a ratio with the level it reaches, in the same words on every page: `2.03–2.41,
+    93.8% CI`. The interval of a median comes from order statistics (harness/measure/timing.py median_ci), so its
+    level is the binomial coverage the record stores (95% or more from 6 repeats on, 93.8% at 5), never a nominal
+    95% written beside it."""
+    if not (_finite(lo) and _finite(hi)):
+        return "CI not available"
+    level = f"{coverage * 100:.1f}% CI" if _finite(coverage) and 0 < coverage <= 1 else "CI of unrecorded level"
+    return f"{lo:.2f}–{hi:.2f}, {level}"

@@ -44,3 +44,23 @@ def test_a_record_page_never_writes_a_rate_in_a_time_unit():
                 seen["time"] += 1
                 assert text.endswith(" ms"), (key, text)
     assert seen["rate"] > 0 and seen["time"] > 0, seen
+
+
+def test_cite_summary_and_site_name_the_same_confidence_level():
+    """One record's compute-ratio interval reads the same, level included, in `bench cite`, the end-of-run
+    summary and the record page; a record of 5 repeats says 93.8% (1 - 2/2^5), not 95%."""
+    from harness.report.cite import cite
+    from harness.report.site.record_page import headline
+    from harness.report.summary import summary_rows
+    from harness.units import ci_text
+
+    records, _ = read_folder(RESULTS)
+    rec = next(r for r in records if r.ok and (r.metrics.get("compute_ratio_ci_coverage") or 0) > 0)
+    lo, hi = rec.metrics["compute_ratio_ci95"]
+    cov = rec.metrics["compute_ratio_ci_coverage"]
+    expected = ci_text(lo, hi, cov)
+    assert expected == f"{lo:.2f}–{hi:.2f}, {cov * 100:.1f}% CI"
+    assert expected in cite(rec, RESULTS)
+    assert any(expected in cell for row in summary_rows([rec.data]) for cell in row)
+    assert any(expected in value for _, value in headline(rec))
+    assert ci_text(1.0, 2.0, 1 - 2 / 2**5).endswith("93.8% CI")

@@ -13,7 +13,7 @@ from harness.records.record import Record
 from harness.records.signing import signing_in_use
 from harness.report.escape import fenced, md_code, md_text
 from harness.report.frame import config_label
-from harness.units import GIB, format_bytes
+from harness.units import GIB, ci_text, format_bytes
 
 
 def _ms(t: dict) -> str:
@@ -120,11 +120,7 @@ def _ok_lines(m: dict) -> list[str]:
     t = m["time"]
     lo, hi = m["compute_ratio_ci95"]
     cov = m.get("compute_ratio_ci_coverage")
-    ci = (
-        f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and isinstance(cov, float)
-        else "CI not available"
-    )
+    ci = ci_text(lo, hi, cov)
     mem, throughput = m.get("memory") or {}, m.get("throughput") or {}
     lines = [
         f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "

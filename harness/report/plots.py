@@ -79,7 +79,9 @@ def plot_compute_ratio(panels: list, groups: pd.DataFrame, caption: str, stem: P
     fig.suptitle("Compute ratio: forward+backward time over forward time (median over repeats)")
     add_caption(
         fig,
-        caption + "\nError bars: 95% CI of the per-run median (distribution-free; over repeats, the envelope "
+        caption
+        + "\nError bars: CI of the per-run median (distribution-free, its level per record on the record pages; "
+        "over repeats, the envelope "
         "of the runs' intervals). Dashed: 3×, dotted: 4× (published rules of thumb)." + omitted(groups),
     )
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))

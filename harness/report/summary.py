@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.records.record import Record
 from harness.report.frame import config_label
-from harness.units import MIB
+from harness.units import MIB, ci_text
 
 
 def _case_label(rec: Record) -> str:
@@ -47,7 +47,7 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
                 _fmt(m["time"]["fwd_train"]["median_s"] * 1e3, ".2f"),
                 _fmt(m["time"]["fwd_bwd"]["median_s"] * 1e3, ".2f"),
                 _fmt(m["time"]["step"]["median_s"] * 1e3, ".2f"),
-                f"{m['compute_ratio']:.2f} [{_fmt(lo, '.2f')}, {_fmt(hi, '.2f')}]",
+                f"{m['compute_ratio']:.2f} [{ci_text(lo, hi, m.get('compute_ratio_ci_coverage'))}]",
                 _fmt(m.get("flop_ratio"), ".2f"),
                 _fmt(m["throughput"]["step_tokens_per_s"], ".0f"),
                 _fmt(mem.get("peak_step_bytes", 0) / MIB, ".2f"),
@@ -66,7 +66,7 @@ HEADERS = [
     "fwd_train ms",
     "fwd_bwd ms",
     "step ms",
-    "compute ratio [95% CI]",
+    "compute ratio [CI]",
     "FLOP ratio",
     "step tok/s",
     "peak step MiB",

@@ -14,6 +14,7 @@ from harness.records.record import Record
 from harness.report.escape import csv_text
 from harness.report.frame import config_label
 from harness.report.site.markup import attrs, esc, gib, link, ms, page, sig, sort_key
+from harness.units import ci_text
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def _ratio_ci(row: pd.Series, rec: Record) -> str:
     if pd.isna(row["compute_ratio"]):
         return "—"
     lo, hi = row["compute_ratio_ci95_lo"], row["compute_ratio_ci95_hi"]
-    ci = f' <span class="ci">[{lo:.2f}–{hi:.2f}]</span>' if pd.notna(lo) and pd.notna(hi) else ""
+    interval = ci_text(lo, hi, rec.metrics.get("compute_ratio_ci_coverage"))
+    ci = f' <span class="ci">[{esc(interval)}]</span>' if pd.notna(lo) and pd.notna(hi) else ""
     return f"{row['compute_ratio']:.2f}×{ci}"
 
 
@@ -58,7 +60,7 @@ COLUMNS = [
     Column("batch", "Batch", "choice", lambda r, s: int(r["batch_size"])),
     Column("seq", "Sequence length", "choice", lambda r, s: int(r["seq_len"])),
     Column("status", "Status", "choice", lambda r, s: r["status"]),
-    Column("compute_ratio", "Compute ratio [95% CI]", "number", lambda r, s: r["compute_ratio"], _ratio_ci),
+    Column("compute_ratio", "Compute ratio [CI]", "number", lambda r, s: r["compute_ratio"], _ratio_ci),
     Column("step_ms", "Step time (ms)", "number", lambda r, s: r["step_s"], lambda r, s: ms(r["step_s"])),
     Column(
         "tokens",

@@ -14,7 +14,7 @@ from harness.records.schema import canonical_json
 from harness.records.signing import signing_in_use
 from harness.report.cite import cite, title, warnings
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
-from harness.units import format_bytes, format_flop_rate, unit_of
+from harness.units import ci_text, format_bytes, format_flop_rate, unit_of
 
 # The page's reading order, not the timed loop's (PHASES): inference first, then the training phases, each adding
 # to the one before (forward, + backward, + optimizer step).
@@ -129,11 +129,11 @@ def headline(rec: Record) -> list[tuple[str, str]]:
     m = rec.metrics
     mem = m.get("memory") or {}
     ci = m.get("compute_ratio_ci95") or [None, None]
-    ci_text = f" (95% CI {ratio(ci[0])}–{ratio(ci[1])})" if number(ci[0]) is not None else ""
+    interval = f" ({ci_text(ci[0], ci[1], m.get('compute_ratio_ci_coverage'))})" if number(ci[0]) is not None else ""
     pairs = [("Status", esc(rec.status))]
     if rec.ok:
         pairs += [
-            ("Compute ratio t(fwd+bwd) / t(fwd)", esc(ratio(m.get("compute_ratio")) + ci_text)),
+            ("Compute ratio t(fwd+bwd) / t(fwd)", esc(ratio(m.get("compute_ratio")) + interval)),
             ("Step time (median)", f"{ms((m.get('time') or {}).get('step', {}).get('median_s'))} ms"),
             ("Step tokens/s", esc(sig((m.get("throughput") or {}).get("step_tokens_per_s"), 4))),
             ("Peak training memory", esc(format_bytes(mem.get("peak_step_bytes")))),
