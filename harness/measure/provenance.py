@@ -58,6 +58,26 @@ def sha_from_env(value: str | None) -> tuple[str | None, str | None]:
     return None, f"{GIT_SHA_ENV}={value[:80]!r} is not 7-40 hex digits; ignored"
 
 
+# The results folder in the checkout: data that `make submit` / `make report` rewrite, not code. A change under it
+# does not make a record "measured from a modified working tree".
+DATA_DIR = "results"
+
+
+def code_pathspec(root: Path) -> list[str]:
+    """What git_dirty looks at: the whole tree but the results folder (the checkout's, and BENCH_RESULTS_DIR's
+    where that lies inside the checkout)."""
+    from harness.records.folder import resolve
+
+    excluded = {DATA_DIR}
+    try:
+        chosen = resolve().resolve().relative_to(root.resolve())
+        if chosen.parts:  # the whole checkout as a results folder would exclude the code itself
+            excluded.add(chosen.as_posix())
+    except (ValueError, OSError):  # outside the checkout: git does not see it
+        pass
+    return [".", *(f":(top,exclude){path}" for path in sorted(excluded))]
+
+
 def git_state(root: Path | None = None, env: dict | None = None) -> dict:
     """The commit that ran. Git decides when the checkout is a git work tree; otherwise (a copy of the tree
     without .git on a GPU host, a container image) BENCH_GIT_SHA stands in, and the record says which one
@@ -67,7 +87,7 @@ def git_state(root: Path | None = None, env: dict | None = None) -> dict:
     env_sha, refused = sha_from_env((os.environ if env is None else env).get(GIT_SHA_ENV))
     sha = _git(root, "rev-parse", "HEAD") if _git_owns(root) else None
     if sha:
-        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *code_pathspec(root))
         if env_sha and not sha.startswith(env_sha):
             refused = f"{GIT_SHA_ENV}={env_sha} differs from git's HEAD {sha}; git's is recorded"
         return {
