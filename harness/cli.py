@@ -142,9 +142,13 @@ def cmd_cite(argv: list[str]) -> int:
     root = results_folder.resolve(args.results)
     if len(args.id) < 6:
         raise ConfigError("id", f"{args.id!r} is too short; give at least 6 hex digits of the id")
-    matches = results_folder.find(root, args.id)
+    runs = Path("results") / results_folder.RUNS  # where `bench run` writes by default, from here
+    matches = results_folder.find(root, args.id, runs=(runs,))
     if not matches:
-        print(f"bench: no record with id {args.id!r} under {root / results_folder.RECORDS}", file=sys.stderr)
+        where = ", ".join(
+            str(p) for p in dict.fromkeys([root / results_folder.RECORDS, root / results_folder.RUNS, runs])
+        )
+        print(f"bench: no record with id {args.id!r} under {where}", file=sys.stderr)
         return EXIT_CASE_FAILED
     if len({m.id for m in matches}) > 1:
         ids = ", ".join(sorted({m.id for m in matches}))
