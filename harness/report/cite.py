@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from harness.records.folder import hardware_label
+from harness.records.folder import RECORDS, hardware_label
 from harness.records.record import Record
 from harness.records.signing import signing_in_use
 from harness.report.escape import fenced, md_code, md_text
@@ -167,6 +167,11 @@ def _hardware_software(prov: dict, hw: str) -> str:
     )
 
 
+def submitted(rec: Record, root: Path) -> bool:
+    """Whether the record was read from the results folder's records/, not from a run's folder."""
+    return rec.path is not None and rec.path.is_relative_to(root / RECORDS)
+
+
 def signature_text(rec: Record) -> str:
     """Who vouches for the record: the allowed_signers name whose key signed it, or nobody. Said in a folder
     that names its signers (an allowed_signers file); elsewhere no record is signed and reports stay as they were."""
@@ -187,7 +192,8 @@ def cite(rec: Record, root: Path) -> str:
         "",
         _hardware_software(rec.provenance, hw),
         "",
-        f"Result ID `{rec.id}` (config {rec.config_hash}), record {md_code(rec.source(root))}. Reproduce:",
+        f"Result ID `{rec.id}` (config {rec.config_hash}), record {md_code(rec.source(root))}"
+        f"{'' if submitted(rec, root) else ' (in a run folder, not submitted to the results folder)'}. Reproduce:",
         "",
         *fenced(reproduce_commands(rec), "sh"),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.records.caveats import caveats
 from harness.records.record import Record
 from harness.report.frame import config_label
 from harness.units import MIB, ci_text
@@ -35,13 +36,14 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
     for r in map(Record, records):
         if not r.ok:
             message = (r.error or {}).get("message", "").strip().splitlines()
-            rows.append([_case_label(r), r.status.upper(), (message[-1] if message else "")[:60]])
+            rows.append([r.id, _case_label(r), r.status.upper(), (message[-1] if message else "")[:60]])
             continue
         m = r.metrics
         mem = m.get("memory", {})
         lo, hi = m["compute_ratio_ci95"]
         rows.append(
             [
+                r.id,
                 _case_label(r),
                 "ok",
                 _fmt(m["time"]["fwd_train"]["median_s"] * 1e3, ".2f"),
@@ -61,6 +63,7 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
 
 
 HEADERS = [
+    "id",
     "case",
     "status",
     "fwd_train ms",
@@ -86,3 +89,15 @@ def format_table(records: list[dict]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     return "\n".join(lines)
+
+
+def weak_records(records: list[dict]) -> list[str]:
+    """One line per record (ok or oom) whose figures are weaker than a clean measurement, with why
+    (harness/records/caveats.py): what the end of a sweep says instead of "submit them"."""
+    lines = []
+    for record in records:
+        if record.get("status") in ("ok", "oom"):
+            found = caveats(record)
+            if found:
+                lines.append(f"{Record(record).id}  {_case_label(Record(record))}: {'; '.join(found.values())}")
+    return lines
