@@ -29,6 +29,16 @@ def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _noise_gate_flag(parser: argparse.ArgumentParser) -> None:
+    """The reports' one switch for the noise gate (harness/report/frame.py left_out_reason)."""
+    parser.add_argument(
+        "--include-noisy",
+        action="store_true",
+        help="keep noisy records (a phase's timings flagged) and contended ones (the machine busier than its cores) "
+        "in the figures; by default they are left out and counted",
+    )
+
+
 def _problems_note(problems) -> None:
     for p in problems:
         print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
@@ -96,6 +106,7 @@ def _generate(argv: list[str], name: str, description: str, subdir: str, write) 
 
     parser = _results_parser(name, description)
     parser.add_argument("--out", metavar="DIR", help=f"where the files go (default: <results>/{subdir})")
+    _noise_gate_flag(parser)
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
     records, problems = results_folder.read_folder(root)  # read and migrated once: `write` is handed the Records
@@ -103,7 +114,7 @@ def _generate(argv: list[str], name: str, description: str, subdir: str, write) 
     if not records:
         print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
         return EXIT_CASE_FAILED
-    for path in write(records, root, Path(args.out) if args.out else root / subdir):
+    for path in write(records, root, Path(args.out) if args.out else root / subdir, include_noisy=args.include_noisy):
         print(path)
     return EXIT_CASE_FAILED if problems else EXIT_OK
 
@@ -161,7 +172,7 @@ def cmd_cite(argv: list[str]) -> int:
 def cmd_claims(argv: list[str]) -> int:
     from harness.records import folder as results_folder
     from harness.report import claims
-    from harness.report.frame import grouped, records_frame
+    from harness.report.frame import records_frame
 
     parser = _results_parser(
         "claims",
@@ -175,6 +186,7 @@ def cmd_claims(argv: list[str]) -> int:
         action="store_true",
         help="judge from signed records only (those whose signature verifies against <results>/allowed_signers)",
     )
+    _noise_gate_flag(parser)
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
     records, problems = results_folder.read_folder(root)
@@ -183,8 +195,7 @@ def cmd_claims(argv: list[str]) -> int:
         unsigned = sum(r.signer is None for r in records)
         records = [r for r in records if r.signer is not None]
         print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
-    groups = grouped(records_frame(records, root))
-    results = claims.evaluate(groups)
+    results = claims.report(claims.verdicts(records_frame(records, root, args.include_noisy)))
     from harness.report.figure import base_stem
 
     if args.format == "json":

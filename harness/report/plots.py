@@ -286,8 +286,8 @@ def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: in
     return save(fig, stem)
 
 
-def write_plots(records: list[Record], root: Path, out: Path) -> list[Path]:
-    frame = records_frame(records, root)
+def write_plots(records: list[Record], root: Path, out: Path, include_noisy: bool = False) -> list[Path]:
+    frame = records_frame(records, root, include_noisy)  # noisy and contended records left out unless included
     groups = grouped(frame)
     written: list[Path] = []
     if groups.empty:
