@@ -60,6 +60,8 @@ def test_caveats_name_each_weakness_and_nothing_else(tmp_path):
     }
     found = caveats(both)
     assert list(found) == ["contended", "dirty"]
+    both["flags"]["noisy"] = ["step", "\x1b[2Jowned"]  # a hostile record's text reaches a terminal escaped
+    assert caveats(both)["noisy"].startswith("noisy phases step, '\\x1b[2Jowned' (timing cv above")
     assert found["contended"] == f"contended: {CONTENDED_RULE} (3 other process(es) running on 2 core(s))"
 
 
