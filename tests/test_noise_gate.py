@@ -60,6 +60,8 @@ def test_caveats_name_each_weakness_and_nothing_else(tmp_path):
     }
     found = caveats(both)
     assert list(found) == ["contended", "dirty"]
+    both["flags"]["noisy"] = ["step", "\x1b[2Jowned"]  # a hostile record's text reaches a terminal escaped
+    assert caveats(both)["noisy"].startswith("noisy phases step, '\\x1b[2Jowned' (timing cv above")
     assert found["contended"] == f"contended: {CONTENDED_RULE} (3 other process(es) running on 2 core(s))"
 
 
@@ -117,3 +119,17 @@ def test_the_schema_keeps_old_records_valid_and_types_the_new_flag():
     record["flags"]["contended"] = "yes"
     with pytest.raises(RecordInvalid, match="flags.contended"):
         check(record)
+
+
+def test_cite_says_a_record_was_measured_while_other_work_ran(tmp_path, capsys):
+    clean, _ = _committed()
+    run = tmp_path / "results" / "runs" / "r"
+    record = json.loads(_variant(clean, tmp_path / "contended.json", contended=True).read_text())
+    from harness.records.io import write_record
+
+    write_record(record, run)
+    assert main(["cite", record["id"], "--results", str(tmp_path / "results")]) == 0
+    said = capsys.readouterr().out
+    assert f"> ⚠ **Measured while other work ran** (`flags.contended`: {CONTENDED_RULE})" in said
+    assert main(["cite", json.loads(clean.read_text())["id"]]) == 0  # the committed clean record: no such line
+    assert "other work ran" not in capsys.readouterr().out

@@ -4,6 +4,7 @@ the commit it names (provenance.git_dirty). Each caveat is a short reason a pers
 
 from __future__ import annotations
 
+from harness.config.rules import PHASES
 from harness.records.schema import CONTENDED_RULE
 
 NOISY, CONTENDED, DIRTY = "noisy", "contended", "dirty"
@@ -26,7 +27,8 @@ def caveats(record: dict) -> dict[str, str]:
     flags = record.get("flags") if isinstance(record.get("flags"), dict) else {}
     prov = record.get("provenance") if isinstance(record.get("provenance"), dict) else {}
     found = {}
-    noisy = [str(p) for p in flags.get("noisy") or []]
+    # a phase is named as it is; anything else as its repr, so that a hostile record prints no control characters
+    noisy = [p if p in PHASES else repr(p)[:40] for p in flags.get("noisy") or []]
     if noisy:
         cv = ((record.get("config") or {}).get("measure") or {}).get("noisy_cv")
         found[NOISY] = f"noisy phases {', '.join(noisy)} (timing cv above {cv})"

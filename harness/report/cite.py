@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.records.folder import RECORDS, hardware_label
 from harness.records.record import Record
+from harness.records.schema import CONTENDED_RULE
 from harness.records.signing import signing_in_use
 from harness.report.escape import fenced, md_code, md_text
 from harness.report.frame import config_label
@@ -80,6 +81,11 @@ def warnings(rec: Record) -> list[str]:
         out.append(
             f"**Self-checks failed**: {md_text(', '.join(rec.checks_failed))} — the harness's own accounting "
             "disagreed with itself; do not cite these figures without reading the record."
+        )
+    if rec.flags.get("contended") is True:
+        out.append(
+            f"**Measured while other work ran** (`flags.contended`: {md_text(CONTENDED_RULE)}): its times may be "
+            "slower and noisier than the hardware's."
         )
     if rec.noisy:
         out.append(f"Noisy phases (cv above {md_text(rec.config.measure.noisy_cv)}): {md_text(', '.join(rec.noisy))}.")
