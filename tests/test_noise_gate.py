@@ -1,135 +1,115 @@
-"""The measurement and submit side of the noise gate: the end of a sweep names the records that are noisy,
-contended or from a modified tree and does not invite their submission; `bench submit` warns about them and
-`--strict` refuses the submission, copying nothing. Committed records are the inputs (real measurements)."""
+"""The noise gate, report side (harness/report/frame.py left_out_reason): a noisy or contended record is left out of
+every verdict, table figure and plot unless `--include-noisy`, and each verdict counts what it left out. Checked by
+submitting a noisy repeat of a committed record beside the committed folder, as `bench submit` would take it."""
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from harness import repo_root
 from harness.cli import main
-from harness.cli_run import _next_steps
-from harness.records.caveats import caveats
-from harness.records.schema import CONTENDED_RULE, record_id
-from harness.report.summary import HEADERS, summary_rows, weak_records
+from harness.records import folder as results_folder
+from harness.records.record import Record
+from harness.records.schema import record_id
+from harness.records.submit import TAKEN, submit
+from harness.report import claims
+from harness.report.frame import CONTENDED, NOISY, grouped, left_out_reason, records_frame
 
-RECORDS = Path(__file__).resolve().parent.parent / "results" / "records"
-
-
-def _committed() -> tuple[Path, Path]:
-    """A clean committed record and a noisy one (the first of each, by name)."""
-    clean = noisy = None
-    for path in sorted(RECORDS.glob("*/*.json")):
-        flags = json.loads(path.read_text())["flags"]
-        if flags["noisy"] and noisy is None:
-            noisy = path
-        if not flags["noisy"] and not flags.get("contended") and clean is None:
-            clean = path
-    assert clean and noisy
-    return clean, noisy
+COMMITTED = repo_root() / "results" / "records"
+# a kept (not noisy) record that claims 1, 2, 4 and 5 read: llama:tiny fp32 bs2x64, full AdamW
+KEPT = COMMITTED / "cpu-amd-epyc-2c" / "llama_full-adamw_ckpt-off_4616777837d1c78e_d1042b83b02a.json"
+FIGURES = ("verdict", "measured", "predicted", "hardware")
 
 
-def _variant(path: Path, out: Path, *, contended=False, dirty=False) -> Path:
-    """A copy of a committed record as a contended or dirty run would have written it (its id follows its
-    provenance, as build_record makes it)."""
-    record = json.loads(path.read_text())
-    record["flags"]["contended"] = contended
-    record["provenance"]["git_dirty"] = dirty
-    record["provenance"]["utc_time"] = "2026-01-0%dT00:00:00+00:00" % (1 + contended + 2 * dirty)  # another run
-    record["id"] = record_id(record["config"], record["provenance"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record))
+def noisy_repeat(data: dict, ratio: float) -> dict:
+    """The same configuration run again on a busy machine: every phase flagged, a compute ratio far off (the
+    issue's 20.05 [12.14, 115.55]), a later time, so another id."""
+    out = copy.deepcopy(data)
+    out["flags"]["noisy"] = ["fwd_bwd", "fwd_infer", "fwd_train", "step"]
+    out["metrics"]["compute_ratio"] = ratio
+    out["metrics"]["compute_ratio_ci95"] = [ratio * 0.6, ratio * 5.8]
+    out["provenance"]["utc_time"] = "2026-12-01T00:00:00+00:00"
+    out["id"] = record_id(out["config"], out["provenance"])
     return out
 
 
-def test_caveats_name_each_weakness_and_nothing_else(tmp_path):
-    clean, noisy = _committed()
-    assert caveats(json.loads(clean.read_text())) == {}
-    record = json.loads(noisy.read_text())
-    phases = ", ".join(record["flags"]["noisy"])
-    assert caveats(record) == {
-        "noisy": f"noisy phases {phases} (timing cv above {record['config']['measure']['noisy_cv']})"
-    }
-    both = json.loads(_variant(clean, tmp_path / "r.json", contended=True, dirty=True).read_text())
-    both["provenance"]["load"] = {
-        "start": {"running_elsewhere": 3, "usable_cores": 2},
-        "end": {"running_elsewhere": 1, "usable_cores": 2},
-    }
-    found = caveats(both)
-    assert list(found) == ["contended", "dirty"]
-    both["flags"]["noisy"] = ["step", "\x1b[2Jowned"]  # a hostile record's text reaches a terminal escaped
-    assert caveats(both)["noisy"].startswith("noisy phases step, '\\x1b[2Jowned' (timing cv above")
-    assert found["contended"] == f"contended: {CONTENDED_RULE} (3 other process(es) running on 2 core(s))"
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> tuple[Path, Path]:
+    """The committed records in a folder of their own, and the same beside one noisy repeat, submitted."""
+    base = tmp_path_factory.mktemp("gate")
+    before, after = base / "before", base / "after"
+    for root in (before, after):
+        shutil.copytree(COMMITTED, root / results_folder.RECORDS)
+    path = base / "noisy.json"
+    path.write_text(json.dumps(noisy_repeat(json.loads(KEPT.read_text()), 20.05)))
+    assert [o.status for o in submit([path], after)] == [TAKEN]
+    return before, after
 
 
-def test_the_summary_prints_ids_and_does_not_say_submit_when_a_record_is_weak(tmp_path, capsys):
-    clean, noisy = _committed()
-    records = [json.loads(clean.read_text()), json.loads(noisy.read_text())]
-    rows = summary_rows(records)
-    assert HEADERS[0] == "id" and [row[0] for row in rows] == [r["id"] for r in records]
-    assert all(len(row) == len(HEADERS) for row in rows)
-    weak = weak_records(records)
-    assert len(weak) == 1 and weak[0].startswith(records[1]["id"]) and "noisy phases" in weak[0]
-    _next_steps(records, tmp_path)
-    said = capsys.readouterr().out
-    assert "submit them" not in said and "1 of 2 record(s) are not clean" in said and records[1]["id"] in said
-    assert "idle machine" in said and "--strict" in said
-    _next_steps(records[:1], tmp_path)
-    assert capsys.readouterr().out.startswith(f"submit them to the shared results folder: make submit RUN={tmp_path}")
+def judged(root: Path) -> dict[int, dict]:
+    records, problems = results_folder.read_folder(root)
+    assert not problems
+    return {r["id"]: r for r in claims.report(claims.verdicts(records_frame(records, root)))}
 
 
-def test_submit_warns_and_strict_refuses_copying_nothing(tmp_path, capsys):
-    clean, noisy = _committed()
-    run = tmp_path / "run"
-    run.mkdir()
-    for source in (clean, noisy):
-        (run / source.name).write_bytes(source.read_bytes())
-    _variant(clean, run / "contended.json", contended=True)
-    _variant(clean, run / "dirty.json", dirty=True)
-    strict_root = tmp_path / "strict"
-    assert main(["submit", str(run), "--to", str(strict_root), "--strict"]) == 2
-    out, err = capsys.readouterr()
-    assert not strict_root.exists()  # nothing copied, not even the lock file
-    refused = [line for line in err.splitlines() if line.startswith("refused")]
-    assert len(refused) == 4 and all("strict: " in line and "nothing was copied" in line for line in refused)
-    assert sum("noisy phases" in line for line in refused) == 1
-    assert sum("contended: " in line for line in refused) == 1
-    assert sum("dirty: " in line for line in refused) == 1
-    assert sum("clean, but 3 other record(s) here are not" in line for line in refused) == 1
-    assert out.strip().endswith(f"0 taken, 0 duplicate, 4 refused -> {strict_root}")
-
-    root = tmp_path / "results"
-    assert main(["submit", str(run), "--to", str(root)]) == 0
-    out, err = capsys.readouterr()
-    assert len(list((root / "records").glob("*/*.json"))) == 4
-    warnings = [line for line in err.splitlines() if line.startswith("warning")]
-    assert len(warnings) == 3 and all("--strict refuses such records" in line for line in warnings)
-    assert main(["submit", str(run / clean.name), "--to", str(tmp_path / "clean"), "--strict"]) == 0
+def test_a_noisy_record_changes_no_verdict_and_is_counted_once(folders, capsys):
+    before, after = folders
+    old = judged(before)
+    assert main(["claims", "--results", str(after), "--format", "json"]) == 0  # as a user runs it
+    new = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    for claim_id, result in old.items():
+        assert {f: new[claim_id][f] for f in FIGURES} == {f: result[f] for f in FIGURES}, claim_id
+    # the verdicts that read its configuration count it; the others (analytic, other configurations) do not
+    grown = {i for i in old if new[i]["left_out"] == old[i]["left_out"] + 1}
+    assert grown == {1, 2, 4, 5} and all(new[i]["left_out"] == old[i]["left_out"] for i in set(old) - grown)
+    # kept in (--include-noisy), the judge reads it and nothing is counted as left out
+    records, _ = results_folder.read_folder(after)
+    by_id = {c["id"]: v for c, v in claims.verdicts(records_frame(records, after, include_noisy=True))}
+    repeat = noisy_repeat(json.loads(KEPT.read_text()), 20.05)["id"]
+    assert repeat in by_id[1].rows["ids"].str.cat(sep=" ").split()
+    assert all(v.left_out == 0 for v in by_id.values())
 
 
-def test_the_schema_keeps_old_records_valid_and_types_the_new_flag():
-    from harness.records.validate import RecordInvalid, check
+def test_the_table_leaves_it_out_and_says_so(folders, tmp_path):
+    before, after = folders
+    records, _ = results_folder.read_folder(after)
+    frame = records_frame(records, after)
+    noisy = frame[frame["left_out"] != ""]
+    assert len(noisy) == sum(bool(r.noisy) for r in records)  # no committed record is contended
+    assert main(["table", "--results", str(after), "--out", str(tmp_path / "tables")]) == 0
+    md = (tmp_path / "tables" / "v1" / "results.md").read_text()
+    for hardware, count in noisy["hardware"].value_counts().items():
+        assert f"`records/{hardware}/` · torch 2.13.0+cpu · {count} noisy or contended record(s) left out" in md
+    # the repeat's configuration: its quiet runs' median, and the row counts what it left out, the repeat among them
+    kept = json.loads(KEPT.read_text())
+    mine = frame[frame["id"] == kept["id"]].iloc[0]
+    same = frame[(frame["measured_hash"] == mine["measured_hash"]) & (frame["hardware"] == mine["hardware"])]
+    quiet = same[same["left_out"] == ""]
+    groups = grouped(frame)
+    [row] = [r for _, r in groups.iterrows() if kept["id"] in r["ids"].split()]
+    assert (row["n"], row["left_out_runs"]) == (len(quiet), len(same) - len(quiet)) and len(same) > len(quiet) + 1
+    assert row["compute_ratio_median"] == quiet["compute_ratio"].median()
+    assert noisy_repeat(kept, 20.05)["id"] in row["left_out_ids"].split()
+    # every report command takes the flag
+    empty = tmp_path / "empty"
+    for command in ("claims", "table", "plot", "site"):
+        assert main([command, "--results", str(empty), "--include-noisy", "--out", str(tmp_path / command)]) in (0, 1)
 
-    clean, _ = _committed()
-    record = json.loads(clean.read_text())
-    assert "contended" not in record["flags"] and check(copy.deepcopy(record))  # written before the flag: valid
-    record["flags"]["contended"] = "yes"
-    with pytest.raises(RecordInvalid, match="flags.contended"):
-        check(record)
 
-
-def test_cite_says_a_record_was_measured_while_other_work_ran(tmp_path, capsys):
-    clean, _ = _committed()
-    run = tmp_path / "results" / "runs" / "r"
-    record = json.loads(_variant(clean, tmp_path / "contended.json", contended=True).read_text())
-    from harness.records.io import write_record
-
-    write_record(record, run)
-    assert main(["cite", record["id"], "--results", str(tmp_path / "results")]) == 0
-    said = capsys.readouterr().out
-    assert f"> ⚠ **Measured while other work ran** (`flags.contended`: {CONTENDED_RULE})" in said
-    assert main(["cite", json.loads(clean.read_text())["id"]]) == 0  # the committed clean record: no such line
-    assert "other work ran" not in capsys.readouterr().out
+def test_the_rule_noisy_or_contended_absent_means_not():
+    data = json.loads(KEPT.read_text())
+    assert left_out_reason(Record.from_dict(data)) == ""
+    assert left_out_reason(Record.from_dict(noisy_repeat(data, 3.0))) == NOISY
+    contended = copy.deepcopy(data)
+    contended["flags"]["contended"] = True
+    assert left_out_reason(Record.from_dict(contended)) == CONTENDED
+    both = noisy_repeat(data, 3.0)
+    both["flags"]["contended"] = True
+    assert left_out_reason(Record.from_dict(both)) == f"{NOISY} {CONTENDED}"
+    contended["flags"]["contended"] = False
+    assert left_out_reason(Record.from_dict(contended)) == ""

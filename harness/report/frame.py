@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from harness import families
@@ -207,12 +208,10 @@ def records_frame(records: list[Record], root: Path, include_noisy: bool = False
     ).reset_index(drop=True)
 
 
-def trimmed_mean(values: pd.Series) -> float | None:
+def trimmed_mean(values: np.ndarray) -> float | None:
     """Mean without the single fastest and slowest value; only defined from five values up."""
-    values = values.dropna().sort_values()
-    if len(values) < 5:
-        return None
-    return float(values.iloc[1:-1].mean())
+    values = np.sort(values[~np.isnan(values)])
+    return float(values[1:-1].mean()) if len(values) >= 5 else None
 
 
 # Carried from a group's first record (the same for every repeat of one configuration).
@@ -290,18 +289,27 @@ def grouped(frame: pd.DataFrame) -> pd.DataFrame:
         row = {**dict(zip(GROUP_KEYS, key)), **_counts(group)}
         row["left_out_runs"] = len(whole) - len(group)
         row["left_out_ids"] = " ".join(whole.loc[whole["left_out"] != "", "id"])
-        ok = group[group["status"] == "ok"]
-        for name in METRIC_NAMES:
-            values = ok[name].dropna()
-            row[f"{name}_median"] = float(values.median()) if len(values) else None
-            row[f"{name}_min"] = float(values.min()) if len(values) else None
-            row[f"{name}_max"] = float(values.max()) if len(values) else None
-            row[f"{name}_trimmed_mean"] = trimmed_mean(values)
+        row.update(_statistics(group[group["status"] == "ok"]))
         out.append(row)
     result = pd.DataFrame(out, columns=GROUPED_COLUMNS + ([SIGNED_BY] if SIGNED_BY in frame else []))
     return result.sort_values(
         ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
     ).reset_index(drop=True)
+
+
+def _statistics(ok: pd.DataFrame) -> dict:
+    """Median, min, max and trimmed mean of every metric over the ok runs (None where none measured it); numpy
+    on the group's block of values, not a pandas call per metric: the folder's hundreds of groups stay fast."""
+    block = ok[METRIC_NAMES].to_numpy(dtype=float, na_value=np.nan)
+    row = {}
+    for i, name in enumerate(METRIC_NAMES):
+        values = np.sort(block[:, i][~np.isnan(block[:, i])])
+        some = len(values) > 0
+        row[f"{name}_median"] = float(np.median(values)) if some else None
+        row[f"{name}_min"] = float(values[0]) if some else None
+        row[f"{name}_max"] = float(values[-1]) if some else None
+        row[f"{name}_trimmed_mean"] = trimmed_mean(values)
+    return row
 
 
 def _counts(group: pd.DataFrame) -> dict:
