@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from harness import families
 from harness.config.fields import ConfigError
 from harness.records.folder import hardware_key
-from harness.records.predicted import prediction
+from harness.predict import analytic, timeline
+from harness.records.predicted import UNREADABLE, prediction
 from harness.units import GB, GIB
 
 if TYPE_CHECKING:
@@ -80,17 +81,29 @@ def _ratio(measured, predicted) -> float | None:
 
 
 def predicted_peak(r: Record) -> tuple[int | None, int | None]:
-    """(activations, the step's peak) the current analytic model predicts for a record's config."""
+    """(activations, the step's peak: its largest moment, harness/predict/timeline.py) the current analytic model
+    predicts for a record's config; no peak for a multi-rank record (the timeline counts one process's step)."""
     predicted = prediction(r.config, r.provenance, r.resolved, r.metrics)
     alloc, act = predicted.get("memory_allocated") or {}, (predicted.get("memory") or {}).get("activations_bytes")
     parts = [alloc.get(k) for k in ("params_bytes", "grads_bytes", "optimizer_bytes")] + [act]
-    return act, sum(parts) if all(isinstance(p, int) for p in parts) else None
+    if not all(isinstance(p, int) for p in parts) or r.config.parallel.name != "none":
+        return act, None
+    device_type = alloc.get("device_type") or "cpu"
+    kernel = ((r.resolved or {}).get("attention_kernel") or {}).get("fwd_train")
+    try:
+        closed = analytic.activations(r.config, kernel, device_type)
+        closed = closed if closed["activations_bytes"] == act else {"activations_bytes": act}
+        return act, timeline.step_moments(r.config, timeline.fixed_parts(r.config, alloc, device_type), closed)[
+            "peak_step_bytes"
+        ]
+    except UNREADABLE:
+        return act, None
 
 
 def calibration(records: list[Record], cfg: BenchConfig) -> dict:
     """How far the current analytic model is from the measurements of configurations like `cfg` (same block,
     method and checkpointing), per hardware: n, and measured / predicted ranges for activations and the step's peak
-    (the peak's prediction leaves temporaries out, so measured / predicted above 1 is expected there)."""
+    (the peak: the largest of the step's moments)."""
     kind = model_kind(cfg)
     like = (cfg.method.name, cfg.checkpointing.enabled)
     rows: dict[str, dict] = {}
