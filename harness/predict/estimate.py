@@ -140,31 +140,41 @@ def seq_limit(cfg: BenchConfig) -> int:
     return min(MAX_VALUE, families.of(cfg.model).context_length(cfg.model) or MAX_VALUE)
 
 
-def cards(cfg: BenchConfig, predicted: dict, overheads: dict, card_list=CARDS_GB) -> list[dict]:
-    """For each card (GiB): the device-level range (the step's peak + what the device adds, low to high), whether it
-    fits (`yes` when even the high end fits, `no` when even the low end does not, else `depends on the context`),
-    and the largest batch size and sequence length whose high end would fit. `predicted` is step()'s answer."""
+# What "fits?" says: the whole error band fits, only part of it, or none of it.
+FITS, BORDERLINE, NO = "fits", "borderline", "no"
+NO_BAND = {"low": 1.0, "high": 1.0, "source": "no error band: the prediction alone"}
+
+
+def verdict(peak: int, band: dict, overhead: tuple, budget: int) -> str:
+    """`fits` where the band's upper end (the peak x the highest measured / predicted, + the device's highest
+    overhead) fits the card, `no` where even its lower end does not, `borderline` in between."""
+    low, high = peak * band["low"] + overhead[0], peak * band["high"] + overhead[1]
+    return FITS if high <= budget else NO if low > budget else BORDERLINE
+
+
+def cards(cfg: BenchConfig, predicted: dict, overheads: dict, card_list=CARDS_GB, band: dict = NO_BAND) -> list[dict]:
+    """For each card (GiB): the device-level range (the step's peak across the measured error `band`, + what the
+    device adds, low to high), whether it fits (verdict), and the largest batch size and sequence length whose
+    high end would fit; where the peak has no figure, the reason. `predicted` is step()'s answer."""
     peak = predicted["peak_step_bytes"]
     need = peak_function(cfg, traced=predicted if predicted["activations_source"] == "traced" else None)
     limit = seq_limit(cfg)
+    reason = None if peak is not None else f"no activation figure: {predicted['formulas']['activations_bytes']}"
     rows = []
     for gb in card_list:
         low, high, source = overheads[gb]
         budget = int(gb * GIB)
+        room = int((budget - high) / band["high"])  # what the prediction may reach for the high end to fit
+        row = {"card_gib": gb, "overhead_source": source, "band": band, "no_figure_reason": reason}
         if peak is None:
-            verdict = "unknown (no activation figure)"
+            row.update(device_low_bytes=None, device_high_bytes=None, fits="unknown")
         else:
-            verdict = "yes" if peak + high <= budget else "no" if peak + low > budget else "depends on the context"
-        room = budget - high
-        rows.append(
-            {
-                "card_gib": gb,
-                "device_low_bytes": None if peak is None else peak + low,
-                "device_high_bytes": None if peak is None else peak + high,
-                "overhead_source": source,
-                "fits": verdict,
-                "largest_batch_size": largest(cfg, "workload.batch_size", room, MAX_VALUE, need)["value"],
-                "largest_seq_len": largest(cfg, "workload.seq_len", room, limit, need)["value"],
-            }
-        )
+            row.update(
+                device_low_bytes=int(peak * band["low"]) + low,
+                device_high_bytes=int(peak * band["high"]) + high,
+                fits=verdict(peak, band, (low, high), budget),
+            )
+        row["largest_batch_size"] = largest(cfg, "workload.batch_size", room, MAX_VALUE, need)["value"]
+        row["largest_seq_len"] = largest(cfg, "workload.seq_len", room, limit, need)["value"]
+        rows.append(row)
     return rows

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from harness import families
 from harness.config.fields import ConfigError
-from harness.records.folder import hardware_key
 from harness.predict import analytic, timeline
+from harness.records.folder import hardware_key
 from harness.records.predicted import UNREADABLE, prediction
 from harness.units import GB, GIB
 
@@ -115,7 +115,8 @@ def calibration(records: list[Record], cfg: BenchConfig) -> dict:
         act, peak = predicted_peak(r)
         memory = r.metrics.get("memory") or {}
         key = hardware_key(r.provenance)
-        row = rows.setdefault(key, {"hardware": key, "n": 0, **{k: [] for k in COMPARED}})
+        device = "gpu" if r.provenance.get("device_type") == "cuda" else "cpu"
+        row = rows.setdefault(key, {"hardware": key, "device": device, "n": 0, **{k: [] for k in COMPARED}})
         row["n"] += 1
         for name, pred in (("activations_bytes", act), ("peak_step_bytes", peak)):
             ratio = _ratio(memory.get(name), pred)
@@ -124,6 +125,31 @@ def calibration(records: list[Record], cfg: BenchConfig) -> dict:
     out = []
     for row in sorted(rows.values(), key=lambda x: x["hardware"]):
         ranges = {k: [min(row[k]), max(row[k])] if row[k] else None for k in COMPARED}
-        out.append({"hardware": row["hardware"], "n": row["n"], "measured_over_predicted": ranges})
+        out.append(
+            {"hardware": row["hardware"], "device": row["device"], "n": row["n"], "measured_over_predicted": ranges}
+        )
     what = f"{kind} {like[0]}, checkpointing {'on' if like[1] else 'off'}"
     return {"like": what, "rows": out, "note": None if out else f"not yet measured: no record of {what} in the folder"}
+
+
+def error_band(found: dict) -> dict:
+    """The step peak's error band for `bench estimate`'s verdicts, from calibration()'s answer: measured / predicted
+    over the GPU records of such configurations (every GPU's together), else over the CPU records (labelled so:
+    on a GPU the device adds the CUDA context, taken from published sizes), else none (the prediction alone)."""
+    for device, label in (("gpu", "GPU"), ("cpu", "CPU")):
+        rows = [r for r in found["rows"] if r["device"] == device and r["measured_over_predicted"]["peak_step_bytes"]]
+        if not rows:
+            continue
+        ranges = [r["measured_over_predicted"]["peak_step_bytes"] for r in rows]
+        n = sum(r["n"] for r in rows)
+        where = ", ".join(r["hardware"] for r in rows)
+        source = f"measured / predicted step peak of {n} {label} record(s) of {found['like']} ({where})"
+        if device == "cpu":
+            source += "; no GPU record: the band comes from CPU measurements and the device level from published "
+            source += "CUDA context sizes"
+        return {"low": min(r[0] for r in ranges), "high": max(r[1] for r in ranges), "source": source}
+    return {
+        "low": 1.0,
+        "high": 1.0,
+        "source": f"no error band: {found['note']}; the prediction alone, with published CUDA context sizes",
+    }
