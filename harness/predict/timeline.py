@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, adapter_bytes, mlp_checkpoint_segments
-from harness.predict.activations_hf import Block, head_bytes
+from harness.predict.activations_hf import Block, gemma_norm_bytes, head_bytes, mask_bytes
 from harness.predict.allocator import allocated_bytes
 from harness.predict.parameters import (
     NF4_BLOCK,
@@ -78,12 +78,13 @@ def dequantized_bytes(cfg: BenchConfig, numel: int, device_type: str, alloc: Cal
 
 
 def buffer_bytes(cfg: BenchConfig, alloc: Callable[[int], int]) -> int:
-    """A decoder's buffers: the rotary embedding's inverse frequencies (head_dim / 2, fp32: transformers keeps them
-    in fp32 whatever the model's dtype), twice: inv_freq and original_inv_freq; GPT-2 (learned positions) and the mlp have none."""
+    """A decoder's buffers: the rotary embedding's inverse frequencies (head_dim / 2 in fp32, whatever the model's
+    dtype), twice: inv_freq and original_inv_freq; GPT-2 (learned positions) and the mlp have none."""
     decoder = families.of(cfg.model).block(cfg.model)
     if decoder is None or decoder[0].style == "gpt2":
         return 0
-    return 2 * alloc(decoder[0].head_dim // 2 * 4)
+    scale = alloc(4) if decoder[0].style == "gemma" else 0  # gemma2's embed_scale: one fp32 scalar
+    return 2 * alloc(decoder[0].head_dim // 2 * 4) + scale
 
 
 def trainable_where(cfg: BenchConfig, where: Callable, alloc: Callable[[int], int]) -> int:
@@ -101,68 +102,115 @@ def trainable_where(cfg: BenchConfig, where: Callable, alloc: Callable[[int], in
     )
 
 
-def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int], int]) -> dict:
-    """The moments of a transformers causal LM (`fixed`: state, gradients and optimizer temporaries in bytes)."""
-    block, _, _ = families.of(cfg.model).block(cfg.model)
-    k: Block = block
-    b, s = cfg.workload.batch_size, cfg.workload.seq_len
-    t, e, h, ff, vocab = b * s, COMPUTE_BYTES[cfg.precision.name], k.hidden, k.ff, k.vocab
+EMBEDDINGS = ("embed_tokens", "wte")  # the input embedding's name, per block family's inventory
+
+
+def decoder_gradients(cfg: BenchConfig, alloc: Callable[[int], int]) -> dict:
+    """The gradients a decoder's backward makes by where it is: lm_head's weight (a tied lm_head's is the
+    embedding's, made at the head and held until the embedding's own part arrives; a frozen base has none), the
+    head's with the final norm's, one layer's, and one layer's MLP output projection (down_proj, GPT-2's c_proj)."""
+    k = families.of(cfg.model).block(cfg.model)[0]
     full = cfg.method.name not in ADAPTER_METHODS
-    end_of_forward = act.get("end_of_forward_bytes", act["activations_bytes"])
+    tied = not any(x.name == "lm_head" for x in parameter_tensors(cfg))
+    weight = trainable_where(cfg, lambda x: x.name in (EMBEDDINGS if tied else ("lm_head",)), alloc) if full else 0
+    final_norm = trainable_where(cfg, lambda x: not x.in_layer and x.name in ("norm", "bias"), alloc) if full else 0
+    down = trainable_where(cfg, lambda x: x.in_layer and x.linear_in == k.ff and x.name != "gate_up_proj", alloc)
+    return {
+        "head_weight": weight,
+        "head": weight + final_norm,
+        "layer": trainable_where(cfg, lambda x: x.in_layer, alloc) // k.layers,
+        "down": down // k.layers,
+    }
+
+
+def fixed_parts(cfg: BenchConfig, memory_allocated: dict, device_type: str) -> dict:
+    """What a step holds whatever its batch and sequence length: parameters, buffers and optimizer state
+    (`state`), gradients, the optimizer's temporaries, and a decoder's gradients by where they are made."""
+
+    def alloc(n: int) -> int:
+        return allocated_bytes(n, device_type)
+
+    fixed = {
+        "state": memory_allocated["params_bytes"] + buffer_bytes(cfg, alloc) + memory_allocated["optimizer_bytes"],
+        "grads": memory_allocated["grads_bytes"],
+        "optimizer_temporaries": optimizer_temporaries(cfg, device_type, alloc),
+        "device_type": device_type,
+    }
+    if families.of(cfg.model).transformers:
+        fixed.update(decoder_gradients(cfg, alloc))
+    return fixed
+
+
+def saved_by_head(k: Block, cfg: BenchConfig, e: int, device_type: str) -> int:
+    """What the head saved that its backward releases: the final norm's, the log-softmax, the labels (not the loss,
+    held by the caller until backward returns; nor GPT-2's position ids and embedding dropout mask, released at
+    the bottom). A frozen base's final norm saves no normalised input, and a frozen lm_head not its input."""
+    b, s = cfg.workload.batch_size, cfg.workload.seq_len
+    t = b * s
+    out = head_bytes(k, b, s, e, device_type) - LOSS_BYTES
+    if k.style == "gpt2":
+        out -= s * 8 + (t * k.hidden * mask_bytes(e, device_type) if k.dropout else 0)
+    return out - (0 if cfg.method.name not in ADAPTER_METHODS else 2 * t * k.hidden * e)
+
+
+def released_before_mlp(k: Block, t: int, e: int, device_type: str) -> int:
+    """What a layer's backward releases before its MLP's: gemma2's post-feed-forward norm, GPT-2's MLP dropout
+    mask."""
+    if k.style == "gemma":
+        return gemma_norm_bytes(t, k.hidden, e, False)
+    return t * k.hidden * mask_bytes(e, device_type) if (k.style == "gpt2" and k.dropout) else 0
+
+
+def layer_moments(cfg: BenchConfig, k: Block, act: dict, fixed: dict, alloc: Callable[[int], int]) -> int:
+    """The largest live set in the layers' backward: the final norm's backward (RMSNorm in fp32: its fp32 input
+    and five t x h fp32 temporaries), the first layer's MLP (the gated product's backward holds the residual's
+    gradient and three t x ff tensors once down_proj's input and its adapter's r-wide input are released; QLoRA:
+    down_proj's input gradient from its dequantized weight), the last layer's (every other layer's gradients
+    made), and the end of the backward (every gradient, the embedding's made from the gradient that reaches it)."""
+    t, e = cfg.workload.batch_size * cfg.workload.seq_len, COMPUTE_BYTES[cfg.precision.name]
+    h, ff, full = k.hidden, k.ff, cfg.method.name not in ADAPTER_METHODS
     state, grads = fixed["state"], fixed["grads"]
-    log_softmax = alloc(t * vocab * 4)
-    # nll_loss's backward has released the shifted labels when log_softmax's backward runs
-    loss = state + end_of_forward - alloc(t * LABEL_BYTES) + 2 * log_softmax
-    softcap = alloc(t * vocab * e) if k.final_softcap else 0
-    head_weight = trainable_where(cfg, lambda x: x.name == "lm_head", alloc) if full else 0
-    if full and not any(x.name == "lm_head" for x in parameter_tensors(cfg)):  # tied: the embedding's gradient
-        head_weight = trainable_where(cfg, lambda x: x.name == "embed_tokens", alloc)
-    head = (
-        state
-        + end_of_forward
-        - alloc(t * LABEL_BYTES)
-        - log_softmax
-        - softcap
-        + alloc(t * vocab * e)
-        + alloc(t * h * e)
-        + head_weight
-    )
-    # what the head saved, but the loss (held by the caller until backward returns); a frozen base's final norm
-    # saves no normalised input, and a frozen lm_head not its input
-    saved_by_head = head_bytes(k, b, s, e, "cpu") - LOSS_BYTES - (0 if full else 2 * t * h * e)
-    layer_acts = end_of_forward - saved_by_head
-    head_grads = head_weight + trainable_where(cfg, lambda x: not x.in_layer and x.name == "norm", alloc)
-    # the final RMSNorm's backward, in fp32: its fp32 input and five t x h fp32 temporaries
-    norm = state + layer_acts + head_grads + 6 * alloc(t * h * 4)
-    # the first layer's MLP: the gated product's backward holds the residual's gradient and three t x ff tensors,
-    # once down_proj's input (and its adapter's r-wide input) are released
-    product, per_layer_grads = alloc(t * ff * e), trainable_where(cfg, lambda x: x.in_layer, alloc) // k.layers
-    down = trainable_where(cfg, lambda x: x.name in ("down_proj", "c_proj") and x.in_layer, alloc) // k.layers
+    layer_acts = end_of_forward(act) - saved_by_head(k, cfg, e, fixed["device_type"])
+    head_grads = fixed["head"]
+    norm = state + layer_acts + head_grads + 6 * alloc(t * h * 4) if k.style != "gpt2" else 0
+    product, per_layer_grads = alloc(t * ff * e), fixed["layer"]
     adapter_input = 0 if full else alloc(t * cfg.method.r * adapter_bytes(cfg.precision.name))
-    mlp_backward = alloc(t * h * e) + 2 * product + down - adapter_input
+    released = released_before_mlp(k, t, e, fixed["device_type"])
+    mlp_backward = alloc(t * h * e) + 2 * product + fixed["down"] - adapter_input - released
     recompute = act.get("recompute_bytes")
-    if recompute is not None:
-        # the recomputed layer and the stored inputs, beside the loss the caller holds
-        top = state + recompute + alloc(LOSS_BYTES) + head_grads + mlp_backward
+    if recompute is not None:  # the recomputed layer and the stored inputs, beside the loss the caller holds
+        first = recompute + alloc(LOSS_BYTES)
         per_layer_acts = alloc(t * h * e)  # what is left of a layer once its backward is done: its input
     else:
-        top = state + layer_acts + head_grads + mlp_backward
-        per_layer_acts = layer_acts // k.layers
-    # QLoRA: down_proj's input gradient from its dequantized weight, before the gated product is released
-    dequantized = state + (recompute or layer_acts) + head_grads + alloc(t * h * e) + alloc(t * ff * e)
-    top = (
-        max(top, dequantized + dequantized_bytes(cfg, ff * h, fixed["device_type"], alloc))
-        if cfg.method.name == "qlora"
-        else top
-    )
-    # the last layer backward: one layer's activations left of the layers', every other layer's gradients made
+        first, per_layer_acts = layer_acts, layer_acts // k.layers
+    top = state + first + head_grads + mlp_backward
+    if cfg.method.name == "qlora":
+        dequantized = state + first + head_grads + alloc(t * h * e) + product
+        top = max(top, dequantized + dequantized_bytes(cfg, ff * h, fixed["device_type"], alloc))
     bottom = top - (k.layers - 1) * (per_layer_acts - per_layer_grads)
-    # the end of the backward: every gradient (the embedding's made from the gradient that reaches it)
     end = state + grads + alloc(t * h * e) if full else 0
-    out = {"end of forward": state + end_of_forward, "loss backward": loss, "head backward": head}
-    out["layers backward"] = max(norm, top, bottom, end)
-    out["optimizer step"] = state + grads + fixed["optimizer_temporaries"]
-    return out
+    return max(norm, top, bottom, end)
+
+
+def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int], int]) -> dict:
+    """The moments of a transformers causal LM (`fixed`: state, gradients and optimizer temporaries in bytes)."""
+    k: Block = families.of(cfg.model).block(cfg.model)[0]
+    t, e = cfg.workload.batch_size * cfg.workload.seq_len, COMPUTE_BYTES[cfg.precision.name]
+    eof = end_of_forward(act)
+    state, labels = fixed["state"], alloc(t * LABEL_BYTES)
+    log_softmax = alloc(t * k.vocab * 4)
+    softcap = alloc(t * k.vocab * e) if k.final_softcap else 0
+    # lm_head's backward: the logits' gradient in the model's dtype, its input gradient and its weight gradient,
+    # once log-softmax (and gemma2's soft-cap) released what they saved
+    head = alloc(t * k.vocab * e) + alloc(t * k.hidden * e) + fixed["head_weight"] - log_softmax - softcap
+    return {
+        "end of forward": state + eof,
+        # nll_loss's backward has released the shifted labels when log_softmax's backward runs
+        "loss backward": state + eof - labels + 2 * log_softmax,
+        "head backward": state + eof - labels + head,
+        "layers backward": layer_moments(cfg, k, act, fixed, alloc),
+        "optimizer step": state + fixed["grads"] + fixed["optimizer_temporaries"],
+    }
 
 
 def mlp_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int], int]) -> dict:
@@ -177,7 +225,7 @@ def mlp_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int],
     adapter_input = alloc(t * cfg.method.r * ae) if adapters else 0
     input_grad = unit + (alloc(t * w * ae) if adapters else 0)
     state, grads = fixed["state"], fixed["grads"]
-    end_of_forward = act.get("end_of_forward_bytes", act["activations_bytes"])
+    eof = end_of_forward(act)
     seed, mse_input = alloc(LOSS_SEED_BYTES), alloc(t * w * 4)
     layer_grads = grads // depth
 
@@ -197,35 +245,34 @@ def mlp_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int],
         )
     if cfg.checkpointing.enabled:  # the last segment is kept, the others recomputed: its top layer, then the first
         first_segment = depth // min(mlp_checkpoint_segments(depth, cfg.checkpointing.segments), depth)
-        top = state + seed + end_of_forward - unit - adapter_input + unit + input_grad + layer_grads
+        top = state + seed + eof - unit - adapter_input + unit + input_grad + layer_grads
         layers = max(top, *(linear_backward(j) for j in {min(1, first_segment - 1), 0}))
     if unit == mse_input:  # fp32: the top ReLU's backward, beside the MSE's gradient and everything saved
-        layers = max(layers, state + seed + end_of_forward + mse_input + unit)
+        layers = max(layers, state + seed + eof + mse_input + unit)
     return {
-        "end of forward": state + end_of_forward,
-        "loss backward": state + end_of_forward + seed + mse_input,
+        "end of forward": state + eof,
+        "loss backward": state + eof + seed + mse_input,
         "head backward": None,
         "layers backward": layers,
         "optimizer step": state + unit + grads + fixed["optimizer_temporaries"],
     }
 
 
-def step_moments(cfg: BenchConfig, memory_allocated: dict, act: dict, device_type: str) -> dict:
-    """{moments: {moment: bytes or None}, peak_step_bytes, peak_moment} for a step whose parameters, gradients and
-    optimizer state are `memory_allocated` (analytic.predict's) and whose activations are `act` (analytic.activations'
-    dict, or a traced figure: its activations_bytes stands for the end of the forward, an upper bound there)."""
+def end_of_forward(act: dict) -> int:
+    """What the forward leaves for backward: the closed form's figure at the end of the forward, else (a traced
+    figure, the larger of the end of the forward and a recomputation) the activations' figure, an upper bound."""
+    return act.get("end_of_forward_bytes", act["activations_bytes"])
+
+
+def step_moments(cfg: BenchConfig, fixed: dict, act: dict) -> dict:
+    """{moments: {moment: bytes or None}, peak_step_bytes, peak_moment} of a step that holds `fixed` (fixed_parts')
+    and whose activations are `act` (analytic.activations' dict, or a traced figure)."""
     if act.get("activations_bytes") is None:
         return {"moments": dict.fromkeys(MOMENTS), "peak_step_bytes": None, "peak_moment": None}
 
     def alloc(n: int) -> int:
-        return allocated_bytes(n, device_type)
+        return allocated_bytes(n, fixed["device_type"])
 
-    fixed = {
-        "state": memory_allocated["params_bytes"] + buffer_bytes(cfg, alloc) + memory_allocated["optimizer_bytes"],
-        "grads": memory_allocated["grads_bytes"],
-        "optimizer_temporaries": optimizer_temporaries(cfg, device_type, alloc),
-        "device_type": device_type,
-    }
     counted = decoder_moments if families.of(cfg.model).transformers else mlp_moments
     moments = counted(cfg, act, fixed, alloc)
     peak_moment = max((m for m in MOMENTS if moments[m] is not None), key=lambda m: moments[m])
