@@ -63,6 +63,33 @@ def _cell(row: pd.Series, metric: str, kind: str, mem_unit: int) -> str:
     return text
 
 
+def _row_cells(row: pd.Series, label: str, mem_unit: int) -> tuple[list[str], list[str]]:
+    """One row's figure cells and its notes (what weakens or qualifies them)."""
+    notes = []
+    if row["status"] == "oom":
+        cells = ["does not fit"] + [""] * (len(MD_COLUMNS) - 1)
+        notes.append(f"out of memory on {label}" + (f" in {row['oom_phases']}" if row["oom_phases"] else ""))
+    else:
+        cells = [_cell(row, metric, kind, mem_unit) for _, metric, kind in MD_COLUMNS]
+        if row["n_oom"]:
+            notes.append(f"{row['n_oom']} run(s) out of memory")
+    if row["checks_failed_runs"]:
+        notes.append(f"self-checks failed in {row['checks_failed_runs']} run(s)")
+    if row["git_dirty_runs"]:
+        notes.append(f"{row['git_dirty_runs']} run(s) from a modified tree")
+    if row["predicted_disagrees"]:
+        notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
+    if row["noisy_runs"]:
+        notes.append(f"noisy in {row['noisy_runs']} run(s)")
+    if row["left_out_runs"]:
+        notes.append(f"{row['left_out_runs']} noisy or contended run(s) left out")
+    if SIGNED_BY in row:
+        notes.append(" ".join(f"signed by {n}" if n != UNSIGNED else n for n in row[SIGNED_BY].split()))
+    if row["environment"] not in ("lock", "not recorded"):
+        notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
+    return cells, notes
+
+
 def markdown(groups: pd.DataFrame, major: int, source: str, left_out: pd.Series | None = None) -> str:
     """The table of one schema major; `left_out`: how many records the noise gate left out, per hardware."""
     lines = [
@@ -94,28 +121,7 @@ def markdown(groups: pd.DataFrame, major: int, source: str, left_out: pd.Series 
         lines.append("| " + " | ".join(headers) + " |")
         lines.append("|" + "|".join("---" for _ in headers) + "|")
         for _, row in hw_groups.iterrows():
-            notes = []
-            if row["status"] == "oom":
-                cells = ["does not fit"] + [""] * (len(MD_COLUMNS) - 1)
-                notes.append(f"out of memory on {label}" + (f" in {row['oom_phases']}" if row["oom_phases"] else ""))
-            else:
-                cells = [_cell(row, metric, kind, mem_unit) for _, metric, kind in MD_COLUMNS]
-                if row["n_oom"]:
-                    notes.append(f"{row['n_oom']} run(s) out of memory")
-            if row["checks_failed_runs"]:
-                notes.append(f"self-checks failed in {row['checks_failed_runs']} run(s)")
-            if row["git_dirty_runs"]:
-                notes.append(f"{row['git_dirty_runs']} run(s) from a modified tree")
-            if row["predicted_disagrees"]:
-                notes.append(f"outside the analytic model's tolerance: {row['predicted_disagrees']}")
-            if row["noisy_runs"]:
-                notes.append(f"noisy in {row['noisy_runs']} run(s)")
-            if row["left_out_runs"]:
-                notes.append(f"{row['left_out_runs']} noisy or contended run(s) left out")
-            if SIGNED_BY in row:
-                notes.append(" ".join(f"signed by {n}" if n != UNSIGNED else n for n in row[SIGNED_BY].split()))
-            if row["environment"] not in ("lock", "not recorded"):
-                notes.append("software " + row["environment"].replace("differs:", "differs from requirements.lock:"))
+            cells, notes = _row_cells(row, label, mem_unit)
             lines.append(
                 "| "
                 + " | ".join(
