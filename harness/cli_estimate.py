@@ -40,23 +40,35 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def traced(cfg: BenchConfig) -> dict:
-    print("bench: no closed form covers these activations; tracing the model (imports torch)...", file=sys.stderr)
-    from harness.measure.traced import traced_activations
+    from harness.run.library_log import into, trace_log
 
-    return traced_activations(cfg)
+    log = trace_log()  # the libraries' warnings (transformers' FutureWarnings) go there, not into the answer
+    print(
+        "bench: no closed form covers these activations; tracing the model (imports torch; library messages "
+        f"go to {log})...",
+        file=sys.stderr,
+    )
+    with open(log, "a") as stream, into(stream):
+        from harness.measure.traced import traced_activations
+
+        return traced_activations(cfg)
 
 
 def cmd_estimate(argv: list[str]) -> int:
-    from harness.config.compose import make_case
+    from harness.config.compose import make_case, override_key
     from harness.predict import estimate
+    from harness.predict.estimate_defaults import assumed_overrides
     from harness.records import folder as results_folder
-    from harness.report.estimate_calibration import calibration, device_overheads
+    from harness.report.estimate_calibration import calibration, device_overheads, error_band
     from harness.report.estimate_table import as_json, table
 
     args, overrides = parse(argv)
     if any(o.split("=", 1)[0] in ("suite", "output_dir") for o in overrides):
         raise ConfigError("overrides", "bench estimate answers for one configuration: no suite=, no output_dir=")
     cfg = make_case(overrides).config  # exit 2 on bad input, before anything is computed
+    extra, assumed = assumed_overrides(cfg, {override_key(o) for o in overrides})
+    if extra:  # bench estimate's own defaults (harness/predict/estimate_defaults.py), validated like the user's
+        cfg = make_case([*overrides, *extra]).config
     cards = sorted(set(args.card)) if args.card else list(estimate.CARDS_GB)
     predicted = estimate.step(cfg, "cuda", None if args.no_trace else traced)
     records, problems = results_folder.read_folder(results_folder.resolve(args.results))
@@ -64,9 +76,11 @@ def cmd_estimate(argv: list[str]) -> int:
         print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
     answer = {
         "config": cfg,
+        "assumed": assumed,
         "predicted": predicted,
         "calibration": calibration(records, cfg),
-        "cards": estimate.cards(cfg, predicted, device_overheads(records, cards), cards),
     }
+    answer["band"] = error_band(answer["calibration"])
+    answer["cards"] = estimate.cards(cfg, predicted, device_overheads(records, cards), cards, answer["band"])
     print(as_json(answer) if args.format == "json" else table(answer))
     return 0

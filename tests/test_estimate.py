@@ -36,9 +36,14 @@ def test_the_qwen_qlora_question_is_answered_in_under_5_seconds_without_torch(tm
     answer = json.loads("\n".join(answer_lines))
     predicted = answer["predicted"]
     assert predicted["params"]["total"] == 7_615_616_512
-    assert predicted["peak_step_bytes"] == sum(
-        predicted[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")
-    )
+    # the peak is the step's largest moment (harness/predict/timeline.py): here the loss's backward, which holds,
+    # beyond the end of forward's live set, the two fp32 t x V tensors of the cross entropy's backward
+    # (grad of the logits in and out; Qwen2.5's vocabulary is 152,064), less the shifted int64 labels nll_loss's
+    # backward has released
+    moments = predicted["moments"]
+    assert predicted["peak_step_bytes"] == max(moments.values()) == moments[predicted["peak_moment"]]
+    assert predicted["peak_moment"] == "loss backward"
+    assert moments["loss backward"] - moments["end of forward"] == 2 * 2048 * 152_064 * 4 - 2048 * 8
     assert [row["card_gib"] for row in answer["cards"]] == list(estimate.CARDS_GB)
     assert answer["calibration"]["note"].startswith("not yet measured")  # an empty results folder
     assert all(row["overhead_source"].startswith("published range") for row in answer["cards"])
@@ -55,7 +60,7 @@ def test_cards_answer_consistently():
         card = row["card_gib"] * GIB
         low, high = row["device_low_bytes"], row["device_high_bytes"]
         assert (low, high) == tuple(predicted["peak_step_bytes"] + o for o in PUBLISHED_CONTEXT_BYTES)
-        assert row["fits"] == ("yes" if high <= card else "no" if low > card else "depends on the context")
+        assert row["fits"] == ("fits" if high <= card else "no" if low > card else "borderline")
         # the largest batch it names fits by the same count at the high end of the context, and one more does not
         b = row["largest_batch_size"]
         if b:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, adapter_bytes, mlp_checkpoint_segments
 from harness.families.hf_config import family
-from harness.predict.activations_hf import Block, checkpointed_bytes, frozen_base_saving, full_training_bytes
+from harness.predict.activations_hf import Block, checkpointed_parts, frozen_base_saving, full_training_bytes
 from harness.predict.parameters import lora_targets, parameter_tensors
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ def mlp_activation_bytes(cfg: BenchConfig) -> dict:
     recompute = (k - 1) * unit + size * per_layer
     return {
         "activations_bytes": max(end_of_forward, recompute),
+        "end_of_forward_bytes": end_of_forward,
+        "recompute_bytes": recompute,
         "formula": f"checkpoint_sequential, {k} segments: max(end of forward, recompute of one segment)",
     }
 
@@ -118,8 +120,11 @@ def transformer_activations(cfg: BenchConfig, attention_kernel: str | None, devi
         # llama-like blocks; gpt2's count (the math kernel is what its dropout selects on a CPU) holds, measured
         return {"activations_bytes": None, "formula": "not derived: SDPA's math kernel under checkpointing"}
     elif ckpt:
+        end_of_forward, recompute = checkpointed_parts(*args)
         out = {
-            "activations_bytes": checkpointed_bytes(*args),
+            "activations_bytes": max(end_of_forward, recompute),
+            "end_of_forward_bytes": end_of_forward,
+            "recompute_bytes": recompute,
             "formula": "checkpointing per decoder layer: layer inputs + max(head, one recomputed layer)",
         }
     else:

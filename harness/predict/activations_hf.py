@@ -191,12 +191,19 @@ def checkpointed_bytes(k: Block, b: int, s: int, e: int, attn: str, kernel: str 
     layer, whose first norm reads the stored input itself in an fp32 model). Recomputation stops at the last
     tensor the layer saves (torch.utils.checkpoint's early stop); what that op reads and does not save is still
     alive then: gpt2's last is the MLP dropout's mask, beside the c_proj output it masks."""
+    return max(checkpointed_parts(k, b, s, e, attn, kernel, device_type))
+
+
+def checkpointed_parts(
+    k: Block, b: int, s: int, e: int, attn: str, kernel: str | None, device_type: str
+) -> tuple[int, int]:
+    """checkpointed_bytes' two moments: (the end of the forward, one layer recomputed in backward)."""
     t = b * s
     stored = k.layers * t * k.hidden * e + rotary_bytes(k, s, e) + s * 8
     layer = layer_bytes(k, b, s, e, attn, kernel, device_type)
     shared = t * k.hidden * e if (e == 4 or k.style == "gpt2") else 0
     alive = t * k.hidden * e if (k.style == "gpt2" and k.dropout) else 0
-    return max(stored + head_bytes(k, b, s, e, device_type), stored + layer - shared + alive)
+    return stored + head_bytes(k, b, s, e, device_type), stored + layer - shared + alive
 
 
 def inference_bytes(k: Block, b: int, s: int, e: int, attn: str, adapters: bool) -> int:

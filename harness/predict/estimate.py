@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES
-from harness.predict import analytic
+from harness.predict import analytic, timeline
 from harness.predict.activations_hf import inference_bytes
 from harness.units import GIB
 
@@ -25,9 +25,16 @@ CARDS_GB = (8, 12, 16, 24, 32, 40, 48, 80, 141)
 SEARCHED = ("workload.batch_size", "workload.seq_len")
 MAX_VALUE = 1 << 16  # the largest batch or sequence length searched (bench fit's fit.max default too)
 STEP_CATEGORIES = ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes")
-# Each category at its own peak: gradients and activations never peak together (full training's measured peak runs
-# below the sum), and backward temporaries are left out (adapters' measured peak runs above it).
-PEAK_HOLDS = "parameters + gradients + optimizer state + activations (no temporaries)"
+# The step's peak is the largest of its moments (harness/predict/timeline.py), not the sum of the categories:
+# gradients appear as activations are freed, and the loss's backward, the layers' and the optimizer step make
+# temporaries of their own.
+PEAK_HOLDS = "the largest live set of the step's moments (harness/predict/timeline.py), at the {moment}"
+# What every prediction assumes of the training loop: the standard one, where backward leaves every gradient whole
+# until the optimizer step (optimizer-in-backward loops, torchtune's among them, free each as it is applied).
+GRADIENTS_HELD = (
+    "gradients are held whole until the optimizer step (the standard loop; an optimizer-in-backward loop holds "
+    "far less)"
+)
 
 Fallback = Callable[["BenchConfig"], dict]  # config -> {activations_bytes, formula}: a traced prediction
 
@@ -65,13 +72,14 @@ def inference(cfg: BenchConfig, params_bytes: int) -> dict:
 
 
 def step(cfg: BenchConfig, device_type: str = "cuda", fallback: Fallback | None = None) -> dict:
-    """Bytes per category of a training step (as the device's allocator holds them), its peak and inference's."""
+    """Bytes per category of a training step (as the device's allocator holds them), the live set at each of its
+    moments, its peak (the largest moment, named in `peak_moment`) and inference's."""
     predicted = analytic.predict(cfg, device_type)
     allocated = predicted["memory_allocated"]
     act = activations(cfg, device_type, fallback)
     out = {k: allocated[k] for k in STEP_CATEGORIES[:3]}
     out["activations_bytes"] = act["activations_bytes"]
-    out["peak_step_bytes"] = sum(out.values()) if act["activations_bytes"] is not None else None
+    out.update(timeline.step_moments(cfg, timeline.fixed_parts(cfg, allocated, device_type), act))
     out.update(inference(cfg, allocated["params_bytes"]))
     out["params"] = predicted["params"]
     out["formulas"] = {"activations_bytes": act["formula"], "peak_infer_bytes": out.pop("formula")}
@@ -83,17 +91,19 @@ def peak_function(
     config: BenchConfig, device_type: str = "cuda", traced: dict | None = None
 ) -> Callable[[BenchConfig], int | None]:
     """A config's predicted peak as batch and sequence length change (parameters, gradients and optimizer state do
-    not): the closed form's activations, else `traced` (a step() figure from a trace at `config`) scaled with
-    batch x sequence — exact for fused attention kernels, which keep nothing s x s — rather than traced again."""
-    fixed = sum(step(config, device_type)[k] for k in STEP_CATEGORIES[:3])
+    not): the largest moment of the step (harness/predict/timeline.py) with the closed form's activations, else with
+    `traced` (a step() figure from a trace at `config`) scaled with batch x sequence — exact for fused attention
+    kernels, which keep nothing s x s — rather than traced again; the loss's tensors scale with the tokens there
+    too."""
+    fixed = timeline.fixed_parts(config, analytic.predict(config, device_type)["memory_allocated"], device_type)
     tokens = config.workload.batch_size * config.workload.seq_len
 
     def need(cfg: BenchConfig) -> int | None:
-        act = analytic.activation_bytes(cfg, None, device_type)
-        if act is None and traced is not None and traced["activations_bytes"] is not None:
+        act = analytic.activations(cfg, None, device_type)
+        if act["activations_bytes"] is None and traced is not None and traced["activations_bytes"] is not None:
             t = cfg.workload.batch_size * cfg.workload.seq_len
-            act = traced["activations_bytes"] * t // tokens
-        return None if act is None else fixed + act
+            act = {"activations_bytes": traced["activations_bytes"] * t // tokens}
+        return timeline.step_moments(cfg, fixed, act)["peak_step_bytes"]
 
     return need
 
@@ -130,31 +140,41 @@ def seq_limit(cfg: BenchConfig) -> int:
     return min(MAX_VALUE, families.of(cfg.model).context_length(cfg.model) or MAX_VALUE)
 
 
-def cards(cfg: BenchConfig, predicted: dict, overheads: dict, card_list=CARDS_GB) -> list[dict]:
-    """For each card (GiB): the device-level range (the step's peak + what the device adds, low to high), whether it
-    fits (`yes` when even the high end fits, `no` when even the low end does not, else `depends on the context`),
-    and the largest batch size and sequence length whose high end would fit. `predicted` is step()'s answer."""
+# What "fits?" says: the whole error band fits, only part of it, or none of it.
+FITS, BORDERLINE, NO = "fits", "borderline", "no"
+NO_BAND = {"low": 1.0, "high": 1.0, "source": "no error band: the prediction alone"}
+
+
+def verdict(peak: int, band: dict, overhead: tuple, budget: int) -> str:
+    """`fits` where the band's upper end (the peak x the highest measured / predicted, + the device's highest
+    overhead) fits the card, `no` where even its lower end does not, `borderline` in between."""
+    low, high = peak * band["low"] + overhead[0], peak * band["high"] + overhead[1]
+    return FITS if high <= budget else NO if low > budget else BORDERLINE
+
+
+def cards(cfg: BenchConfig, predicted: dict, overheads: dict, card_list=CARDS_GB, band: dict = NO_BAND) -> list[dict]:
+    """For each card (GiB): the device-level range (the step's peak across the measured error `band`, + what the
+    device adds, low to high), whether it fits (verdict), and the largest batch size and sequence length whose
+    high end would fit; where the peak has no figure, the reason. `predicted` is step()'s answer."""
     peak = predicted["peak_step_bytes"]
     need = peak_function(cfg, traced=predicted if predicted["activations_source"] == "traced" else None)
     limit = seq_limit(cfg)
+    reason = None if peak is not None else f"no activation figure: {predicted['formulas']['activations_bytes']}"
     rows = []
     for gb in card_list:
         low, high, source = overheads[gb]
         budget = int(gb * GIB)
+        room = int((budget - high) / band["high"])  # what the prediction may reach for the high end to fit
+        row = {"card_gib": gb, "overhead_source": source, "band": band, "no_figure_reason": reason}
         if peak is None:
-            verdict = "unknown (no activation figure)"
+            row.update(device_low_bytes=None, device_high_bytes=None, fits="unknown")
         else:
-            verdict = "yes" if peak + high <= budget else "no" if peak + low > budget else "depends on the context"
-        room = budget - high
-        rows.append(
-            {
-                "card_gib": gb,
-                "device_low_bytes": None if peak is None else peak + low,
-                "device_high_bytes": None if peak is None else peak + high,
-                "overhead_source": source,
-                "fits": verdict,
-                "largest_batch_size": largest(cfg, "workload.batch_size", room, MAX_VALUE, need)["value"],
-                "largest_seq_len": largest(cfg, "workload.seq_len", room, limit, need)["value"],
-            }
-        )
+            row.update(
+                device_low_bytes=int(peak * band["low"]) + low,
+                device_high_bytes=int(peak * band["high"]) + high,
+                fits=verdict(peak, band, (low, high), budget),
+            )
+        row["largest_batch_size"] = largest(cfg, "workload.batch_size", room, MAX_VALUE, need)["value"]
+        row["largest_seq_len"] = largest(cfg, "workload.seq_len", room, limit, need)["value"]
+        rows.append(row)
     return rows

@@ -186,7 +186,7 @@ def markdown(results: list[dict], plots: list[str]) -> str:
         lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
-    lines += ["", "References per claim: `suites/claims.yaml` (`references`), ../shared/REFERENCES.md."]
+    lines += ["", "References per claim: `suites/claims.yaml` (`references`), harness/REFERENCES.md."]
     return "\n".join(lines) + "\n"
 
 

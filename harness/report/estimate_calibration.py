@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from harness import families
 from harness.config.fields import ConfigError
+from harness.predict import analytic, timeline
 from harness.records.folder import hardware_key
-from harness.records.predicted import prediction
+from harness.records.predicted import UNREADABLE, prediction
 from harness.units import GB, GIB
 
 if TYPE_CHECKING:
@@ -80,17 +81,29 @@ def _ratio(measured, predicted) -> float | None:
 
 
 def predicted_peak(r: Record) -> tuple[int | None, int | None]:
-    """(activations, the step's peak) the current analytic model predicts for a record's config."""
+    """(activations, the step's peak: its largest moment, harness/predict/timeline.py) the current analytic model
+    predicts for a record's config; no peak for a multi-rank record (the timeline counts one process's step)."""
     predicted = prediction(r.config, r.provenance, r.resolved, r.metrics)
     alloc, act = predicted.get("memory_allocated") or {}, (predicted.get("memory") or {}).get("activations_bytes")
     parts = [alloc.get(k) for k in ("params_bytes", "grads_bytes", "optimizer_bytes")] + [act]
-    return act, sum(parts) if all(isinstance(p, int) for p in parts) else None
+    if not all(isinstance(p, int) for p in parts) or r.config.parallel.name != "none":
+        return act, None
+    device_type = alloc.get("device_type") or "cpu"
+    kernel = ((r.resolved or {}).get("attention_kernel") or {}).get("fwd_train")
+    try:
+        closed = analytic.activations(r.config, kernel, device_type)
+        closed = closed if closed["activations_bytes"] == act else {"activations_bytes": act}
+        return act, timeline.step_moments(r.config, timeline.fixed_parts(r.config, alloc, device_type), closed)[
+            "peak_step_bytes"
+        ]
+    except UNREADABLE:
+        return act, None
 
 
 def calibration(records: list[Record], cfg: BenchConfig) -> dict:
     """How far the current analytic model is from the measurements of configurations like `cfg` (same block,
     method and checkpointing), per hardware: n, and measured / predicted ranges for activations and the step's peak
-    (the peak's prediction leaves temporaries out, so measured / predicted above 1 is expected there)."""
+    (the peak: the largest of the step's moments)."""
     kind = model_kind(cfg)
     like = (cfg.method.name, cfg.checkpointing.enabled)
     rows: dict[str, dict] = {}
@@ -102,7 +115,8 @@ def calibration(records: list[Record], cfg: BenchConfig) -> dict:
         act, peak = predicted_peak(r)
         memory = r.metrics.get("memory") or {}
         key = hardware_key(r.provenance)
-        row = rows.setdefault(key, {"hardware": key, "n": 0, **{k: [] for k in COMPARED}})
+        device = "gpu" if r.provenance.get("device_type") == "cuda" else "cpu"
+        row = rows.setdefault(key, {"hardware": key, "device": device, "n": 0, **{k: [] for k in COMPARED}})
         row["n"] += 1
         for name, pred in (("activations_bytes", act), ("peak_step_bytes", peak)):
             ratio = _ratio(memory.get(name), pred)
@@ -111,6 +125,31 @@ def calibration(records: list[Record], cfg: BenchConfig) -> dict:
     out = []
     for row in sorted(rows.values(), key=lambda x: x["hardware"]):
         ranges = {k: [min(row[k]), max(row[k])] if row[k] else None for k in COMPARED}
-        out.append({"hardware": row["hardware"], "n": row["n"], "measured_over_predicted": ranges})
+        out.append(
+            {"hardware": row["hardware"], "device": row["device"], "n": row["n"], "measured_over_predicted": ranges}
+        )
     what = f"{kind} {like[0]}, checkpointing {'on' if like[1] else 'off'}"
     return {"like": what, "rows": out, "note": None if out else f"not yet measured: no record of {what} in the folder"}
+
+
+def error_band(found: dict) -> dict:
+    """The step peak's error band for `bench estimate`'s verdicts, from calibration()'s answer: measured / predicted
+    over the GPU records of such configurations (every GPU's together), else over the CPU records (labelled so:
+    on a GPU the device adds the CUDA context, taken from published sizes), else none (the prediction alone)."""
+    for device, label in (("gpu", "GPU"), ("cpu", "CPU")):
+        rows = [r for r in found["rows"] if r["device"] == device and r["measured_over_predicted"]["peak_step_bytes"]]
+        if not rows:
+            continue
+        ranges = [r["measured_over_predicted"]["peak_step_bytes"] for r in rows]
+        n = sum(r["n"] for r in rows)
+        where = ", ".join(r["hardware"] for r in rows)
+        source = f"measured / predicted step peak of {n} {label} record(s) of {found['like']} ({where})"
+        if device == "cpu":
+            source += "; no GPU record: the band comes from CPU measurements and the device level from published "
+            source += "CUDA context sizes"
+        return {"low": min(r[0] for r in ranges), "high": max(r[1] for r in ranges), "source": source}
+    return {
+        "low": 1.0,
+        "high": 1.0,
+        "source": f"no error band: {found['note']}; the prediction alone, with published CUDA context sizes",
+    }

@@ -1,6 +1,7 @@
 """`bench estimate`'s answer, for people (a table) and for programs (JSON): the prediction, what the device adds,
 each card's verdict, and beside them how far such predictions were from measurement. `answer` is
-{config: the BenchConfig asked about, predicted, calibration, cards} (harness/cli_estimate.py). No torch."""
+{config: the BenchConfig asked about, assumed (what the user did not set, in words), predicted, calibration, band
+(the error band the verdicts use), cards} (harness/cli_estimate.py). No torch."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from typing import TYPE_CHECKING
 
 from harness.config.rules import ADAPTER_METHODS
-from harness.predict.estimate import PEAK_HOLDS
+from harness.predict.estimate import GRADIENTS_HELD, PEAK_HOLDS
 from harness.units import GIB
 
 if TYPE_CHECKING:
@@ -35,57 +36,86 @@ def _ratio(pair) -> str:
     return f"{pair[0]:.2f}-{pair[1]:.2f}" if pair else "-"
 
 
-def calibration_lines(calibration: dict) -> list[str]:
+def calibration_lines(calibration: dict, band: dict) -> list[str]:
     head = (
-        f"how far such predictions ({calibration['like']}) were from measurement in the results folder (the step's "
-        "peak: the sum of its categories, which runs above the measured peak where gradients and activations do "
-        "not coexist and below it by the temporaries):"
+        f"how far such predictions ({calibration['like']}) were from measurement in the results folder "
+        "(measured / predicted):"
     )
-    if not calibration["rows"]:
-        return [head, f"  {calibration['note']}"]
     lines = [head]
+    if not calibration["rows"]:
+        lines.append(f"  {calibration['note']}")
     for row in calibration["rows"]:
         r = row["measured_over_predicted"]
         lines.append(
-            f"  {row['hardware']}: n={row['n']}, measured/predicted activations {_ratio(r['activations_bytes'])}, "
+            f"  {row['hardware']}: n={row['n']}, activations {_ratio(r['activations_bytes'])}, "
             f"step peak {_ratio(r['peak_step_bytes'])}"
         )
+    lines.append(f"error band {band['low']:.2f}-{band['high']:.2f} x the peak, from: {band['source']}")
     return lines
+
+
+def step_lines(p: dict) -> list[str]:
+    """The training step: its categories, then the live set at each moment and the largest, named."""
+    lines = [
+        f"{'training step':<34}{'GiB':>8}",
+        f"{'  parameters':<34}{gib(p['params_bytes']):>8}",
+        f"{'  gradients':<34}{gib(p['grads_bytes']):>8}   {GRADIENTS_HELD}",
+        f"{'  optimizer state':<34}{gib(p['optimizer_bytes']):>8}",
+        f"{'  activations':<34}{gib(p['activations_bytes']):>8}   {p['formulas']['activations_bytes']}",
+        "live set at each moment of the step (harness/predict/timeline.py):",
+    ]
+    lines += [f"{'  ' + name:<34}{gib(value):>8}" for name, value in p["moments"].items() if value is not None]
+    if p["peak_step_bytes"] is None:
+        lines.append(f"{'  peak':<34}{'-':>8}   no activation figure: {p['formulas']['activations_bytes']}")
+    else:
+        lines.append(f"{'  peak':<34}{gib(p['peak_step_bytes']):>8}   {PEAK_HOLDS.format(moment=p['peak_moment'])}")
+    return lines
+
+
+def _cell(value, reason: str | None) -> str:
+    return str(value) if value is not None else "no figure" if reason else "-"
+
+
+def card_lines(cards: list[dict]) -> list[str]:
+    lines = [
+        "per card (GiB of device memory); device level = the step's peak across the error band + CUDA context",
+        "(+ allocator reserve where measured); fits: the band's high end fits, borderline: only its low end, no:",
+        "neither; largest batch at this sequence length, largest sequence at this batch size (high end fits):",
+        f"{'card':>6}  {'device level GiB':>17}  {'fits?':<12}{'largest batch':>14}{'largest seq':>13}",
+    ]
+    sources, reasons = [], []
+    for row in cards:
+        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}"
+        reason = row["no_figure_reason"]
+        lines.append(
+            f"{row['card_gib']:>6g}  {level:>17}  {row['fits']:<12}"
+            f"{_cell(row['largest_batch_size'], reason):>14}{_cell(row['largest_seq_len'], reason):>13}"
+        )
+        if row["overhead_source"] not in sources:
+            sources.append(row["overhead_source"])
+        if reason and reason not in reasons:
+            reasons.append(reason)
+    return [*lines, "", *(f"device level from: {s}" for s in sources), *(f"no figure: {r}" for r in reasons)]
 
 
 def table(answer: dict) -> str:
     p = answer["predicted"]
-    lines = [
-        f"bench estimate: {describe(answer['config'], p)}",
+    lines = [f"bench estimate: {describe(answer['config'], p)}"]
+    if answer.get("assumed"):
+        lines.append(f"assumed: {', '.join(answer['assumed'])}")
+    lines += [
         "predicted by the analytic model (harness/predict/analytic.py), storages rounded as the CUDA allocator "
         "holds them",
         "",
-        f"{'training step':<34}{'GiB':>8}",
-        f"{'  parameters':<34}{gib(p['params_bytes']):>8}",
-        f"{'  gradients':<34}{gib(p['grads_bytes']):>8}",
-        f"{'  optimizer state':<34}{gib(p['optimizer_bytes']):>8}",
-        f"{'  activations':<34}{gib(p['activations_bytes']):>8}   {p['formulas']['activations_bytes']}",
-        f"{'  peak':<34}{gib(p['peak_step_bytes']):>8}   {PEAK_HOLDS}",
+        *step_lines(p),
         f"{'inference (forward, no KV cache)':<34}{gib(p['peak_infer_bytes']):>8}   "
         f"{p['formulas']['peak_infer_bytes']}",
         "",
-        *calibration_lines(answer["calibration"]),
+        *calibration_lines(answer["calibration"], answer["band"]),
         "",
-        "per card (GiB of device memory); device level = the step's peak + CUDA context (+ allocator reserve where",
-        "measured); largest batch at this sequence length, largest sequence at this batch size, both predicted:",
-        f"{'card':>6}  {'device level GiB':>17}  {'fits?':<24}{'largest batch':>14}{'largest seq':>13}",
+        *card_lines(answer["cards"]),
+        "measure it: bench fit (same overrides) fit.search=workload.batch_size, on the card or with a budget",
     ]
-    sources = []
-    for row in answer["cards"]:
-        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}"
-        lines.append(
-            f"{row['card_gib']:>6g}  {level:>17}  {row['fits']:<24}"
-            f"{str(row['largest_batch_size']):>14}{str(row['largest_seq_len']):>13}"
-        )
-        if row["overhead_source"] not in sources:
-            sources.append(row["overhead_source"])
-    lines += ["", *(f"device level from: {s}" for s in sources)]
-    lines.append("measure it: bench fit (same overrides) fit.search=workload.batch_size, on the card or with a budget")
     return "\n".join(lines)
 
 

@@ -63,6 +63,20 @@ def _cell(row: pd.Series, metric: str, kind: str, mem_unit: int) -> str:
     return text
 
 
+def _row_cells(row: pd.Series, label: str, mem_unit: int) -> tuple[list[str], list[str]]:
+    """One row's figure cells and its notes (what weakens or qualifies them)."""
+    notes = []
+    if row["status"] == "oom":
+        cells = ["does not fit"] + [""] * (len(MD_COLUMNS) - 1)
+        notes.append(f"out of memory on {label}" + (f" in {row['oom_phases']}" if row["oom_phases"] else ""))
+    else:
+        cells = [_cell(row, metric, kind, mem_unit) for _, metric, kind in MD_COLUMNS]
+        if row["n_oom"]:
+            notes.append(f"{row['n_oom']} run(s) out of memory")
+    notes += _notes(row)
+    return cells, notes
+
+
 def markdown(groups: pd.DataFrame, major: int, source: str, left_out: pd.Series | None = None) -> str:
     """The table of one schema major; `left_out`: how many records the noise gate left timings of out, per
     hardware."""
@@ -96,15 +110,7 @@ def markdown(groups: pd.DataFrame, major: int, source: str, left_out: pd.Series 
         lines.append("| " + " | ".join(headers) + " |")
         lines.append("|" + "|".join("---" for _ in headers) + "|")
         for _, row in hw_groups.iterrows():
-            notes = []
-            if row["status"] == "oom":
-                cells = ["does not fit"] + [""] * (len(MD_COLUMNS) - 1)
-                notes.append(f"out of memory on {label}" + (f" in {row['oom_phases']}" if row["oom_phases"] else ""))
-            else:
-                cells = [_cell(row, metric, kind, mem_unit) for _, metric, kind in MD_COLUMNS]
-                if row["n_oom"]:
-                    notes.append(f"{row['n_oom']} run(s) out of memory")
-            notes += _notes(row)
+            cells, notes = _row_cells(row, label, mem_unit)
             lines.append(
                 "| "
                 + " | ".join(
