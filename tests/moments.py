@@ -21,8 +21,10 @@ class MomentTracker(CategoryPeakTracker):
         super()._update_peak_stats(peak_state)
         if self.moment in ("loss backward", "head backward"):
             in_head = any(p.endswith("lm_head") for p in self._mod_tracker.parents)
-            layers = any(".layers." in p or ".h." in p or p.endswith(".norm") or p.endswith(".ln_f")
-                         for p in self._mod_tracker.parents)
+            layers = any(
+                ".layers." in p or ".h." in p or p.endswith(".norm") or p.endswith(".ln_f")
+                for p in self._mod_tracker.parents
+            )
             if in_head:
                 self.moment = "head backward"
             elif layers or (self.moment == "head backward"):
