@@ -85,8 +85,8 @@ def card_lines(cards: list[dict]) -> list[str]:
     ]
     sources, reasons = [], []
     for row in cards:
-        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}"
         reason = row["no_figure_reason"]
+        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}" if not reason else "no figure"
         lines.append(
             f"{row['card_gib']:>6g}  {level:>17}  {row['fits']:<12}"
             f"{_cell(row['largest_batch_size'], reason):>14}{_cell(row['largest_seq_len'], reason):>13}"
