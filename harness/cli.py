@@ -29,6 +29,16 @@ def _results_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _noise_gate_flag(parser: argparse.ArgumentParser) -> None:
+    """The reports' one switch for the noise gate (harness/report/frame.py left_out_reason)."""
+    parser.add_argument(
+        "--include-noisy",
+        action="store_true",
+        help="keep noisy records (a phase's timings flagged) and contended ones (the machine busier than its cores) "
+        "in the figures; by default they are left out and counted",
+    )
+
+
 def _problems_note(problems) -> None:
     for p in problems:
         print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
@@ -41,7 +51,7 @@ def cmd_submit(argv: list[str]) -> int:
     parser = _results_parser(
         "submit",
         "Validate records and copy them into the results folder. Exit 0 when "
-        "every record was taken (or was already there), 1 otherwise.",
+        "every record was taken (or was already there), 1 otherwise; 2 when --strict refused the submission.",
     )
     parser.add_argument(
         "files", nargs="+", type=Path, metavar="FILE|DIR", help="record files, or run directories (their *.json)"
@@ -54,6 +64,12 @@ def cmd_submit(argv: list[str]) -> int:
         help="sign each record with this SSH private key (ssh-keygen -Y sign); the folder's allowed_signers "
         "must name its public key",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the submission (exit 2, nothing copied) when a record is noisy, contended or from a modified "
+        "tree; without it such records are taken with a warning",
+    )
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.to or args.results)
     outcomes = []
@@ -61,13 +77,15 @@ def cmd_submit(argv: list[str]) -> int:
     def report(outcome) -> None:  # each line as soon as it is decided: an interrupted submit has said it all
         outcomes.append(outcome)
         print(outcome.line(), file=sys.stderr if outcome.status == REFUSED else sys.stdout, flush=True)
+        if outcome.warning():
+            print(outcome.warning(), file=sys.stderr, flush=True)
 
     def counts() -> str:
         taken, duplicate, refused = (sum(o.status == s for o in outcomes) for s in (TAKEN, DUPLICATE, REFUSED))
         return f"{taken} taken, {duplicate} duplicate, {refused} refused"
 
     try:
-        submit(args.files, root, key=args.sign, report=report)
+        submit(args.files, root, key=args.sign, report=report, strict=args.strict)
     except KeyboardInterrupt:
         print(
             f"bench: submit interrupted: {counts()} so far -> {root}; the rest was not submitted "
@@ -76,6 +94,8 @@ def cmd_submit(argv: list[str]) -> int:
         )
         return EXIT_INTERRUPTED
     print(f"{counts()} -> {root}")
+    if args.strict and any(o.status == REFUSED and o.caveats for o in outcomes):
+        return EXIT_BAD_INPUT
     settled = all(o.status in (TAKEN, DUPLICATE, CLEANED) for o in outcomes)
     return EXIT_OK if settled and outcomes else EXIT_CASE_FAILED
 
@@ -86,6 +106,7 @@ def _generate(argv: list[str], name: str, description: str, subdir: str, write) 
 
     parser = _results_parser(name, description)
     parser.add_argument("--out", metavar="DIR", help=f"where the files go (default: <results>/{subdir})")
+    _noise_gate_flag(parser)
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
     records, problems = results_folder.read_folder(root)  # read and migrated once: `write` is handed the Records
@@ -93,7 +114,7 @@ def _generate(argv: list[str], name: str, description: str, subdir: str, write) 
     if not records:
         print(f"bench: no valid records under {root / results_folder.RECORDS}; submit some first", file=sys.stderr)
         return EXIT_CASE_FAILED
-    for path in write(records, root, Path(args.out) if args.out else root / subdir):
+    for path in write(records, root, Path(args.out) if args.out else root / subdir, include_noisy=args.include_noisy):
         print(path)
     return EXIT_CASE_FAILED if problems else EXIT_OK
 
@@ -132,9 +153,13 @@ def cmd_cite(argv: list[str]) -> int:
     root = results_folder.resolve(args.results)
     if len(args.id) < 6:
         raise ConfigError("id", f"{args.id!r} is too short; give at least 6 hex digits of the id")
-    matches = results_folder.find(root, args.id)
+    runs = Path("results") / results_folder.RUNS  # where `bench run` writes by default, from here
+    matches = results_folder.find(root, args.id, runs=(runs,))
     if not matches:
-        print(f"bench: no record with id {args.id!r} under {root / results_folder.RECORDS}", file=sys.stderr)
+        where = ", ".join(
+            str(p) for p in dict.fromkeys([root / results_folder.RECORDS, root / results_folder.RUNS, runs])
+        )
+        print(f"bench: no record with id {args.id!r} under {where}", file=sys.stderr)
         return EXIT_CASE_FAILED
     if len({m.id for m in matches}) > 1:
         ids = ", ".join(sorted({m.id for m in matches}))
@@ -147,7 +172,7 @@ def cmd_cite(argv: list[str]) -> int:
 def cmd_claims(argv: list[str]) -> int:
     from harness.records import folder as results_folder
     from harness.report import claims
-    from harness.report.frame import grouped, records_frame
+    from harness.report.frame import records_frame
 
     parser = _results_parser(
         "claims",
@@ -161,6 +186,7 @@ def cmd_claims(argv: list[str]) -> int:
         action="store_true",
         help="judge from signed records only (those whose signature verifies against <results>/allowed_signers)",
     )
+    _noise_gate_flag(parser)
     args = parser.parse_args(argv)
     root = results_folder.resolve(args.results)
     records, problems = results_folder.read_folder(root)
@@ -169,8 +195,9 @@ def cmd_claims(argv: list[str]) -> int:
         unsigned = sum(r.signer is None for r in records)
         records = [r for r in records if r.signer is not None]
         print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
-    groups = grouped(records_frame(records, root))
-    results = claims.evaluate(groups)
+    results = claims.report(claims.verdicts(records_frame(records, root, args.include_noisy)))
+    from harness.report.figure import base_stem
+
     if args.format == "json":
         text = claims.as_json(results)
     else:
@@ -178,7 +205,7 @@ def cmd_claims(argv: list[str]) -> int:
         plots = sorted(
             p
             for p in (root / results_folder.PLOTS).glob("*/*.svg")
-            if p.stem
+            if base_stem(p)
             in (
                 "activations_vs_depth",
                 "activations_vs_seq_len",

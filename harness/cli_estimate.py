@@ -48,10 +48,18 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def traced(cfg: BenchConfig) -> dict:
-    print("bench: no closed form covers these activations; tracing the model (imports torch)...", file=sys.stderr)
-    from harness.measure.traced import traced_activations
+    from harness.run.library_log import into, trace_log
 
-    return traced_activations(cfg)
+    log = trace_log()  # the libraries' warnings (transformers' FutureWarnings) go there, not into the answer
+    print(
+        "bench: no closed form covers these activations; tracing the model (imports torch; library messages "
+        f"go to {log})...",
+        file=sys.stderr,
+    )
+    with open(log, "a") as stream, into(stream):
+        from harness.measure.traced import traced_activations
+
+        return traced_activations(cfg)
 
 
 def cmd_estimate(argv: list[str]) -> int:

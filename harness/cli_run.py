@@ -89,8 +89,26 @@ def _summary(result, output_dir) -> int:
         )
         return 130
     if result.count("ok") + result.count("oom"):
+        _next_steps(result.records, output_dir)
+    return EXIT_CASE_FAILED if failed else EXIT_OK
+
+
+def _next_steps(records: list[dict], output_dir) -> None:
+    """Submit what is clean; where a record is noisy, contended or from a modified tree, say which and why and
+    how to measure it again, and do not invite a submission the verdicts would leave out."""
+    from harness.report.summary import weak_records
+
+    weak = weak_records(records)
+    if not weak:
         print(
             f"submit them to the shared results folder: make submit RUN={output_dir}\n"
             f"  (= bench submit {output_dir} [--to DIR]); then `make plots` regenerates tables and plots"
         )
-    return EXIT_CASE_FAILED if failed else EXIT_OK
+        return
+    print(f"\n{len(weak)} of {len(records)} record(s) are not clean measurements:")
+    for line in weak:
+        print(f"  {line}")
+    print(
+        "Measure again on an idle machine (commit any code change first): the same command into a new output_dir, "
+        "then submit that run. `bench submit` warns about such records; `bench submit --strict` refuses them."
+    )

@@ -276,7 +276,7 @@ def test_tables_never_group_other_software_with_lock_runs(record, tmp_path):
     root = _submit([*lock_runs, other, old], tmp_path)
     stored, problems = read_folder(root)
     assert problems == []
-    groups = grouped(records_frame(stored, root))
+    groups = grouped(records_frame(stored, root, include_noisy=True))  # measured here: noisy or not by chance
     assert sorted(zip(groups["environment"], groups["n"])) == [
         ("differs: torch 2.11.0+cu130, peft not installed", 1),
         ("lock", 2),

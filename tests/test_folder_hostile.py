@@ -216,7 +216,7 @@ def test_tables_and_claims_escape_cells_and_no_csv_cell_starts_a_formula(tmp_pat
     [outcome] = submit([_write(tmp_path, "t.json", record_bytes(record))], folder)
     assert outcome.status == TAKEN
     stored, _ = results_folder.read_folder(folder)
-    csv_path, md_path = write_tables(stored, folder, folder / "tables")
+    csv_path, md_path = write_tables(stored, folder, folder / "tables", include_noisy=True)
     md = md_path.read_text()
     assert "<b>" not in md and "## =HYPERLINK(1)|&lt;b&gt;x&lt;/b&gt; row (CPU, 2 cores)" in md  # one line
     rows = [line for line in md.splitlines() if line.startswith("| ")]

@@ -76,8 +76,9 @@ def test_any_top_level_key_mutated_by_type_is_refused_or_read_by_every_reader(tm
     assert sum(o.status == TAKEN for o in outcomes) >= len(SEEDS)
     root = tmp_path / "results"
     stored = readers["stored"]
-    assert write_tables(stored, root, root / "tables") and write_plots(stored, root, root / "plots")
-    assert write_site(stored, root, root / "site")
+    assert write_tables(stored, root, root / "tables", include_noisy=True)
+    assert write_plots(stored, root, root / "plots", include_noisy=True)
+    assert write_site(stored, root, root / "site") and write_site(stored, root, root / "site", include_noisy=True)
     assert files_outside(tmp_path, [tmp_path / "in", root]) == []
 
 

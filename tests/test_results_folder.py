@@ -49,7 +49,7 @@ def test_record_survives_write_submit_table_unchanged(real_records, tmp_path):
 
     stored, problems = results_folder.read_folder(root)
     assert problems == [] and [r.to_dict() for r in stored] == [record] and stored[0].path == outcome.dest
-    paths = write_tables(stored, root, root / "tables")
+    paths = write_tables(stored, root, root / "tables", include_noisy=True)  # measured here: noisy by chance
     assert [p.relative_to(root).as_posix() for p in paths] == ["tables/v1/results.csv", "tables/v1/results.md"]
     [row] = pd.read_csv(paths[0]).to_dict("records")
     m = record["metrics"]
@@ -204,7 +204,7 @@ def test_table_groups_repeats_with_median_min_max_and_trimmed_mean(real_records,
         submit([write_record(r, tmp_path / "runs")], root)
     submit([write_record(real_records[1], tmp_path / "other")], root)  # another configuration: its own row
     stored, _ = results_folder.read_folder(root)
-    csv_path, md_path = write_tables(stored, root, root / "tables")
+    csv_path, md_path = write_tables(stored, root, root / "tables", include_noisy=True)
     table = pd.read_csv(csv_path)
     assert len(table) == 2
     row = table[table["config_hash"] == real_records[0]["config_hash"]].iloc[0]
@@ -222,7 +222,7 @@ def test_plots_regenerated_twice_are_identical(real_records, tmp_path):
     root = tmp_path / "results"
     submit([write_record(r, tmp_path / "run") for r in real_records], root)
     stored, _ = results_folder.read_folder(root)
-    first = write_plots(stored, root, tmp_path / "plots1")
+    first = write_plots(stored, root, tmp_path / "plots1", include_noisy=True)
     names = sorted(p.relative_to(tmp_path / "plots1").as_posix() for p in first)
     hw = results_folder.hardware_key(real_records[0]["provenance"])
     assert names == sorted(
@@ -239,7 +239,8 @@ def test_plots_regenerated_twice_are_identical(real_records, tmp_path):
     )
     # the second run in a fresh process: nothing may depend on process state (hash seeds, ids, dates)
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "plot", "--results", str(root), "--out", str(tmp_path / "plots2")],
+        [sys.executable, "-m", "harness.cli", "plot", "--results", str(root), "--out", str(tmp_path / "plots2")]
+        + ["--include-noisy"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -59,7 +59,7 @@ def test_a_signed_submission_verifies_and_reports_say_who_signed(tmp_path, signe
     assert by_id[signed["id"]].path.with_name(by_id[signed["id"]].path.name + SIG_SUFFIX).is_file()
     assert "- Submitted: signed by alice@example.org" in cite(by_id[signed["id"]], root)
     assert "- Submitted: unsigned" in cite(by_id[unsigned["id"]], root)
-    assert main(["table", "--results", str(root)]) == 0
+    assert main(["table", "--results", str(root), "--include-noisy"]) == 0  # measured here: noisy by chance
     md = (root / "tables" / "v1" / "results.md").read_text()
     assert "signed by alice@example.org" in md and "unsigned |" in md
     assert "signed_by" in (root / "tables" / "v1" / "results.csv").read_text().splitlines()[0]

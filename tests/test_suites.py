@@ -32,7 +32,9 @@ SIZE_STATEMENT = re.compile(r"Sized for an? (\d+) GB card")
 # Outside everything the analytic model counts: the CUDA context (~0.5 GiB with torch's kernels loaded),
 # cuBLAS workspaces and the caching allocator's rounding and fragmentation.
 CONTEXT_RESERVE_BYTES = 1 * GIB
-HOST_RUN_SECONDS = 480  # ../shared/gpu-host/run.sh: RUN_SECONDS, the whole GPU-host run's deadline
+# ../shared/gpu-host/run.sh: a 560 s run (RUN_SECONDS) keeps 100 s for `pytest -m gpu`, 15 s per stage and up to
+# 90 s for its wheel install and preflight; what is left for suite=gpu-quick, rounded down (issue 20).
+GPU_QUICK_SECONDS = 330
 
 
 def _data(name: str) -> dict:
@@ -403,10 +405,10 @@ def test_gpu_quick_holds_the_seed_claims_that_need_a_gpu():
         if len(g) == 2
     ]
     assert qlora and qlora[0][0]["model"]["preset"] == "llama-3.2-1b"
-    # claim 6: a 256-deep mlp with checkpointing off and on
+    # claim 6: a 128-deep mlp with checkpointing off and on
     claim6 = next(c for c in CLAIMS if c["judge"]["kind"] == "checkpointing")
     assert _readable_by_judge(claim6, configs) is None
-    assert _one(configs, model__name="mlp", model__depth=256)
+    assert _one(configs, model__name="mlp", model__depth=128)
 
 
 SIZING_ROW = re.compile(r"^#\s+c(\d+)\b.*=\s*(\d+) s\s*$", re.M)
@@ -421,4 +423,4 @@ def test_gpu_quick_sizing_covers_every_case_and_fits_the_host_run():
     )
     total = SIZING_TOTAL.search(text)
     assert total, "the header needs an 'estimated total: N s' line"
-    assert sum(int(s) for _, s in rows) <= int(total[1]) < HOST_RUN_SECONDS
+    assert sum(int(s) for _, s in rows) <= int(total[1]) <= GPU_QUICK_SECONDS

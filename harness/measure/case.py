@@ -292,4 +292,6 @@ def run_case(case: Case, report: Callable[[object], None] | None = None) -> Meas
         metrics, resolved, checks = measure_case(cfg, device, stage)
     except Exception as exc:  # any failure is a result to record, not a dead sweep
         return _failed(exc, cfg, device, prov, stage)
+    finally:  # how busy the machine was as the case ended, beside the sample taken as it started
+        prov["load"]["end"] = provenance.load_sample()
     return Measurement(OK, prov, metrics=metrics, resolved=resolved, checks=checks)

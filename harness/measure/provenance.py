@@ -58,6 +58,26 @@ def sha_from_env(value: str | None) -> tuple[str | None, str | None]:
     return None, f"{GIT_SHA_ENV}={value[:80]!r} is not 7-40 hex digits; ignored"
 
 
+# The results folder in the checkout: data that `make submit` / `make report` rewrite, not code. A change under it
+# does not make a record "measured from a modified working tree".
+DATA_DIR = "results"
+
+
+def code_pathspec(root: Path) -> list[str]:
+    """What git_dirty looks at: the whole tree but the results folder (the checkout's, and BENCH_RESULTS_DIR's
+    where that lies inside the checkout)."""
+    from harness.records.folder import resolve
+
+    excluded = {DATA_DIR}
+    try:
+        chosen = resolve().resolve().relative_to(root.resolve())
+        if chosen.parts:  # the whole checkout as a results folder would exclude the code itself
+            excluded.add(chosen.as_posix())
+    except (ValueError, OSError):  # outside the checkout: git does not see it
+        pass
+    return [".", *(f":(top,exclude){path}" for path in sorted(excluded))]
+
+
 def git_state(root: Path | None = None, env: dict | None = None) -> dict:
     """The commit that ran. Git decides when the checkout is a git work tree; otherwise (a copy of the tree
     without .git on a GPU host, a container image) BENCH_GIT_SHA stands in, and the record says which one
@@ -67,7 +87,7 @@ def git_state(root: Path | None = None, env: dict | None = None) -> dict:
     env_sha, refused = sha_from_env((os.environ if env is None else env).get(GIT_SHA_ENV))
     sha = _git(root, "rev-parse", "HEAD") if _git_owns(root) else None
     if sha:
-        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *code_pathspec(root))
         if env_sha and not sha.startswith(env_sha):
             refused = f"{GIT_SHA_ENV}={env_sha} differs from git's HEAD {sha}; git's is recorded"
         return {
@@ -258,6 +278,66 @@ def slurm_allocation(env: Mapping[str, str] | None = None) -> dict | None:
     }
 
 
+def case_threads(device: torch.device) -> int:
+    """The cores the case itself keeps busy: torch's intra-op threads on a CPU; on a GPU, the one thread that
+    launches its kernels."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota (a container's
+    `cpu.max`, rounded up) where one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2 quota here
+        pass
+    return max(1, cores)
+
+
+def running_elsewhere(proc: Path = Path("/proc"), own_group: int | None = None) -> int | None:
+    """How many processes outside this run's process group are running or waiting for a CPU (state R) now: what
+    competes with the case for the cores. This run's own processes (`bench run`, the forkserver, the case, its
+    ranks) share its process group and are not counted. None where /proc cannot be read (not Linux)."""
+    own_group = os.getpgid(0) if own_group is None else own_group
+    try:
+        entries = [e for e in os.scandir(proc) if e.name.isdigit()]
+    except OSError:
+        return None
+    running = 0
+    for entry in entries:
+        try:
+            # the name (field 2) is in parentheses and may hold spaces or ')': fields are counted after the last ')'
+            fields = (proc / entry.name / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended meanwhile
+            continue
+        if fields[0] == "R" and int(fields[2]) != own_group:
+            running += 1
+    return running
+
+
+def load_sample() -> dict:
+    """The machine's load now, cheaply (one read of /proc/loadavg and of each /proc/<pid>/stat): the load
+    averages, the processes running outside this run, and the cores this process may use."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        one = five = fifteen = None
+    return {
+        "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_1m": one,
+        "loadavg_5m": five,
+        "loadavg_15m": fifteen,
+        "running_elsewhere": running_elsewhere(),
+        "usable_cores": usable_cores(),
+    }
+
+
 def collect(device: torch.device) -> dict:
     prov = {
         "harness_version": __version__,
@@ -281,6 +361,8 @@ def collect(device: torch.device) -> dict:
         "hostname_sha256": hashlib.sha256(platform.node().encode()).hexdigest()[:12],
         "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "slurm": slurm_allocation(),
+        # the end sample is added when the case ends (harness/measure/case.py); flags.contended reads both
+        "load": {"start": load_sample(), "end": None, "case_threads": case_threads(device)},
     }
     prov.update(_gpu(device))
     return prov

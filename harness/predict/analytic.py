@@ -2,7 +2,7 @@
 
 Plain functions of the typed config (harness/config/groups.BenchConfig; a record's stored `config` is read back
 with BenchConfig.from_dict). Each prediction says which
-formula it used, so a disagreement with the measurement points at a term. Sources: ../shared/REFERENCES.md
+formula it used, so a disagreement with the measurement points at a term. Sources: harness/REFERENCES.md
 (Kaplan 2020 for 6N, Korthikanti 2022 for the activation method, Dettmers 2021/2023 for 8-bit state and NF4,
 Hu 2021 for LoRA). Parameters and state: harness/predict/parameters.py; activations: harness/predict/activations.py;
 FLOP ratios, the prediction a record carries and its comparison with the measurement: here.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from harness.config.case import Case
 from harness.records.outcome import Measurement
 from harness.records.predicted import prediction
-from harness.records.schema import SCHEMA_VERSION, command_line, disagreements, finite, record_id
+from harness.records.schema import SCHEMA_VERSION, command_line, disagreements, finite, is_contended, record_id
 
 
 def build_record(case: Case, measured: Measurement) -> dict:
@@ -32,6 +32,7 @@ def build_record(case: Case, measured: Measurement) -> dict:
             "checks": checks,
             "flags": {
                 "noisy": noisy,
+                "contended": bool(is_contended((measured.provenance or {}).get("load"))),
                 "checks_failed": [c["name"] for c in checks if not c["passed"]],
                 "warnings": list(metrics.get("warnings", [])),
                 "predicted_disagrees": disagreements(predicted),

@@ -151,6 +151,23 @@ class Environment(Part):
     reason: Optional[Text] = None
 
 
+class LoadSample(Part):
+    utc_time: Optional[Name] = None
+    loadavg_1m: Optional[Annotated[Float, Field(ge=0)]] = None
+    loadavg_5m: Optional[Annotated[Float, Field(ge=0)]] = None
+    loadavg_15m: Optional[Annotated[Float, Field(ge=0)]] = None
+    running_elsewhere: Optional[Count] = None
+    usable_cores: Optional[Positive] = None
+
+
+class Load(Part):
+    """The machine's load at the start and the end of the case (harness/measure/provenance.py)."""
+
+    start: Optional[LoadSample] = None
+    end: Optional[LoadSample] = None
+    case_threads: Optional[Positive] = None
+
+
 class Provenance(Part):
     harness_version: Name
     git_sha: Optional[Name]
@@ -171,6 +188,7 @@ class Provenance(Part):
     git_sha_source: Optional[Name] = None
     git_sha_env_ignored: Optional[Text] = None
     environment: Optional[Environment] = None
+    load: Optional[Load] = None
 
 
 class PhaseTime(Part):
@@ -217,6 +235,8 @@ class Check(Part):
 
 class Flags(Part):
     noisy: Annotated[list[Name], Field(max_length=MAX_ITEMS)]
+    # absent before the load sample (records of 1.2 made before it): not known, read as not contended
+    contended: StrictBool = False
     checks_failed: Annotated[list[Name], Field(max_length=MAX_ITEMS)]
     warnings: Annotated[list[Text], Field(max_length=MAX_ITEMS)]
     # absent before schema 1.1 (added by the migration)

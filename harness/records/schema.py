@@ -15,6 +15,8 @@ Changelog (bump SCHEMA_VERSION when a field's meaning changes):
   `provenance.environment` (differences from requirements.lock), `provenance.git_sha_source`,
   `resolved.attention_kernel`, `metrics.memory.cuda_context`, `measure.case_timeout_s`. 1.1 records are
   migrated: the inference peak less the optimizer state they also carry (constant through that phase).
+  Added within 1.2 (no field changed meaning; records without them stay valid): `provenance.load` (the
+  machine's load at the start and end of the case) and `flags.contended` (CONTENDED_RULE); absent: not sampled.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ RECORD_KEYS = {
     "provenance": "harness, git, lock, software and hardware facts, UTC time",
     "metrics": "measurements; every name carries its unit (_s, _bytes, _per_s, flops)",
     "checks": "self-checks: [{name, passed, expected, measured, detail}]",
-    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], checks_failed: [names], warnings: [text], "
-    "predicted_disagrees: [quantities measured outside the prediction's tolerance]}",
+    "flags": "{noisy: [phases whose cv exceeded measure.noisy_cv], contended: whether other work competed for the "
+    "cores (CONTENDED_RULE), checks_failed: [names], warnings: [text], predicted_disagrees: [quantities measured "
+    "outside the prediction's tolerance]}",
     "predicted": "the analytic model (harness/predict/analytic.py) for this config: memory bytes, flop_ratio, "
     "formulas, tolerances, and `comparison` with the measurement",
 }
@@ -67,6 +70,33 @@ ID_PROVENANCE_KEYS = (
     "hostname_sha256",
     "utc_time",
 )
+
+
+# When other work competed with a case for the CPU, said once (flags.contended; the samples are
+# provenance.load, harness/measure/provenance.py). The instant count is used, not the load average: the 1-minute
+# average counts the case's own threads and the sweep's previous case, so a sweep on an idle machine would pass
+# its cores by itself; the averages are kept beside it for the reader.
+CONTENDED_RULE = (
+    "at the start or the end of the case, the processes running outside its run (state R in /proc) plus the "
+    "cores the case keeps busy (torch's threads on a CPU, one on a GPU) exceed the cores it may use"
+)
+
+
+def is_contended(load: Any) -> bool | None:
+    """flags.contended from provenance.load by CONTENDED_RULE; None where no sample could say (not sampled, or
+    /proc not readable)."""
+    if not isinstance(load, dict):
+        return None
+    busy = load.get("case_threads")
+    verdicts = []
+    for sample in (load.get("start"), load.get("end")):
+        if isinstance(sample, dict) and all(
+            isinstance(sample.get(k), int) for k in ("running_elsewhere", "usable_cores")
+        ):
+            verdicts.append(
+                sample["running_elsewhere"] + (busy if isinstance(busy, int) else 1) > sample["usable_cores"]
+            )
+    return any(verdicts) if verdicts else None
 
 
 # The record's `status`, with what it means for a results folder.

@@ -8,11 +8,12 @@ once all land and nobody sees half a file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.records import folder as results_folder
 from harness.records import signing
+from harness.records.caveats import caveats
 from harness.records.io import TEMP_PREFIX, record_bytes, write_new_file
 from harness.records.safe_fs import confined, lstat_kind, read_regular
 from harness.records.validate import MAX_RECORD_BYTES, RecordInvalid, load_bytes
@@ -27,6 +28,13 @@ class Outcome:
     reason: str = ""
     dest: Path | None = None
     signer: str | None = None
+    caveats: dict[str, str] = field(default_factory=dict)  # noisy / contended / dirty: why (records/caveats.py)
+
+    def warning(self) -> str | None:
+        """For a record taken (or already there) that is not a clean measurement: which, and why."""
+        if not self.caveats or self.status not in (TAKEN, DUPLICATE):
+            return None
+        return f"warning   {self.source}: {'; '.join(self.caveats.values())} (--strict refuses such records)"
 
     def line(self) -> str:
         if self.status == TAKEN:
@@ -137,9 +145,25 @@ def clean_temp_files(root: Path) -> list[Path]:
     return removed
 
 
-def submit(paths: list[Path], root: Path, key: Path | None = None, report=None) -> list[Outcome]:
+STRICT = "strict: "
+
+
+def _refused_strictly(accepted: list[tuple]) -> list[Outcome]:
+    """--strict, where some record is noisy, contended or dirty: every record of the submission refused, those
+    with why, the others because nothing of a run with such records is copied."""
+    weak = sum(bool(caveats(record)) for _, record, *_ in accepted)
+    refused = []
+    for path, record, *_ in accepted:
+        found = caveats(record)
+        why = "; ".join(found.values()) if found else f"clean, but {weak} other record(s) here are not"
+        refused.append(Outcome(path, REFUSED, f"{STRICT}{why}; nothing was copied", caveats=found))
+    return refused
+
+
+def submit(paths: list[Path], root: Path, key: Path | None = None, report=None, strict: bool = False) -> list[Outcome]:
     """Every file gets one Outcome, whatever happens to it; `report` (if given) is called with each as soon as it
-    is decided, so an interrupted submit has already said what it did."""
+    is decided, so an interrupted submit has already said what it did. `strict`: where any valid record is
+    noisy, contended or dirty (harness/records/caveats.py), none is copied."""
     outcomes: list[Outcome] = []
 
     def decided(outcome: Outcome) -> None:
@@ -156,6 +180,10 @@ def submit(paths: list[Path], root: Path, key: Path | None = None, report=None) 
             accepted.append((path, *_prepare(path, root, key)))
         except Exception as exc:  # one file's problem, whatever it is, never stops the batch
             decided(Outcome(path, REFUSED, _why(exc)))
+    if strict and any(caveats(record) for _, record, *_ in accepted):
+        for outcome in _refused_strictly(accepted):
+            decided(outcome)
+        return outcomes  # written: nothing, not even the lock file
     if not accepted:  # nothing to write: leave the folder exactly as it was, lock file included
         return outcomes
     try:
@@ -171,7 +199,9 @@ def submit(paths: list[Path], root: Path, key: Path | None = None, report=None) 
                 decided(Outcome(stale, CLEANED, "a temp file a killed submit left"))
             for path, record, data, signature, signer in accepted:
                 try:
-                    decided(_store(path, root, record, data, signature, signer))
+                    stored = _store(path, root, record, data, signature, signer)
+                    stored.caveats = caveats(record)
+                    decided(stored)
                 except Exception as exc:
                     decided(Outcome(path, REFUSED, f"file: not stored ({type(exc).__name__}: {str(exc)[:200]})"))
     finally:

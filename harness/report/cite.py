@@ -8,12 +8,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from harness.records.folder import hardware_label
+from harness.records.folder import RECORDS, hardware_label
 from harness.records.record import Record
+from harness.records.schema import CONTENDED_RULE
 from harness.records.signing import signing_in_use
 from harness.report.escape import fenced, md_code, md_text
 from harness.report.frame import config_label
-from harness.units import GIB, format_bytes
+from harness.units import GIB, ci_text, format_bytes
 
 
 def _ms(t: dict) -> str:
@@ -81,6 +82,11 @@ def warnings(rec: Record) -> list[str]:
             f"**Self-checks failed**: {md_text(', '.join(rec.checks_failed))} — the harness's own accounting "
             "disagreed with itself; do not cite these figures without reading the record."
         )
+    if rec.flags.get("contended") is True:
+        out.append(
+            f"**Measured while other work ran** (`flags.contended`: {md_text(CONTENDED_RULE)}): its times may be "
+            "slower and noisier than the hardware's."
+        )
     if rec.noisy:
         out.append(f"Noisy phases (cv above {md_text(rec.config.measure.noisy_cv)}): {md_text(', '.join(rec.noisy))}.")
     if rec.status == "oom":
@@ -120,11 +126,7 @@ def _ok_lines(m: dict) -> list[str]:
     t = m["time"]
     lo, hi = m["compute_ratio_ci95"]
     cov = m.get("compute_ratio_ci_coverage")
-    ci = (
-        f"{cov * 100:.1f}% CI {lo:.2f}–{hi:.2f}"
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and isinstance(cov, float)
-        else "CI not available"
-    )
+    ci = ci_text(lo, hi, cov)
     mem, throughput = m.get("memory") or {}, m.get("throughput") or {}
     lines = [
         f"- Compute ratio t(forward+backward) / t(forward): **{m['compute_ratio']:.2f}×** ({ci}); "
@@ -171,6 +173,11 @@ def _hardware_software(prov: dict, hw: str) -> str:
     )
 
 
+def submitted(rec: Record, root: Path) -> bool:
+    """Whether the record was read from the results folder's records/, not from a run's folder."""
+    return rec.path is not None and rec.path.is_relative_to(root / RECORDS)
+
+
 def signature_text(rec: Record) -> str:
     """Who vouches for the record: the allowed_signers name whose key signed it, or nobody. Said in a folder
     that names its signers (an allowed_signers file); elsewhere no record is signed and reports stay as they were."""
@@ -191,7 +198,8 @@ def cite(rec: Record, root: Path) -> str:
         "",
         _hardware_software(rec.provenance, hw),
         "",
-        f"Result ID `{rec.id}` (config {rec.config_hash}), record {md_code(rec.source(root))}. Reproduce:",
+        f"Result ID `{rec.id}` (config {rec.config_hash}), record {md_code(rec.source(root))}"
+        f"{'' if submitted(rec, root) else ' (in a run folder, not submitted to the results folder)'}. Reproduce:",
         "",
         *fenced(reproduce_commands(rec), "sh"),
     ]

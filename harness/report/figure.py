@@ -75,6 +75,41 @@ def omitted(groups: pd.DataFrame) -> str:
     )
 
 
+# A figure holds at most this many panels (3 rows of 2, ~1,200 px tall at savefig.dpi): more panels go on further
+# pages, `<stem>-2`, `<stem>-3`, ..., so that no figure is taller than two screens (17 panels once made 3,160 px).
+PANELS_PER_FIGURE = 6
+
+
+def page_stem(stem: Path, page: int) -> Path:
+    """The file stem of a figure's page (0-based): the first keeps the figure's own name."""
+    return stem if page == 0 else stem.with_name(f"{stem.name}-{page + 1}")
+
+
+def base_stem(path: Path) -> str:
+    """The figure a file is a page of: `memory_by_category-2.svg` -> `memory_by_category`."""
+    name, _, page = path.stem.rpartition("-")
+    return name if name and page.isdigit() else path.stem
+
+
+def paged(draw):
+    """A panel plot drawn as pages of at most PANELS_PER_FIGURE panels: `draw(panels, groups, caption, stem)`
+    draws one page; the plot returns every page's files (none when no configuration makes a panel)."""
+
+    def plot(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
+        panels = panels_of(groups)
+        count = -(-len(panels) // PANELS_PER_FIGURE)
+        written: list[Path] = []
+        for page in range(count):
+            chunk = panels[page * PANELS_PER_FIGURE : (page + 1) * PANELS_PER_FIGURE]
+            note = f" · page {page + 1} of {count}" if count > 1 else ""
+            written += draw(chunk, groups, caption + note, page_stem(stem, page))
+        return written
+
+    plot.__name__ = plot.__qualname__ = draw.__name__
+    plot.__doc__ = draw.__doc__
+    return plot
+
+
 def methods_of(panel: pd.DataFrame) -> list[str]:
     return sorted(panel["method"].unique(), key=method_key)
 

@@ -1,10 +1,15 @@
 """The data frame every report shares: each submitted record as one pandas row, and repeats grouped.
 
-A group is one configuration (config_hash) on one piece of hardware with one torch build and one software
-environment (the lock's, or its stated differences from the lock): those are repeats, and only repeats are
-summarised together (median, min, max, n; the mean without the fastest and slowest once there are five or
-more). Tables, plots, claims and citations read these frames; the metric columns come from the record schema
-(harness/records/schema.py METRICS), so a metric added there is in every report.
+A group is one configuration (what was measured: the config without how it was measured, `measured_hash`) on one
+piece of hardware with one torch build and one software environment (the lock's, or its stated differences from
+the lock): those are repeats, and only repeats are summarised together (median, min, max, n; the mean without the
+fastest and slowest once there are five or more), whatever repeat count or warm-up each run used. Tables, plots,
+claims and citations read these frames; the metric columns come from the record schema (harness/records/schema.py
+METRICS), so a metric added there is in every report.
+
+The noise gate is here, once: a record that is noisy (a phase's timings flagged, results/README.md "The noise
+gate") or contended (the machine was busier than its cores at measurement time) is left out of every group's
+figures unless the frame was built with `include_noisy`; each group counts what it left out.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from harness import families
@@ -30,7 +36,26 @@ METRIC_NAMES = [metric.column for metric in METRICS]
 # Who signed (harness/records/signing.py): a column only in a folder that names its signers.
 SIGNED_BY, UNSIGNED = "signed_by", "unsigned"
 # What makes rows repeats of each other.
-GROUP_KEYS = ["schema_major", "hardware", "config_hash", "torch", "environment"]
+GROUP_KEYS = ["schema_major", "hardware", "measured_hash", "torch", "environment"]
+# How a case was measured, not what: runs that differ only here are repeats of one configuration.
+HOW_MEASURED = ("measure", "suite", "output_dir")
+# Why the noise gate leaves a record out (the `left_out` column; "" = kept).
+NOISY, CONTENDED = "noisy", "contended"
+
+
+def left_out_reason(rec: Record) -> str:
+    """The noise gate's one rule: noisy when any phase's timings were flagged (flags.noisy), contended when the
+    machine was busier than its cores while it ran (flags.contended; absent in older records: not contended)."""
+    reasons = [NOISY] * bool(rec.noisy) + [CONTENDED] * bool(rec.flags.get("contended") is True)
+    return " ".join(reasons)
+
+
+def measured_config(rec: Record) -> dict:
+    """What a record measured: its typed config (every field, so records from before a field was added match)
+    without how it was measured (repeats, warm-up, timeouts, suite, output folder, which device index)."""
+    data = {k: v for k, v in rec.config.to_dict().items() if k not in HOW_MEASURED}
+    data["device"] = {"memory_budget_gib": data["device"]["memory_budget_gib"]}
+    return data
 
 
 def config_label(cfg: BenchConfig) -> str:
@@ -100,6 +125,7 @@ def _setup_columns(rec: Record) -> dict:
         "method": cfg.method.name,
         "precision": cfg.precision.name,
         "checkpointing": bool(cfg.checkpointing.enabled),
+        "segments": cfg.checkpointing.segments,
         "batch_size": cfg.workload.batch_size,
         "seq_len": cfg.workload.seq_len,
         "lora_r": cfg.method.r if cfg.method.name in ADAPTER_METHODS else None,
@@ -115,18 +141,21 @@ def _setup_columns(rec: Record) -> dict:
 
 
 def _pairing_columns(rec: Record) -> dict:
-    """The same configuration but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit, one process
-    against N ranks) are matched. Hashes of the config as stored, so an older record's never change."""
-    stored = rec.config_dict
+    """What was measured, and the same but for one axis: how pairs (checkpointing off/on, AdamW/AdamW8bit, one
+    process against N ranks) are matched. Hashes of `measured_config`, so runs of one configuration with other
+    repeat counts pair alike."""
+    measured = measured_config(rec)
     return {
-        "hash_without_checkpointing": config_hash({**stored, "checkpointing": None}),
-        "hash_without_method": config_hash({**stored, "method": None}),
-        "hash_without_parallel": config_hash({**stored, "parallel": None}),
+        "measured_hash": config_hash(measured),
+        "hash_without_checkpointing": config_hash({**measured, "checkpointing": None}),
+        "hash_without_method": config_hash({**measured, "method": None}),
+        "hash_without_parallel": config_hash({**measured, "parallel": None}),
     }
 
 
-def record_row(rec: Record, root: Path) -> dict:
-    """One record as one row: what it is (keys, labels, flags) and every metric of the schema, in base units."""
+def record_row(rec: Record, root: Path, include_noisy: bool = False) -> dict:
+    """One record as one row: what it is (keys, labels, flags, what the noise gate says of it: `left_out`, empty
+    with `include_noisy`) and every metric of the schema, in base units."""
     prov = rec.provenance
     row = {
         "schema_major": rec.schema_major,
@@ -148,6 +177,8 @@ def record_row(rec: Record, root: Path) -> dict:
         "checks_failed": len(rec.checks_failed),
         "predicted_disagrees": " ".join(rec.flags.get("predicted_disagrees", [])),
         "noisy": bool(rec.noisy),
+        "contended": rec.flags.get("contended") is True,
+        "left_out": "" if include_noisy else left_out_reason(rec),
         "utc_time": prov.get("utc_time"),
         **_pairing_columns(rec),
         "source": rec.source(root),
@@ -158,12 +189,17 @@ def record_row(rec: Record, root: Path) -> dict:
     return row
 
 
-def records_frame(records: list[Record], root: Path) -> pd.DataFrame:
+def records_frame(records: list[Record], root: Path, include_noisy: bool = False) -> pd.DataFrame:
     """Every record as a row, in one order on every machine (generated files must not depend on the folder's).
-    In a folder that names its signers, `signed_by` says who signed each ("unsigned" for nobody)."""
+    In a folder that names its signers, `signed_by` says who signed each ("unsigned" for nobody). Noisy and
+    contended records are rows too (the explorer lists them), marked `left_out` unless `include_noisy`: `grouped`
+    leaves them out of every figure."""
     signed = signing_in_use(root)
     frame = pd.DataFrame(
-        [{**record_row(r, root), **({SIGNED_BY: r.signer or UNSIGNED} if signed else {})} for r in records]
+        [
+            {**record_row(r, root, include_noisy), **({SIGNED_BY: r.signer or UNSIGNED} if signed else {})}
+            for r in records
+        ]
     )
     if frame.empty:
         return frame
@@ -172,12 +208,10 @@ def records_frame(records: list[Record], root: Path) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def trimmed_mean(values: pd.Series) -> float | None:
+def trimmed_mean(values: np.ndarray) -> float | None:
     """Mean without the single fastest and slowest value; only defined from five values up."""
-    values = values.dropna().sort_values()
-    if len(values) < 5:
-        return None
-    return float(values.iloc[1:-1].mean())
+    values = np.sort(values[~np.isnan(values)])
+    return float(values[1:-1].mean()) if len(values) >= 5 else None
 
 
 # Carried from a group's first record (the same for every repeat of one configuration).
@@ -198,6 +232,7 @@ GROUP_COPIED = (
     "hash_without_method",
     "precision",
     "checkpointing",
+    "segments",
     "batch_size",
     "seq_len",
     "repeats_per_run",
@@ -210,6 +245,7 @@ GROUP_COPIED = (
     "hash_without_parallel",
 )
 GROUP_COUNTS = (
+    "config_hash",  # the records' own hashes (space-separated): one per repeat count or schema they were made with
     "n",
     "n_oom",
     "oom_phases",
@@ -220,6 +256,8 @@ GROUP_COUNTS = (
     "predicted_disagrees",
     "git_shas",
     "ids",
+    "left_out_runs",
+    "left_out_ids",
 )
 STATISTICS = ("median", "min", "max", "trimmed_mean")
 GROUPED_COLUMNS = [
@@ -237,41 +275,63 @@ def memory_unit(values: pd.Series) -> tuple[int, str]:
 
 
 def grouped(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (schema major, hardware, configuration, torch build, environment) with statistics over ok
-    repeats; an empty frame (an empty folder) gives an empty table with every column, so readers need no
-    special case."""
+    """One row per (schema major, hardware, configuration, torch build, environment) with statistics over the ok
+    repeats the noise gate kept (`left_out` empty); a configuration whose every run was left out has no row, the
+    others count what they left out (`left_out_runs`, `left_out_ids`). An empty frame (an empty folder) gives an
+    empty table with every column, so readers need no special case."""
     if frame.empty:
         return pd.DataFrame(columns=GROUPED_COLUMNS)
     out = []
-    for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
-        ok = group[group["status"] == "ok"]
-        first = group.iloc[0]
-        row = dict(zip(GROUP_KEYS, key))
-        for col in GROUP_COPIED:
-            row[col] = first[col]
-        row["n"] = len(ok)
-        row["n_oom"] = int((group["status"] == "oom").sum())
-        row["oom_phases"] = " ".join(sorted({p for p in group["oom_phase"].dropna()}))
-        row["status"] = "ok" if row["n_oom"] == 0 else ("oom" if len(ok) == 0 else "ok+oom")
-        row["git_dirty_runs"] = int(group["git_dirty"].sum())
-        row["checks_failed_runs"] = int((group["checks_failed"] > 0).sum())
-        row["noisy_runs"] = int(group["noisy"].sum())
-        row["predicted_disagrees"] = " ".join(sorted({q for v in ok["predicted_disagrees"] for q in v.split()}))
-        row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
-        row["ids"] = " ".join(group["id"])
-        if SIGNED_BY in group:
-            row[SIGNED_BY] = " ".join(sorted(set(group[SIGNED_BY])))
-        for name in METRIC_NAMES:
-            values = ok[name].dropna()
-            row[f"{name}_median"] = float(values.median()) if len(values) else None
-            row[f"{name}_min"] = float(values.min()) if len(values) else None
-            row[f"{name}_max"] = float(values.max()) if len(values) else None
-            row[f"{name}_trimmed_mean"] = trimmed_mean(values)
+    for key, whole in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
+        group = whole[whole["left_out"] == ""]
+        if group.empty:
+            continue
+        row = {**dict(zip(GROUP_KEYS, key)), **_counts(group)}
+        row["left_out_runs"] = len(whole) - len(group)
+        row["left_out_ids"] = " ".join(whole.loc[whole["left_out"] != "", "id"])
+        row.update(_statistics(group[group["status"] == "ok"]))
         out.append(row)
     result = pd.DataFrame(out, columns=GROUPED_COLUMNS + ([SIGNED_BY] if SIGNED_BY in frame else []))
     return result.sort_values(
         ["schema_major", "hardware", "config", "method", "checkpointing"], kind="mergesort"
     ).reset_index(drop=True)
+
+
+def _statistics(ok: pd.DataFrame) -> dict:
+    """Median, min, max and trimmed mean of every metric over the ok runs (None where none measured it); numpy
+    on the group's block of values, not a pandas call per metric: the folder's hundreds of groups stay fast."""
+    block = ok[METRIC_NAMES].to_numpy(dtype=float, na_value=np.nan)
+    row = {}
+    for i, name in enumerate(METRIC_NAMES):
+        values = np.sort(block[:, i][~np.isnan(block[:, i])])
+        some = len(values) > 0
+        row[f"{name}_median"] = float(np.median(values)) if some else None
+        row[f"{name}_min"] = float(values[0]) if some else None
+        row[f"{name}_max"] = float(values[-1]) if some else None
+        row[f"{name}_trimmed_mean"] = trimmed_mean(values)
+    return row
+
+
+def _counts(group: pd.DataFrame) -> dict:
+    """What one group's kept runs are, beside their statistics: the configuration (its first record's), how many
+    ran, ran out of memory, came from a modified tree, failed checks or were noisy, and who they are."""
+    ok = group[group["status"] == "ok"]
+    first = group.iloc[0]
+    row = {col: first[col] for col in GROUP_COPIED}
+    row["config_hash"] = " ".join(sorted(set(group["config_hash"])))
+    row["n"] = len(ok)
+    row["n_oom"] = int((group["status"] == "oom").sum())
+    row["oom_phases"] = " ".join(sorted({p for p in group["oom_phase"].dropna()}))
+    row["status"] = "ok" if row["n_oom"] == 0 else ("oom" if len(ok) == 0 else "ok+oom")
+    row["git_dirty_runs"] = int(group["git_dirty"].sum())
+    row["checks_failed_runs"] = int((group["checks_failed"] > 0).sum())
+    row["noisy_runs"] = int(group["noisy"].sum())
+    row["predicted_disagrees"] = " ".join(sorted({q for v in ok["predicted_disagrees"] for q in v.split()}))
+    row["git_shas"] = " ".join(sorted(set(group["git_sha"].dropna())))
+    row["ids"] = " ".join(group["id"])
+    if SIGNED_BY in group:
+        row[SIGNED_BY] = " ".join(sorted(set(group[SIGNED_BY])))
+    return row
 
 
 @contextlib.contextmanager

@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 
 from harness.families import llama
+from harness.predict import analytic
 from harness.report.frame import quiet_fragmentation
 from harness.report.selection import (
+    PAIRED_WITHIN,
+    TELLS_APART,
     attention_cells,
     checkpointing_pairs,
     checkpointing_rows,
@@ -19,6 +22,7 @@ from harness.report.selection import (
     rows_in,
     same_configuration_but,
     select,
+    told_apart,
 )
 from harness.report.verdict import Verdict
 from harness.units import GIB, MIB
@@ -52,67 +56,91 @@ def judge_range(claim: dict, groups: pd.DataFrame) -> Verdict:
 
 
 def judge_pair_ratio(claim: dict, groups: pd.DataFrame) -> Verdict:
+    """Per configuration measured with both methods (same hardware, torch build, environment): the metric's
+    ratio, numerator method over denominator method, one part per configuration."""
     j = claim["judge"]
     ok = select(measured_rows(groups), j.get("where"))
-    key = ["hardware", "torch", "environment", "hash_without_method", "config", "checkpointing"]
+    key = [*PAIRED_WITHIN, "hash_without_method", "config", "checkpointing"]
     num = ok[ok["method"] == j["numerator"]].set_index(key)
     den = ok[ok["method"] == j["denominator"]].set_index(key)
     with quiet_fragmentation():
-        pairs = num.join(den, suffixes=("_num", "_den"), how="inner")
+        pairs = num.join(den, suffixes=("_num", "_den"), how="inner").sort_index().copy()
         hardware = hardware_of(pairs.reset_index().rename(columns={"hardware_label_num": "hardware_label"}))
     read = ok[ok["method"].isin([j["numerator"], j["denominator"]]) & keyed(ok, key, set(pairs.index))]
     if pairs.empty:
         return Verdict.not_measured(rows=read)
     col = f"{j['metric']}_median"
-    ratios = (pairs[f"{col}_num"] / pairs[f"{col}_den"]).dropna()
-    pred = (pairs[f"predicted_{col}_num"] / pairs[f"predicted_{col}_den"]).dropna()
-
-    def name(label: str, ckpt: bool) -> str:
-        return label + (" ckpt" if ckpt else "")
-
-    # one configuration measured by several suites (other repeats, another torch build) reads once
-    results = list(
-        dict.fromkeys((f"{name(cfg, ck)} ({r:.2f}×)", j["lo"] <= r <= j["hi"]) for (*_, cfg, ck), r in ratios.items())
+    ratios = pairs[f"{col}_num"] / pairs[f"{col}_den"]
+    pred = pairs[f"predicted_{col}_num"] / pairs[f"predicted_{col}_den"]
+    rows = [{c: p.get(f"{c}_num", p.get(c)) for c in TELLS_APART} for p in pairs.reset_index().to_dict("records")]
+    labels = told_apart([cfg + (" ckpt" if ck else "") for (*_, cfg, ck) in pairs.index], rows)
+    parts = [
+        (f"{label} ({r:.2f}×)", None if pd.isna(r) else j["lo"] <= r <= j["hi"]) for label, r in zip(labels, ratios)
+    ]
+    measured = ratios.dropna()
+    held = int(((measured >= j["lo"]) & (measured <= j["hi"])).sum())
+    text = (
+        f"{j['numerator']} / {j['denominator']} {j['metric']}: median {measured.median():.2f}× over "
+        f"{len(measured)} configuration(s) (range {measured.min():.2f}–{measured.max():.2f}×), {held} of them in "
+        f"[{j['lo']:g}, {j['hi']:g}]"
     )
-    measured = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(ratios.items())))
-    predicted = "; ".join(dict.fromkeys(f"{name(cfg, ck)}: {r:.2f}×" for (*_, cfg, ck), r in sorted(pred.items())))
-    return Verdict.of(results, measured, predicted, hardware, read)
+    return Verdict.of(parts, text, _predicted_ratio(pred, ratios, j["metric"]), hardware, read, "configurations")
+
+
+def _predicted_ratio(pred: pd.Series, measured: pd.Series, metric: str) -> str:
+    """The analytic model's ratios, once: their range and in how many configurations the measurement agrees with
+    them within the model's stated tolerance for the metric (harness/predict/analytic.py TOLERANCE)."""
+    both = pd.concat([pred, measured], axis=1, keys=["pred", "measured"]).dropna()
+    if both.empty:
+        return ""
+    text = f"analytic: {both['pred'].min():.2f}–{both['pred'].max():.2f}×"
+    tolerance = analytic.TOLERANCE.get(metric)
+    if tolerance is None:
+        return text
+    agree = int(((both["measured"] / both["pred"] - 1).abs() <= tolerance).sum())
+    return f"{text}; the measured ratio is within {tolerance:.0%} of it in {agree} of {len(both)} configuration(s)"
 
 
 def judge_checkpointing(claim: dict, groups: pd.DataFrame) -> Verdict:
+    """Per configuration measured with checkpointing off and on (each side its repeats merged): the activations
+    and the step's whole peak saved, against the step time added; two parts per configuration."""
     j = claim["judge"]
     pairs = checkpointing_pairs(groups)
     if not pairs.empty:
         pairs = pairs[pairs["depth_off"].fillna(0) >= j["min_depth"]]
     if pairs.empty:
         return Verdict.not_measured(rows=groups.iloc[0:0])
+    rows = [{c: p.get(f"{c}_on", p.get(c)) for c in TELLS_APART} for p in pairs.to_dict("records")]
+    names = told_apart([f"depth {int(p['depth_off'])} {p['method']}" for _, p in pairs.iterrows()], rows)
     results, measured, predicted = [], [], []
-    for _, p in pairs.iterrows():
-        depth = int(p["depth_off"])
+    for name, (_, p) in zip(names, pairs.iterrows()):
         in_time = bool(j["added_lo_pct"] <= p["time_added_pct"] <= j["added_hi_pct"])
         # "memory" in the seed: judged for the activations checkpointing targets and for the step's whole peak
         results.append(
-            (f"activation memory, depth {depth}", in_time and p["activations_saved_pct"] >= j["saved_at_least_pct"])
+            (f"{name}: activation memory", in_time and p["activations_saved_pct"] >= j["saved_at_least_pct"])
         )
-        results.append((f"peak step memory, depth {depth}", in_time and p["peak_saved_pct"] >= j["saved_at_least_pct"]))
-        noisy = " (timings flagged noisy)" if p["noisy_runs_off"] or p["noisy_runs_on"] else ""
+        results.append((f"{name}: peak step memory", in_time and p["peak_saved_pct"] >= j["saved_at_least_pct"]))
+        # the spread: the step time added between the runs' extremes (slowest off against fastest on, and back)
+        lo = (p["step_s_min_on"] / p["step_s_max_off"] - 1) * 100
+        hi = (p["step_s_max_on"] / p["step_s_min_off"] - 1) * 100
         measured.append(
-            f"depth {depth} ({p['method']}, {int(p['repeats_per_run_off'])} repeats): activations "
+            f"{name} ({int(p['n_off'])} run(s) off, {int(p['n_on'])} on): activations "
             f"−{p['activations_saved_pct']:.0f}%, peak −{p['peak_saved_pct']:.0f}%, step time "
-            f"+{p['time_added_pct']:.0f}%{noisy}"
+            f"+{p['time_added_pct']:.0f}% (runs' extremes {lo:+.0f}% to {hi:+.0f}%)"
         )
         on, off = p["predicted_activations_bytes_median_on"], p["predicted_activations_bytes_median_off"]
         if on and off:
             # one more forward against forward + backward ≈ three forwards
             predicted.append(
-                f"depth {depth}: activations −{(1 - on / off) * 100:.0f}%, +1 forward ≈ +{100 / 3:.0f}% of fwd+bwd"
+                f"{name}: activations −{(1 - on / off) * 100:.0f}%, +1 forward ≈ +{100 / 3:.0f}% of fwd+bwd"
             )
     return Verdict.of(
         results,
         "; ".join(measured),
-        "; ".join(dict.fromkeys(predicted)),
+        "; ".join(predicted),
         hardware_of(pairs.rename(columns={"hardware_label_off": "hardware_label"})),
         checkpointing_rows(groups, pairs),
+        "parts",
     )
 
 
@@ -124,8 +152,10 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
     for g in depth_families(groups, j["min_depths"]):
         first = g.iloc[0]  # its label with the depth left open names the family
         families.append((first["hardware"], first["config"].replace(f"mlp:{int(first['depth'])}x", "mlp:Nx", 1), g))
+    families.sort(key=lambda f: f[:2])
+    names = told_apart([name for _, name, _ in families], [g.iloc[0].to_dict() for _, _, g in families])
     verdicts, measured, predicted = [], [], []
-    for _, name, g in sorted(families, key=lambda f: f[:2]):
+    for name, (_, _, g) in zip(names, families):
         x, y = g["depth"].astype(float).to_numpy(), g["activations_bytes_median"].to_numpy()
         slope, intercept = np.polyfit(x, y, 1)
         r2 = 1 - ((y - (slope * x + intercept)) ** 2).sum() / ((y - y.mean()) ** 2).sum()
@@ -144,7 +174,7 @@ def judge_linear_in_depth(claim: dict, groups: pd.DataFrame) -> Verdict:
     if not verdicts:
         return Verdict.not_measured(rows=read)
     judged = pd.concat([g for _, _, g in families])  # the hardware of the families judged, not of every mlp row
-    return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(judged), read)
+    return Verdict.of(verdicts, "; ".join(measured), "; ".join(predicted), hardware_of(judged), read, "configurations")
 
 
 def _family_name(preset, precision, method, batch_size, checkpointing) -> str:
@@ -208,25 +238,29 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
     for g in same_configuration_but(ok, "precision"):
         first = g.iloc[0]  # its label without the precision names the family
         families.append((first["hardware"], first["config"].replace(f" {first['precision']} ", " ", 1), g))
-    results, measured, judged, compared = [], [], [], []
+    judged, compared, found = [], [], []  # found: (base label, the other precision's row, its ratios)
     for _, base, g in sorted(families, key=lambda f: f[:2]):
         ref = g[g["precision"] == j["reference"]]
         if ref.empty:
             continue
         judged.append(g)
         compared += [g] if (g["precision"] != j["reference"]).any() else []
-        ref_peak = ref["peak_step_bytes_median"].iloc[0]
+        ref_peak, ref_act = ref["peak_step_bytes_median"].iloc[0], ref["activations_bytes_median"].iloc[0]
         for _, row in g[g["precision"] != j["reference"]].iterrows():
-            ratio = row["peak_step_bytes_median"] / ref_peak
-            results.append((f"{row['precision']} on {base}", bool(ratio < j["peak_ratio_below"])))
-            measured.append(
-                f"{base}: {row['precision']} peak = {ratio:.2f}× {j['reference']} "
-                f"(activations {row['activations_bytes_median'] / ref['activations_bytes_median'].iloc[0]:.2f}×)"
+            found.append(
+                (base, row, row["peak_step_bytes_median"] / ref_peak, row["activations_bytes_median"] / ref_act)
             )
     read = rows_in(groups, compared)  # the families with the reference and another precision
-    if not results:
+    if not found:
         return Verdict.not_measured(rows=read)
-    measured = list(dict.fromkeys(measured))  # one configuration measured by two suites reads the same
+    labels = told_apart(
+        [f"{row['precision']} on {base}" for base, row, *_ in found], [row.to_dict() for _, row, *_ in found]
+    )
+    results = [(label, bool(peak < j["peak_ratio_below"])) for label, (_, _, peak, _) in zip(labels, found)]
+    measured = [
+        f"{label}: peak = {peak:.2f}× {j['reference']} (activations {act:.2f}×)"
+        for label, (_, _, peak, act) in zip(labels, found)
+    ]
     return Verdict.of(
         results,
         "; ".join(measured),
@@ -234,6 +268,7 @@ def judge_precision(claim: dict, groups: pd.DataFrame) -> Verdict:
         "states (16 B/param) and halves only matmul activations",
         hardware_of(pd.concat(judged)),  # the families judged, not every full AdamW row
         read,
+        "configurations",
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.report.frame import quiet_fragmentation
-from harness.report.selection import hardware_of, keyed, measured_rows, select
+from harness.report.selection import hardware_of, keyed, measured_rows, select, told_apart
 from harness.report.verdict import Verdict
 
 STATE = (("params_bytes", "parameters"), ("grads_bytes", "gradients"), ("optimizer_bytes", "optimizer state"))
@@ -39,10 +39,11 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
     if fsdp.empty:
         return Verdict.not_measured(rows=_read(groups, fsdp))
     results, measured, predicted = [], [], []
-    for _, row in fsdp.sort_values(["hardware", "config"]).iterrows():
+    fsdp = fsdp.sort_values(["hardware", "config"])
+    labels = told_apart([f"{r['config']} {r['method']}" for _, r in fsdp.iterrows()], fsdp.to_dict("records"))
+    for label, (_, row) in zip(labels, fsdp.iterrows()):
         world = int(row["world_size"])
         shares = {col: row[f"{col}_median"] / row[f"{col}_median_single"] for col, _ in STATE}
-        label = f"{row['config']} {row['method']}"
         results.append((label, all(share <= (1 + j["tolerance"]) / world for share in shares.values())))
         cost = row["step_s_median"] / row["step_s_median_single"]
         measured.append(
@@ -70,4 +71,5 @@ def judge_sharding(claim: dict, groups: pd.DataFrame) -> Verdict:
         "per-rank shares by FSDP2's padding rule (harness/predict/sharded.py): " + "; ".join(predicted),
         hardware_of(fsdp),
         _read(groups, fsdp, ddp),
+        "configurations",
     )

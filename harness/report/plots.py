@@ -29,7 +29,7 @@ from harness.report.figure import (
     methods_of,  # noqa: E402
     omitted,
     oom_marks,
-    panels_of,
+    paged,
     save,
     series,
     source_line,
@@ -41,10 +41,8 @@ from harness.report.plots_model import plot_predicted_vs_measured, plot_scaling 
 from harness.report.selection import checkpointing_pairs  # noqa: E402
 
 
-def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    panels = panels_of(groups)
-    if not panels:
-        return []
+@paged
+def plot_compute_ratio(panels: list, groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     fig, axes = grid(len(panels))
     for ax, (title, panel) in zip(axes, panels):
         # the axis shows every median and the references; an interval reaching past 2x the largest median is
@@ -81,7 +79,9 @@ def plot_compute_ratio(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
     fig.suptitle("Compute ratio: forward+backward time over forward time (median over repeats)")
     add_caption(
         fig,
-        caption + "\nError bars: 95% CI of the per-run median (distribution-free; over repeats, the envelope "
+        caption
+        + "\nError bars: CI of the per-run median (distribution-free, its level per record on the record pages; "
+        "over repeats, the envelope "
         "of the runs' intervals). Dashed: 3×, dotted: 4× (published rules of thumb)." + omitted(groups),
     )
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
@@ -136,10 +136,8 @@ def _memory_legend(fig) -> None:
     fig.legend(handles, labels, loc="upper center", fontsize=7, ncols=4, bbox_to_anchor=(0.5, 0.95))
 
 
-def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    panels = panels_of(groups)
-    if not panels:
-        return []
+@paged
+def plot_memory(panels: list, groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     fig, axes = grid(len(panels), width=6.0, height=3.4)
     for ax, (title, panel) in zip(axes, panels):
         unit, unit_name = memory_unit(pd.concat([panel["peak_step_bytes_median"], panel["peak_infer_bytes_median"]]))
@@ -165,8 +163,9 @@ def plot_memory(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     return save(fig, stem)
 
 
-def _checkpointing_legend(ax, pairs: pd.DataFrame, configs: list[str], markers: dict, colors: dict) -> None:
-    """Markers name the configurations, colours the methods; filled the step's peak, hollow the activations."""
+def _checkpointing_legend(fig, pairs: pd.DataFrame, configs: list[str], markers: dict, colors: dict) -> None:
+    """Markers name the configurations, colours the methods; filled the step's peak, hollow the activations. The
+    legend sits right of the panels, outside the data."""
     handles = [plt.Line2D([], [], marker=markers[c], color="#333333", lw=0, label=c) for c in configs]
     handles += [
         plt.Line2D([], [], marker="s", color=colors[m], lw=0, label=m)
@@ -175,27 +174,13 @@ def _checkpointing_legend(ax, pairs: pd.DataFrame, configs: list[str], markers: 
     ]
     handles += [
         plt.Line2D([], [], marker="o", color="#333333", lw=0, label="filled: peak of the training step"),
-        plt.Line2D(
-            [],
-            [],
-            marker="o",
-            color="#333333",
-            markerfacecolor="none",
-            lw=0,
-            label="hollow: activations held for backward",
-        ),
+        plt.Line2D([], [], marker="o", color="#333333", markerfacecolor="none", lw=0, label="hollow: activations held"),
     ]
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(0.70, 0.5), frameon=False)
 
 
-def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    with quiet_fragmentation():
-        pairs = checkpointing_pairs(groups)
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    configs = sorted(pairs["config"].unique()) if not pairs.empty else []
-    markers = dict(zip(configs, "os^vDP*X<>"))
-    colors = {m: c for m, c in zip(METHOD_ORDER, ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728"])}
-    for _, row in pairs.iterrows():
+def _checkpointing_panel(ax, rows: pd.DataFrame, markers: dict, colors: dict) -> None:
+    for _, row in rows.iterrows():
         style = dict(marker=markers.get(row["config"], "o"), color=colors.get(row["method"], "#333333"))
         ax.plot(row["time_added_pct"], row["peak_saved_pct"], ms=7, lw=0, **style)
         ax.plot(row["time_added_pct"], row["activations_saved_pct"], ms=7, lw=0, markerfacecolor="none", **style)
@@ -207,37 +192,40 @@ def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[P
             zorder=0,
         )
     ax.plot([30], [50], marker="*", ms=14, color="#999999", lw=0)
-    ax.annotate(
-        "seed claim: 50% saved for ~30% time",
-        (30, 50),
-        textcoords="offset points",
-        xytext=(8, 6),
-        fontsize=7,
-        color="#666666",
-    )
+    ax.annotate("seed: 50% for ~30%", (30, 50), textcoords="offset points", xytext=(8, 6), fontsize=7, color="#666")
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_xlabel("time added by checkpointing: step time on / off − 1 (%)")
-    ax.set_ylabel("memory saved by checkpointing (%)")
-    _checkpointing_legend(ax, pairs, configs, markers, colors)
-    if pairs.empty:
-        ax.text(
-            0.5,
-            0.5,
-            "no configuration measured with checkpointing both on and off",
-            transform=ax.transAxes,
-            ha="center",
-        )
-    ax.set_title("Gradient checkpointing: memory saved against time added (medians over repeats)")
+    ax.set_xlabel("time added: step time on / off − 1 (%)")
+    ax.set_ylabel("memory saved (%)")
+
+
+def plot_checkpointing(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
+    """One panel per model family (markers within a panel name its configurations, colours the methods)."""
+    with quiet_fragmentation():
+        pairs = checkpointing_pairs(groups)
+    if not pairs.empty:  # a pair's family: the model of the configuration it pairs
+        family = dict(zip(groups["config"], groups["model"]))
+        pairs = pairs.assign(model=pairs["config"].map(family).fillna("other"))
+    models = sorted(pairs["model"].unique()) if not pairs.empty else [None]
+    fig, axes = plt.subplots(len(models), 1, figsize=(10.5, 3.6 * len(models) + 1.0), squeeze=False)
+    configs = sorted(pairs["config"].unique()) if not pairs.empty else []
+    markers = dict(zip(configs, "os^vDP*X<>" * 4))
+    colors = {m: c for m, c in zip(METHOD_ORDER, ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728"])}
+    for ax, model in zip(axes[:, 0], models):
+        if model is None:
+            ax.text(0.5, 0.5, "no configuration measured with checkpointing on and off", transform=ax.transAxes)
+            continue
+        _checkpointing_panel(ax, pairs[pairs["model"] == model], markers, colors)
+        ax.set_title(f"model family: {model}", fontsize=9)
+    _checkpointing_legend(fig, pairs, configs, markers, colors)
+    fig.suptitle("Gradient checkpointing: memory saved against time added (medians over repeats)")
     add_caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 0.69, 0.96))
     return save(fig, stem)
 
 
-def plot_throughput(groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
-    panels = panels_of(groups)
-    if not panels:
-        return []
+@paged
+def plot_throughput(panels: list, groups: pd.DataFrame, caption: str, stem: Path) -> list[Path]:
     fig, axes = grid(len(panels))
     for ax, (title, panel) in zip(axes, panels):
         methods = methods_of(panel)
@@ -298,8 +286,8 @@ def plot_across_hardware(groups: pd.DataFrame, caption: str, stem: Path, top: in
     return save(fig, stem)
 
 
-def write_plots(records: list[Record], root: Path, out: Path) -> list[Path]:
-    frame = records_frame(records, root)
+def write_plots(records: list[Record], root: Path, out: Path, include_noisy: bool = False) -> list[Path]:
+    frame = records_frame(records, root, include_noisy)  # noisy and contended records left out unless included
     groups = grouped(frame)
     written: list[Path] = []
     if groups.empty:

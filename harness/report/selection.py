@@ -9,6 +9,9 @@ from harness.report.frame import quiet_fragmentation
 
 # --- reading the grouped frame -------------------------------------------------------------------------------
 
+# Rows paired as the same configuration but for one axis are measured on one hardware, torch build and environment.
+PAIRED_WITHIN = ["hardware", "torch", "environment"]
+
 # The columns that say which configuration a row is (what harness.report.frame.config_label writes as text),
 # so that "the same configuration but for the depth / the precision" is a key of columns, not of label text.
 CONFIGURATION = (
@@ -28,6 +31,41 @@ CONFIGURATION = (
     "world_size",
     "reshard",
 )
+
+
+# What can tell two judged configurations apart where their labels agree (harness/report/frame.py columns).
+TELLS_APART = (
+    "hardware_label",
+    "torch",
+    "environment",
+    *CONFIGURATION,
+    "method",
+    "lora_r",
+    "checkpointing",
+    "segments",
+)
+
+
+def told_apart(labels: list[str], rows: list[dict]) -> list[str]:
+    """The parts' labels made distinct: where parts share a label, the columns whose values tell their rows apart
+    are added ("(width 128)", "(hardware_label NVIDIA L4)"); the records' hashes where no column does."""
+    out = list(labels)
+    for label in dict.fromkeys(labels):
+        same = [i for i, text in enumerate(labels) if text == label]
+        if len(same) < 2:
+            continue
+        differing = [c for c in TELLS_APART if len({_plain(rows[i].get(c)) for i in same}) > 1]
+        for i in same:
+            told = ", ".join(f"{c} {_plain(rows[i].get(c))}" for c in differing)
+            out[i] = f"{label} ({told or 'config ' + str(rows[i].get('config_hash'))})"
+    return out
+
+
+def _plain(value):
+    """One key for a missing value (NaN, None) and plain numbers (3.0 as 3) in labels."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def same_configuration_but(rows: pd.DataFrame, *varying: str) -> list[pd.DataFrame]:
@@ -94,7 +132,7 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
     """Rows with checkpointing on matched to the same configuration and method with it off (also drawn by
     harness.report.plots)."""
     ok = measured_rows(groups)
-    key = ["hardware", "torch", "environment", "hash_without_checkpointing", "config", "method"]
+    key = [*PAIRED_WITHIN, "hash_without_checkpointing", "config", "method"]
     with quiet_fragmentation():
         off = ok[~ok["checkpointing"].astype(bool)].set_index(key)
         on = ok[ok["checkpointing"].astype(bool)].set_index(key)
@@ -112,9 +150,9 @@ def checkpointing_pairs(groups: pd.DataFrame) -> pd.DataFrame:
 
 def checkpointing_rows(groups: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """The grouped rows of each side of `checkpointing_pairs` (off and on): what claim 6's judge read."""
-    key = ["hardware", "torch", "environment", "config_hash"]
+    key = [*PAIRED_WITHIN, "measured_hash"]
     wanted = {
-        (p["hardware"], p["torch"], p["environment"], p[f"config_hash_{side}"])
+        tuple(p[c] for c in PAIRED_WITHIN) + (p[f"measured_hash_{side}"],)
         for _, p in pairs.iterrows()
         for side in ("off", "on")
     }

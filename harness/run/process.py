@@ -19,6 +19,7 @@ from harness.config.case import Case
 from harness.config.groups import ConfigError
 from harness.records.build import build_record
 from harness.records.outcome import Measurement, failure
+from harness.run import library_log
 from harness.run.exits import describe_exit
 
 START_METHOD_ENV = "BENCH_START_METHOD"
@@ -40,8 +41,8 @@ def start_method() -> str:
 def _context():
     method = start_method()
     ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["harness.run.preload"])
+    if method == "forkserver":  # the libraries' import-time messages held for each case's log, not the terminal
+        ctx.set_forkserver_preload(["harness.run.preload_held"])
     return ctx
 
 
@@ -63,6 +64,7 @@ def _child(case: Case, conn, log_path: str) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    library_log.write_held(fd)
     try:
         from harness.measure.case import run_case
 

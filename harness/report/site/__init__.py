@@ -34,15 +34,17 @@ def static(name: str) -> str:
     return resources.files(__name__).joinpath("static", name).read_text(encoding="utf-8")
 
 
-def pages(records: list[Record], root: Path, out: Path) -> dict[str, str]:
+def pages(records: list[Record], root: Path, out: Path, include_noisy: bool = False) -> dict[str, str]:
     """Every file of the site: its path under `out` -> its text. The records are read and migrated once, by the
-    command (harness/records/folder.read_folder); every page is made from these and the frame built of them."""
-    frame = records_frame(records, root)
+    command (harness/records/folder.read_folder); every page is made from these and the frame built of them. The
+    explorer and the record pages show every record; the figures (verdicts, side by side) leave noisy and contended
+    ones out unless `include_noisy`."""
+    frame = records_frame(records, root, include_noisy)
     groups = grouped(frame)
     by_id = {r.id: r for r in records}
     labels = dict(zip(frame["hardware"], frame["hardware_label"]))
     hw = hardware.summary(frame, groups)
-    entries = claim_pages.entries(groups)
+    entries = claim_pages.entries(frame)
     site = {
         STYLESHEET: static(STYLESHEET),
         SCRIPT: static(SCRIPT),
@@ -61,9 +63,9 @@ def pages(records: list[Record], root: Path, out: Path) -> dict[str, str]:
     return site
 
 
-def write_site(records: list[Record], root: Path, out: Path) -> list[Path]:
+def write_site(records: list[Record], root: Path, out: Path, include_noisy: bool = False) -> list[Path]:
     """Write the site into `out`; returns the entry points (home, explorer, CSV) for the command to print."""
-    site = pages(records, root, out)
+    site = pages(records, root, out, include_noisy)
     with confined(root):
         for name, text in sorted(site.items()):
             path, data = out / name, text.encode("utf-8")

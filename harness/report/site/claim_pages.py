@@ -15,7 +15,7 @@ from harness.records.folder import PLOTS
 from harness.report import claims
 from harness.report.frame import memory_unit
 from harness.report.site.markup import cite_block, definitions, esc, figure, link, page, ratio, sig, table
-from harness.report.verdict import CONDITIONAL, FAILS, HOLDS, NOT_MEASURED, Verdict
+from harness.report.verdict import NO_GPU_VERDICT, Verdict, no_gpu_verdict
 
 # The metric a claim's table shows beside each configuration (its predicted_ twin where the analytic model has one).
 KIND_METRICS = {
@@ -75,23 +75,27 @@ class Entry:
         return ANALYTIC if self.verdict.rows is None else READ
 
 
-def entries(groups: pd.DataFrame, registry: list[dict] | None = None) -> list[Entry]:
-    return [Entry(claim, claims.judge(claim, groups)) for claim in registry or claims.load_registry()]
+def entries(frame: pd.DataFrame, registry: list[dict] | None = None) -> list[Entry]:
+    """Every claim judged on the folder's records frame, each verdict counting the records the noise gate left
+    out of it (harness/report/claims.verdicts)."""
+    return [Entry(claim, verdict) for claim, verdict in claims.verdicts(frame, registry)]
 
 
-def verdict_class(verdict: str) -> str:
-    for word, css in ((CONDITIONAL, "conditional"), (HOLDS, "holds"), (FAILS, "fails"), (NOT_MEASURED, "none")):
-        if verdict.startswith(word):
-            return css
-    return "none"
+def verdict_class(v: Verdict) -> str:
+    """The badge's colour, from what was judged: a claim about GPUs measured on CPUs alone is not coloured as
+    found."""
+    judged = v.judged
+    if not judged or v.subject_unmeasured:
+        return "none"
+    return "holds" if all(judged) else "fails" if not any(judged) else "conditional"
 
 
 def verdict_badge(v: Verdict, short: bool = True) -> str:
     """The verdict in words (never colour alone), with how many of its judged parts held."""
-    judged = [ok for _, ok in v.parts if ok is not None]
-    text = CONDITIONAL if short and v.verdict.startswith(CONDITIONAL) else v.verdict
+    judged = v.judged
     counted = f" ({sum(judged)} of {len(judged)} parts)" if len(judged) > 1 else ""
-    return f'<span class="verdict {verdict_class(v.verdict)}">{esc(text)}</span>{esc(counted)}'
+    text = v.short if short else v.words
+    return f'<span class="verdict {verdict_class(v)}">{esc(text)}</span>{esc(counted)}'
 
 
 def items(text: str) -> list[str]:
@@ -114,6 +118,11 @@ def finding(v: Verdict, limit: int = 160) -> str:
 
 
 def home(entries_: list[Entry], hardware: pd.DataFrame, records: int) -> str:
+    gpu_note = (
+        f'<p class="lead" id="no-gpu-verdict">{esc(NO_GPU_VERDICT)}</p>\n'
+        if no_gpu_verdict([e.verdict for e in entries_])
+        else ""
+    )
     rows = [
         [
             link(e.href, f"Claim {e.claim['id']}"),
@@ -138,8 +147,10 @@ def home(entries_: list[Entry], hardware: pd.DataFrame, records: int) -> str:
         f"judged by <code>bench claims</code> against the {records} records in this results folder and the analytic "
         "model. Follow a claim to its measurements, the prediction, the hardware and the commands that reproduce it; "
         f"browse every record in the {link('explorer.html', 'explorer')} or download them as "
-        f"{link('records.csv', 'CSV')}.</p>\n"
-        '<section aria-labelledby="claims-h"><h2 id="claims-h">Claims and verdicts</h2>'
+        f"{link('records.csv', 'CSV')}. Noisy or contended records are left out of the verdicts "
+        "(results/README.md, “The noise gate”); each claim's page says how many.</p>\n"
+        + gpu_note
+        + '<section aria-labelledby="claims-h"><h2 id="claims-h">Claims and verdicts</h2>'
         + table(
             ["Claim", "The seed's words", "Verdict", "Finding", "Judged on"],
             rows,
@@ -207,19 +218,36 @@ def configurations(e: Entry, record_pages: set[str]) -> str:
     return table(headers, body, f"{len(rows)} configuration(s): {esc(e.note)}", numeric=numeric)
 
 
+def own_card(v: Verdict) -> str:
+    """For a claim about a named model's memory: the measurement beside what `bench estimate` prints for the same
+    setup, and the commands that answer it for one's own card."""
+    if not v.beside and not v.commands:
+        return ""
+    rows = [[esc(what), esc(measured), esc(estimated)] for what, measured, estimated in v.beside]
+    commands = "".join(f"<pre><code>{esc(c)}</code></pre>" for c in v.commands)
+    return (
+        '<section aria-labelledby="own-h"><h2 id="own-h">Estimated beside measured, and on your own card</h2>'
+        + (table(["Figure", "Measured", "bench estimate"], rows, "The estimate beside the measurement") if rows else "")
+        + "<p><code>bench estimate</code> answers from the analytic model in a second, without a GPU; "
+        "<code>bench fit</code> measures on the card (the last form: as if it had 24 GB).</p>"
+        + commands
+        + "</section>\n"
+    )
+
+
 def cite_text(e: Entry) -> str:
     c, v = e.claim, e.verdict
     command = claims.commands(c)
     lines = [
         f"**backprop-bench claim {c['id']}** — “{c['statement']}” (seed: {c['seed']})",
         "",
-        f"- Verdict: **{v.verdict}** — judged: {c['condition']}",
+        f"- Verdict: **{v.words}** — judged: {c['condition']}",
         f"- Measured: {v.measured}",
         f"- Predicted (analytic model): {v.predicted or '—'}",
         f"- Hardware: {v.hardware}",
         "",
-        f"Judged by `bench claims` from {len(e.rows)} configuration(s) in the results folder; registry "
-        "`suites/claims.yaml`. Reproduce:",
+        f"Judged by `bench claims` from {len(e.rows)} configuration(s) in the results folder ({v.left_out} noisy or "
+        "contended record(s) left out); registry `suites/claims.yaml`. Reproduce:",
         "",
         "```sh",
         *(part for step in command.split(" ; ") for part in step.split(" · ")),
@@ -250,6 +278,11 @@ def claim_page(e: Entry, root: Path, out: Path, record_pages: set[str], labels: 
                 ("Condition", esc(c["condition"])),
                 ("Judged on", esc(v.hardware)),
                 (
+                    "Records left out",
+                    f"{v.left_out} noisy or contended (results/README.md, “The noise gate”; "
+                    "<code>bench site --include-noisy</code> keeps them)",
+                ),
+                (
                     "Suites that measure it",
                     ", ".join(f"<code>{esc(s)}</code>" for s in c.get("suite") or []) or "none: analytic",
                 ),
@@ -264,6 +297,7 @@ def claim_page(e: Entry, root: Path, out: Path, record_pages: set[str], labels: 
         )
         + (table(["Judged part", "Result"], judged, "What the verdict was made from") if judged else "")
         + "</section>\n"
+        + own_card(v)
         + (
             '<section aria-labelledby="plots-h"><h2 id="plots-h">Plots</h2>' + "".join(plots) + "</section>\n"
             if plots

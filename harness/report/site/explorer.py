@@ -14,6 +14,7 @@ from harness.records.record import Record
 from harness.report.escape import csv_text
 from harness.report.frame import config_label
 from harness.report.site.markup import attrs, esc, gib, link, ms, page, sig, sort_key
+from harness.units import ci_text
 
 
 @dataclass(frozen=True)
@@ -45,28 +46,18 @@ def _ratio_ci(row: pd.Series, rec: Record) -> str:
     if pd.isna(row["compute_ratio"]):
         return "—"
     lo, hi = row["compute_ratio_ci95_lo"], row["compute_ratio_ci95_hi"]
-    ci = f' <span class="ci">[{lo:.2f}–{hi:.2f}]</span>' if pd.notna(lo) and pd.notna(hi) else ""
+    interval = ci_text(lo, hi, rec.metrics.get("compute_ratio_ci_coverage"))
+    ci = f' <span class="ci">[{esc(interval)}]</span>' if pd.notna(lo) and pd.notna(hi) else ""
     return f"{row['compute_ratio']:.2f}×{ci}"
 
 
+# The figures a reader comes for (compute ratio, time, memory) right after what the row is (model, method), so
+# that they are in view at 1280 px; the hardware, the same on most rows, last.
 COLUMNS = [
-    Column("hardware", "Hardware", "choice", lambda r, s: r["hardware"], lambda r, s: esc(r["hardware_label"])),
     Column("model", "Model", "choice", lambda r, s: config_label(s.config).split(" ")[0]),
     Column("method", "Method", "choice", lambda r, s: r["method"]),
-    Column("precision", "Precision", "choice", lambda r, s: r["precision"]),
-    Column("checkpointing", "Checkpointing", "choice", lambda r, s: "on" if r["checkpointing"] else "off"),
-    Column("batch", "Batch", "choice", lambda r, s: int(r["batch_size"])),
-    Column("seq", "Sequence length", "choice", lambda r, s: int(r["seq_len"])),
-    Column("status", "Status", "choice", lambda r, s: r["status"]),
-    Column("compute_ratio", "Compute ratio [95% CI]", "number", lambda r, s: r["compute_ratio"], _ratio_ci),
+    Column("compute_ratio", "Compute ratio [CI]", "number", lambda r, s: r["compute_ratio"], _ratio_ci),
     Column("step_ms", "Step time (ms)", "number", lambda r, s: r["step_s"], lambda r, s: ms(r["step_s"])),
-    Column(
-        "tokens",
-        "Step tokens/s",
-        "number",
-        lambda r, s: r["step_tokens_per_s"],
-        lambda r, s: sig(r["step_tokens_per_s"]),
-    ),
     Column(
         "peak_train",
         "Peak training (GiB)",
@@ -81,8 +72,21 @@ COLUMNS = [
         lambda r, s: r["peak_infer_bytes"],
         lambda r, s: gib(r["peak_infer_bytes"]),
     ),
+    Column(
+        "tokens",
+        "Step tokens/s",
+        "number",
+        lambda r, s: r["step_tokens_per_s"],
+        lambda r, s: sig(r["step_tokens_per_s"]),
+    ),
+    Column("precision", "Precision", "choice", lambda r, s: r["precision"]),
+    Column("checkpointing", "Checkpointing", "choice", lambda r, s: "on" if r["checkpointing"] else "off"),
+    Column("batch", "Batch", "choice", lambda r, s: int(r["batch_size"])),
+    Column("seq", "Sequence length", "choice", lambda r, s: int(r["seq_len"])),
+    Column("status", "Status", "choice", lambda r, s: r["status"]),
     Column("checks", "Checks passed", "choice", lambda r, s: _checks(s)),
     Column("flags", "Flags", "text", flags),
+    Column("hardware", "Hardware", "choice", lambda r, s: r["hardware"], lambda r, s: esc(r["hardware_label"])),
 ]
 # Filters and sorts read bytes and seconds as GiB and ms, the units the cells show.
 SCALE = {"step_ms": 1e3, "peak_train": 1 / 1024**3, "peak_infer": 1 / 1024**3}

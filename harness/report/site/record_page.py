@@ -14,7 +14,7 @@ from harness.records.schema import canonical_json
 from harness.records.signing import signing_in_use
 from harness.report.cite import cite, title, warnings
 from harness.report.site.markup import cite_block, definitions, esc, link, ms, number, page, ratio, relative, sig, table
-from harness.units import format_bytes
+from harness.units import ci_text, format_bytes, format_flop_rate, unit_of
 
 # The page's reading order, not the timed loop's (PHASES): inference first, then the training phases, each adding
 # to the one before (forward, + backward, + optimizer step).
@@ -29,12 +29,15 @@ def value_html(key: str, value) -> str:
         return f"<code>{esc(canonical_json(value))}</code>"
     if v is None:
         return esc("—" if value is None else value)
-    if key.endswith("_bytes"):
+    unit = unit_of(key)
+    if unit == "B":
         return f'{esc(format_bytes(v))} <span class="exact">({int(v):,} B)</span>'
-    if key.endswith("_s"):
+    if unit == "s":
         return f"{esc(ms(v))} ms"
-    if key.endswith("_per_s"):
-        return esc(sig(v, 4))
+    if unit == "FLOP/s":
+        return f'{esc(format_flop_rate(v))} <span class="exact">({v:,.0f} FLOP/s)</span>'
+    if unit is not None:  # any other rate: samples/s, tokens/s
+        return f"{esc(sig(v, 4))} {esc(unit)}"
     if "ratio" in key:
         return esc(ratio(v))
     return esc(sig(v, 4) if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value)
@@ -126,11 +129,11 @@ def headline(rec: Record) -> list[tuple[str, str]]:
     m = rec.metrics
     mem = m.get("memory") or {}
     ci = m.get("compute_ratio_ci95") or [None, None]
-    ci_text = f" (95% CI {ratio(ci[0])}–{ratio(ci[1])})" if number(ci[0]) is not None else ""
+    interval = f" ({ci_text(ci[0], ci[1], m.get('compute_ratio_ci_coverage'))})" if number(ci[0]) is not None else ""
     pairs = [("Status", esc(rec.status))]
     if rec.ok:
         pairs += [
-            ("Compute ratio t(fwd+bwd) / t(fwd)", esc(ratio(m.get("compute_ratio")) + ci_text)),
+            ("Compute ratio t(fwd+bwd) / t(fwd)", esc(ratio(m.get("compute_ratio")) + interval)),
             ("Step time (median)", f"{ms((m.get('time') or {}).get('step', {}).get('median_s'))} ms"),
             ("Step tokens/s", esc(sig((m.get("throughput") or {}).get("step_tokens_per_s"), 4))),
             ("Peak training memory", esc(format_bytes(mem.get("peak_step_bytes")))),
