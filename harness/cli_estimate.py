@@ -13,7 +13,10 @@ import sys
 
 from harness.config.groups import BenchConfig, ConfigError
 
-USAGE = "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace]"
+USAGE = (
+    "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace] | "
+    "bench estimate --published [--format table|json] [--no-trace]"
+)
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -28,6 +31,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS_DIR, else results/)")
     parser.add_argument(
         "--no-trace", action="store_true", help="where no closed form exists, answer null instead of tracing"
+    )
+    parser.add_argument(
+        "--published",
+        action="store_true",
+        help="predict the published measurements of harness/predict/published.json, beside each its error",
     )
     args, rest = parser.parse_known_args(argv)
     unknown = [a for a in rest if a.startswith("-")]
@@ -63,6 +71,8 @@ def cmd_estimate(argv: list[str]) -> int:
     from harness.report.estimate_table import as_json, table
 
     args, overrides = parse(argv)
+    if args.published:
+        return cmd_published(args, overrides)
     if any(o.split("=", 1)[0] in ("suite", "output_dir") for o in overrides):
         raise ConfigError("overrides", "bench estimate answers for one configuration: no suite=, no output_dir=")
     cfg = make_case(overrides).config  # exit 2 on bad input, before anything is computed
@@ -83,4 +93,16 @@ def cmd_estimate(argv: list[str]) -> int:
     answer["band"] = error_band(answer["calibration"])
     answer["cards"] = estimate.cards(cfg, predicted, device_overheads(records, cards), cards, answer["band"])
     print(as_json(answer) if args.format == "json" else table(answer))
+    return 0
+
+
+def cmd_published(args: argparse.Namespace, overrides: list[str]) -> int:
+    """`bench estimate --published`: every published row predicted, its error, the median and the largest."""
+    from harness.predict.published import evaluate
+    from harness.report.estimate_table import published_json, published_table
+
+    if overrides or args.card:
+        raise ConfigError("--published", "predicts the published rows' own setups: give no overrides and no --card")
+    result = evaluate(None if args.no_trace else traced)
+    print(published_json(result) if args.format == "json" else published_table(result))
     return 0

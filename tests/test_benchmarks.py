@@ -65,3 +65,20 @@ def test_harness_overhead_paired(benchmark):
     print(f"\nharness timed step overhead over a bare loop: {overhead_pct:.2f}% (median of {len(ratios)} pairs)")
     # Under `make test` (benchmarks disabled) one round runs; a ratio outside (0.5, 2) means a loop is broken.
     assert ratios and all(0.5 < r < 2.0 for r in ratios)
+
+
+# `bench estimate` where a closed form covers the activations: Llama 3.1 8B QLoRA r=32 on every linear, batch 1,
+# 2048 tokens, checkpointing off; the whole answer (composition, prediction, every card's searches), read from an
+# empty results folder. The target (< 2 s) is read from the benchmark report.
+ESTIMATE = ["model=hf", "model.preset=llama-3.1-8b", "method=qlora", "method.r=32", "workload.batch_size=1"]
+
+
+def test_closed_form_estimate(benchmark, tmp_path, capsys):
+    from harness.cli import main
+
+    def estimate():
+        assert main(["estimate", *ESTIMATE, "--results", str(tmp_path), "--format", "json"]) == 0
+        return capsys.readouterr().out
+
+    out = benchmark.pedantic(estimate, rounds=5, warmup_rounds=1)
+    assert '"activations_source": "closed form"' in out

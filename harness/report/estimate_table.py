@@ -85,8 +85,8 @@ def card_lines(cards: list[dict]) -> list[str]:
     ]
     sources, reasons = [], []
     for row in cards:
-        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}"
         reason = row["no_figure_reason"]
+        level = f"{gib(row['device_low_bytes'])}-{gib(row['device_high_bytes'])}" if not reason else "no figure"
         lines.append(
             f"{row['card_gib']:>6g}  {level:>17}  {row['fits']:<12}"
             f"{_cell(row['largest_batch_size'], reason):>14}{_cell(row['largest_seq_len'], reason):>13}"
@@ -122,3 +122,58 @@ def table(answer: dict) -> str:
 def as_json(answer: dict) -> str:
     """The answer as data: its config as a record stores it."""
     return json.dumps({**answer, "config": answer["config"].to_dict()}, indent=2, sort_keys=True, default=str)
+
+
+def _error(value) -> str:
+    return f"{value:+.1%}" if isinstance(value, float) else "-"
+
+
+def published_rows(result: dict) -> list[dict]:
+    """The published table's rows as text cells: id, quantity, published (its unit), predicted (the same unit), error,
+    and the reason where there is no prediction."""
+    out = []
+    for row in result["rows"]:
+        unit, size = row["unit"], row["unit_bytes"]
+        predicted = row["predicted_bytes"]
+        out.append(
+            {
+                "id": row["id"],
+                "quantity": row["quantity"],
+                "published": f"{row['published']:g} {unit}",
+                "predicted": f"{predicted / size:.2f} {unit}" if predicted is not None else "-",
+                "error": _error(row["error"]),
+                "note": row["reason"]
+                or f"peak at the {row['peak_moment']}" + (f", {row['source']}" if row.get("source") else ""),
+            }
+        )
+    return out
+
+
+def published_summary(result: dict) -> str:
+    if not result["n_expressed"]:
+        return "no row can be expressed yet"
+    return (
+        f"over the {result['n_expressed']} of {len(result['rows'])} rows the estimator can express: median |error| "
+        f"{result['median_abs_error']:.1%}, largest {result['max_abs_error']:.1%}"
+    )
+
+
+def published_table(result: dict) -> str:
+    lines = [
+        "bench estimate --published: published GPU measurements (harness/predict/published.json) beside the "
+        "prediction; error = predicted / published - 1",
+        "",
+        f"{'row':<44}{'quantity':<19}{'published':>11}{'predicted':>12}{'error':>8}  note",
+    ]
+    for r in published_rows(result):
+        lines.append(
+            f"{r['id']:<44}{r['quantity']:<19}{r['published']:>11}{r['predicted']:>12}{r['error']:>8}  {r['note']}"
+        )
+    lines += ["", published_summary(result), ""]
+    lines += [f"{name}: {text}" for name, text in result["quantities"].items()]
+    lines += [f"{name}: {o['bytes']} bytes, from {o['source']}" for name, o in result["overheads"].items()]
+    return "\n".join(lines)
+
+
+def published_json(result: dict) -> str:
+    return json.dumps(result, indent=2, sort_keys=True)

@@ -67,8 +67,8 @@ def split_fit_args(overrides: list[str]) -> tuple[str, int, list[str]]:
 def predicted_max(
     config: BenchConfig, search: str, budget_bytes: int | None, limit: int, device_type: str = "cpu"
 ) -> dict:
-    """Largest value whose predicted params + grads + optimizer state + activations fit the budget
-    (harness/predict/estimate.py, the same search `bench estimate` answers with)."""
+    """Largest value whose predicted step peak (its largest moment: parameters, state, gradients, activations and
+    temporaries) fits the budget (harness/predict/estimate.py, the same search `bench estimate` answers with)."""
     from harness.predict.estimate import largest, peak_function
 
     if budget_bytes is None:
@@ -76,7 +76,7 @@ def predicted_max(
     found = largest(config, search, budget_bytes, limit, peak_function(config, device_type))
     if found["value"] is None:
         return {"value": None, "reason": "the analytic model has no activation formula for this configuration"}
-    return {**found, "formula": "params + grads + optimizer state + activations (no temporaries): an upper bound"}
+    return {**found, "formula": "the step's largest live set (harness/predict/timeline.py), tensors only"}
 
 
 class _ProbeFailed(Exception):

@@ -23,7 +23,7 @@ from harness.records.io import replace_file
 from harness.records.record import Record
 from harness.records.safe_fs import confined, lstat_kind, read_regular
 from harness.report.frame import grouped, records_frame
-from harness.report.site import claim_pages, explorer, hardware, record_page
+from harness.report.site import claim_pages, explorer, hardware, published_page, record_page
 from harness.report.site.markup import SCRIPT, STYLESHEET
 
 PAGE_FOLDERS = ("claims", "records", "hardware")
@@ -53,6 +53,7 @@ def pages(records: list[Record], root: Path, out: Path, include_noisy: bool = Fa
         "explorer.html": explorer.explorer(every, by_id, labels),
         "records.csv": explorer.records_csv(every),
         "hardware/index.html": hardware.hardware_index(hw, root, out),
+        "published.html": published_page.published_page(),
     }
     for e in entries:
         site[e.href] = claim_pages.claim_page(e, root, out, set(by_id), labels)

@@ -1,0 +1,60 @@
+"""bench estimate's test set: the published GPU measurements of harness/predict/published.json, each predicted from
+its overrides (traced where no closed form exists), held to the bounds below. The bounds are what the estimator
+reaches, stated, not a target met by tuning: nothing in the prediction is fitted to these rows.
+
+Over the rows it can express today (torchtune's four Llama 2 7B LoRA rows and its Llama 3 8B row, the seed's two
+Llama 3.1 8B rows): median |error| 4.2%, the issue's target (<= 5%) met. The largest is Llama 3 8B's, +27%: its
+token count is not published, and at the 2 x 2048 tokens the setup allows the loss's three t x V fp32 tensors alone
+are 6.3 GB (V = 128,256), more than the whole gap; the issue's "none above 12%" is not met there. The next largest,
+the seed's inference (+10.6%), is an approximate figure ("~16 GB") with the CUDA context taken from the HF doc."""
+
+import pytest
+
+from harness.predict.published import published
+from harness.report.estimate_table import published_table
+
+MEDIAN_BOUND = 0.05  # the issue's target, met
+LARGEST_BOUND = 0.30  # reached: the Llama 3 8B row (see above); every other row within 12%
+OTHERS_BOUND = 0.12
+
+
+@pytest.fixture(scope="module")
+def result():
+    from harness.cli_estimate import traced
+    from harness.predict.published import evaluate
+
+    return evaluate(traced)
+
+
+def test_every_row_names_its_source_setup_quantity_and_unit():
+    data = published()
+    for row in data["rows"]:
+        assert row["source"] and row["setup"] and row["differs"], row["id"]
+        assert row["quantity"] in data["quantities"], row["id"]
+        assert row["unit_bytes"] in (10**9, 2**20), row["id"]  # GB as torchtune writes it, MB as NVML's MiB
+        assert all(name in data["overheads"] for name in row["adds"]), row["id"]
+    # what is added to a prediction is a published figure: the HF doc's 1,343 MB of CUDA kernels, in MiB
+    assert data["overheads"]["cuda_kernels_hf"]["bytes"] == 1343 * 2**20
+
+
+def test_the_errors_stay_within_the_stated_bounds(result):
+    expressed = [r for r in result["rows"] if r["error"] is not None]
+    assert result["n_expressed"] == len(expressed) >= 7
+    assert result["median_abs_error"] <= MEDIAN_BOUND
+    assert result["max_abs_error"] <= LARGEST_BOUND
+    assert all(abs(r["error"]) <= OTHERS_BOUND for r in expressed if r["id"] != "torchtune-llama3-8b-lora")
+    for r in expressed:  # each error is predicted / published - 1, in the row's own unit
+        assert r["error"] == pytest.approx(r["predicted_bytes"] / (r["published"] * r["unit_bytes"]) - 1)
+
+
+def test_a_row_that_cannot_be_expressed_says_why(result):
+    by_id = {r["id"]: r for r in result["rows"]}
+    unexpressed = [r for r in result["rows"] if r["predicted_bytes"] is None]
+    assert unexpressed and all(r["reason"].startswith("cannot be expressed yet: ") for r in unexpressed)
+    assert (
+        "needs bf16 QLoRA" in by_id["torchtune-llama2-7b-qlora"]["reason"]
+        or by_id["torchtune-llama2-7b-qlora"]["predicted_bytes"]
+    )
+    table = published_table(result)
+    assert all(r["id"] in table for r in result["rows"])
+    assert f"median |error| {result['median_abs_error']:.1%}" in table
