@@ -260,7 +260,7 @@ def test_cite_gives_numbers_hardware_id_and_reproducing_commands(real_records, t
     text = cite(Record.from_dict(record, outcome.dest), root)
     m, prov = record["metrics"], record["provenance"]
     lo, hi = m["compute_ratio_ci95"]
-    assert f"**{m['compute_ratio']:.2f}×**" in text and f"CI {lo:.2f}–{hi:.2f}" in text
+    assert f"**{m['compute_ratio']:.2f}×**" in text and f"{lo:.2f}–{hi:.2f}, " in text
     assert f"Result ID `{record['id']}`" in text
     assert f"git checkout {prov['git_sha']}" in text
     assert "make bench SUITE= ARGS='" + " ".join(record["overrides"]) + "'" in text

@@ -56,7 +56,7 @@ def test_bench_run_end_to_end_writes_one_complete_record(tmp_path):
     assert record["command"].startswith("bench run ") and "method=adamw8bit" in record["command"]
     # the summary table shows this record's own numbers
     assert (
-        f"{m['compute_ratio']:.2f} [{m['compute_ratio_ci95'][0]:.2f}, {m['compute_ratio_ci95'][1]:.2f}]" in proc.stdout
+        f"{m['compute_ratio']:.2f} [{m['compute_ratio_ci95'][0]:.2f}–{m['compute_ratio_ci95'][1]:.2f}, " in proc.stdout
     )
     assert f"{len(record['checks'])}/{len(record['checks'])}" in proc.stdout
     assert f"{m['flop_ratio']:.2f}" in proc.stdout and m["flop_ratio"] == 3 - 1 / 2
