@@ -21,14 +21,14 @@ EXACT = [
     (["model=llama", *DECODER], 0),
     (["model=llama", *DECODER, "checkpointing=on"], 0),
     (["model=llama", *DECODER, "method=lora"], 0),
-    (["model=llama", *DECODER, "method=qlora"], 0),
+    (["model=llama", *DECODER, "method=qlora", "checkpointing=on"], 0),
     (["model=llama", *DECODER, "precision=bf16", "checkpointing=on"], 0),
 ]
 # one configuration per block family, each a different setup
 FAMILIES = [
     (["model=hf", "model.preset=tiny-qwen2", *DECODER], 0.02),
     (["model=hf", "model.preset=tiny-qwen3", *DECODER, "precision=bf16", "checkpointing=on"], 0.02),
-    (["model=hf", "model.preset=tiny-mistral", *DECODER, "method=lora"], 0.02),
+    (["model=hf", "model.preset=tiny-mistral", *DECODER, "method=lora", "checkpointing=on", "precision=bf16"], 0.02),
     (["model=hf", "model.preset=tiny-gemma2", *DECODER, "checkpointing=on"], 0.02),
     (["model=hf", "model.preset=tiny-phi3", *DECODER, "method=qlora"], 0.02),
     (["model=hf", "model.preset=tiny-gpt2", *DECODER, "method=lora", "precision=bf16"], 0.02),
