@@ -81,7 +81,7 @@ def test_the_loss_backward_holds_two_more_fp32_vocabulary_tensors_per_token():
 
 
 def test_the_traced_path_scales_its_figure_with_the_tokens_and_adds_the_loss_tensors():
-    """LoRA under checkpointing has no closed form: a traced figure at one size is scaled with batch x sequence, and
+    """LoRA on q and v only has no closed form: a traced figure at one size is scaled with batch x sequence, and
     each moment's loss tensors are counted at the size asked (CUDA: each storage rounded to 512 bytes)."""
     cfg = make_case(
         [
@@ -92,6 +92,7 @@ def test_the_traced_path_scales_its_figure_with_the_tokens_and_adds_the_loss_ten
             "checkpointing=on",
             "workload.batch_size=1",
             "workload.seq_len=1024",
+            "method.target_modules=[q_proj,v_proj]",
         ]
     ).config
     assert analytic.activation_bytes(cfg, None, "cuda") is None
