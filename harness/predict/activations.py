@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, adapter_bytes, mlp_checkpoint_segments
 from harness.families.hf_config import family
-from harness.predict.activations_hf import Block, checkpointed_parts, frozen_base_saving, full_training_bytes
+from harness.predict.activations_hf import (
+    Block,
+    checkpointed_parts,
+    frozen_base_saving,
+    frozen_checkpointed_parts,
+    full_training_bytes,
+)
 from harness.predict.parameters import lora_targets, parameter_tensors
 
 if TYPE_CHECKING:
@@ -77,20 +83,35 @@ def transformer_block(model: LlamaModelConfig | HfModelConfig) -> tuple[Block, s
 
 
 def frozen_base_activations(cfg: BenchConfig, args: tuple) -> dict:
-    """LoRA and QLoRA on the family's default targets without checkpointing: full training's count less what a
-    frozen base does not keep (harness/predict/activations_hf.py, frozen_base_saving) plus each adapter's r-wide A
-    output (saved by B, in the adapter dtype). `args` are full_training_bytes' arguments."""
+    """LoRA and QLoRA on the family's default targets: full training's count less what a frozen base does not keep
+    (harness/predict/activations_hf.py, frozen_base_saving) plus each adapter's r-wide A output (saved by B, in the
+    adapter dtype); under checkpointing (llama-like blocks) activations_hf.frozen_checkpointed_parts. `args` are
+    full_training_bytes' arguments."""
     block, b, s, e, _, _, device_type = args
     targets = set(lora_targets(cfg))
-    if cfg.checkpointing.enabled or targets != set(families.of(cfg.model).default_targets(cfg.model)):
-        # With checkpointing peft makes the embedding output require grad and recomputation stops inside an
-        # adapter; other target sets change which frozen linears save their inputs: not derived yet.
-        return {
-            "activations_bytes": None,
-            "formula": "not derived: a frozen base under checkpointing, or LoRA beyond the default targets",
-        }
+    if targets != set(families.of(cfg.model).default_targets(cfg.model)):
+        # other target sets change which frozen linears save their inputs: not derived yet
+        return {"activations_bytes": None, "formula": "not derived: LoRA beyond the default targets"}
     adapted = sum(1 for t in parameter_tensors(cfg) if t.name in targets and t.linear_in)
-    adapters = adapted * b * s * cfg.method.r * adapter_bytes(cfg.precision.name)
+    adapter_output = b * s * cfg.method.r * adapter_bytes(cfg.precision.name)
+    adapters = adapted * adapter_output
+    if cfg.checkpointing.enabled:
+        if block.style != "llama" or block.fused_qkv:
+            return {
+                "activations_bytes": None,
+                "formula": f"not derived: a frozen {block.style} base under checkpointing",
+            }
+        parts = frozen_checkpointed_parts(*args, (adapters // block.layers, adapter_output))
+        return {
+            "activations_bytes": max(parts[:2]),
+            "end_of_forward_bytes": parts[0],
+            "recompute_bytes": parts[1],
+            "recompute_saved_bytes": parts[2],
+            # the tracker files the residual sum a recomputation makes as a temporary: alive all the same
+            "recompute_temporary_bytes": b * s * block.hidden * 4 if e == 4 else 0,
+            "formula": "checkpointing per decoder layer, frozen base: layer inputs + max(frozen head, one frozen layer "
+            "recomputed up to up_proj's LoRA sum)",
+        }
     return {
         "activations_bytes": full_training_bytes(*args) - frozen_base_saving(block, b, s, e, device_type) + adapters,
         "formula": "full training's count - what a frozen base does not keep + t·r per adapter",

@@ -206,6 +206,28 @@ def checkpointed_parts(
     return stored + head_bytes(k, b, s, e, device_type), stored + layer - shared + alive
 
 
+def frozen_checkpointed_parts(
+    k: Block, b: int, s: int, e: int, attn: str, kernel: str | None, device_type: str, adapters: tuple[int, int]
+) -> tuple[int, int, int]:
+    """LoRA/QLoRA on every linear of a llama-like layer (gate and up apart), checkpointing every decoder layer:
+    (the end of the forward, the peak while a layer is recomputed, what the recomputed layer holds once it is done).
+    `adapters`: (every adapter's r-wide A outputs in one layer, down_proj's alone), in bytes.
+    - the end of the forward: the layer inputs and the frozen head's count (a frozen final norm saves no normalised
+      input, a frozen lm_head not its input);
+    - the recomputed layer: full training's count less its norms' normalised inputs (frozen weights), plus the
+      adapters' r-wide outputs; in fp32 the first norm's fp32 input is the stored input itself, and the residual
+      sum is held as a temporary;
+    - its peak: at up_proj's LoRA sum, where the base output, the scaled update and their sum are alive beside what
+      is saved before it (not yet the gated product, up_proj's own output or down_proj's adapter input)."""
+    t, h = b * s, k.hidden
+    stored = k.layers * t * h * e + rotary_bytes(k, s, e) + s * 8
+    norms = 2 * t * h * e + (t * (k.heads + k.kv_heads) * k.head_dim * e if k.qk_norm else 0)
+    shared = 2 * t * h * 4 if e == 4 else 0
+    saved = stored + layer_bytes(k, b, s, e, attn, kernel, device_type) - norms + adapters[0] - shared
+    end_of_forward = stored + head_bytes(k, b, s, e, device_type) - 2 * t * h * e
+    return end_of_forward, saved + t * k.ff * e - adapters[1], saved
+
+
 def inference_bytes(k: Block, b: int, s: int, e: int, attn: str, adapters: bool) -> int:
     """The most an eval-mode forward (no KV cache, logits out) holds beyond the weights, counted from where its peak
     falls in the tracker's measurement of small CPU configurations: the input embeddings (held by the model's

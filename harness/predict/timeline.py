@@ -178,8 +178,15 @@ def layer_moments(cfg: BenchConfig, k: Block, act: dict, fixed: dict, alloc: Cal
     released = released_before_mlp(k, t, e, fixed["device_type"])
     mlp_backward = alloc(t * h * e) + 2 * product + fixed["down"] - adapter_input - released
     recompute = act.get("recompute_bytes")
+    recomputing = 0
     if recompute is not None:  # the recomputed layer and the stored inputs, beside the loss the caller holds
-        first = recompute + alloc(LOSS_BYTES)
+        # a frozen base's recomputation peaks inside an adapter's sum (activations_hf.frozen_checkpointed_parts),
+        # with the layer's output gradient waiting; its backward starts from what the layer saved
+        saved = act.get("recompute_saved_bytes", recompute) + act.get("recompute_temporary_bytes", 0)
+        if "recompute_saved_bytes" in act:
+            recomputing = state + recompute + act["recompute_temporary_bytes"] + alloc(LOSS_BYTES) + head_grads
+            recomputing += alloc(t * h * e)
+        first = saved + alloc(LOSS_BYTES)
         per_layer_acts = alloc(t * h * e)  # what is left of a layer once its backward is done: its input
     else:
         first, per_layer_acts = layer_acts, layer_acts // k.layers
@@ -189,7 +196,16 @@ def layer_moments(cfg: BenchConfig, k: Block, act: dict, fixed: dict, alloc: Cal
         top = max(top, dequantized + dequantized_bytes(cfg, ff * h, fixed["device_type"], alloc))
     bottom = top - (k.layers - 1) * (per_layer_acts - per_layer_grads)
     end = state + grads + alloc(t * h * e) if full else 0
-    return max(norm, top, bottom, end)
+    return max(norm, recomputing, top, bottom, end)
+
+
+def input_leaf(cfg: BenchConfig, k: Block, alloc: Callable[[int], int]) -> int:
+    """A frozen base under checkpointing: peft makes the embedding output require grad (enable_input_require_grads),
+    a leaf that backward gives a gradient; both outlive the backward, into the optimizer step (measured on CPU)."""
+    if cfg.method.name not in ADAPTER_METHODS or not cfg.checkpointing.enabled:
+        return 0
+    t = cfg.workload.batch_size * cfg.workload.seq_len
+    return 2 * alloc(t * k.hidden * COMPUTE_BYTES[cfg.precision.name])
 
 
 def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int], int]) -> dict:
@@ -209,7 +225,7 @@ def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[i
         "loss backward": state + eof - labels + 2 * log_softmax,
         "head backward": state + eof - labels + head,
         "layers backward": layer_moments(cfg, k, act, fixed, alloc),
-        "optimizer step": state + fixed["grads"] + fixed["optimizer_temporaries"],
+        "optimizer step": state + fixed["grads"] + fixed["optimizer_temporaries"] + input_leaf(cfg, k, alloc),
     }
 
 
