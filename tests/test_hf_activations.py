@@ -103,6 +103,19 @@ def test_lora_under_checkpointing_has_no_closed_form_and_is_traced(preset):
     assert measured_activations(workload) == pytest.approx(traced["activations_bytes"], rel=0.10), traced
 
 
+def test_8bit_adamw_is_traced_with_its_activations_measured():
+    """bitsandbytes' 8-bit step cannot run on fake tensors; the optimizer holds no activations, so the trace runs
+    torch AdamW on the same trainable set: byte for byte full AdamW's trace, and beside AdamW8bit's measurement."""
+    from harness.measure.traced import trace
+
+    config, workload, _ = case(["model.preset=tiny-gpt2", "method=adamw8bit"])
+    traced = trace(config)
+    assert traced["formula"].startswith("traced with torch AdamW in place of AdamW8bit"), traced
+    assert traced["activations_bytes"] == trace(case(["model.preset=tiny-gpt2"])[0])["activations_bytes"]
+    assert type(workload.optimizer).__name__ == "AdamW8bit"
+    assert measured_activations(workload) == pytest.approx(traced["activations_bytes"], rel=0.10), traced
+
+
 def test_autocast_is_null_with_its_reason():
     config, _, predicted = case(["model.preset=tiny-qwen2", "precision=amp_bf16"])
     assert predicted["activations_bytes"] is None and predicted["formula"] == "not derived: hf under autocast"

@@ -31,6 +31,11 @@ def traced_config(cfg: BenchConfig) -> tuple[BenchConfig | None, str]:
     """The configuration to trace (always on the CPU device type, with no memory budget), and what it stands for
     (None: what cannot be traced, and why)."""
     device = dataclasses.replace(cfg.device, name="cpu", memory_budget_gib=None)
+    if cfg.method.name == "adamw8bit":
+        # bitsandbytes' 8-bit step reads real values (a data-dependent scalar the fake mode cannot give), and the
+        # optimizer holds no activations: its state is counted in closed form (harness/predict/parameters.py)
+        traced = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name="full_adamw"), device=device)
+        return traced, "traced with torch AdamW in place of AdamW8bit (the same trainable set and activations)"
     if cfg.method.name != "qlora":
         how = "traced: the model and method under FakeTensorMode with MemTracker"
         return dataclasses.replace(cfg, device=device), how
