@@ -57,5 +57,5 @@ def test_a_row_that_cannot_be_expressed_says_why(result):
         or by_id["torchtune-llama2-7b-qlora"]["predicted_bytes"]
     )
     table = published_table(result)
-    assert all(r["id"] in table for r in result["rows"])
+    assert all(f"{r['id']}  " in table for r in result["rows"])  # no id runs into its quantity
     assert f"median |error| {result['median_abs_error']:.1%}" in table

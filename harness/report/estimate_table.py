@@ -159,15 +159,17 @@ def published_summary(result: dict) -> str:
 
 
 def published_table(result: dict) -> str:
+    rows = published_rows(result)
+    width = max(len(r["id"]) for r in [{"id": "row"}, *rows]) + 2  # ids are the file's: none may run into the next
     lines = [
         "bench estimate --published: published GPU measurements (harness/predict/published.json) beside the "
         "prediction; error = predicted / published - 1",
         "",
-        f"{'row':<44}{'quantity':<19}{'published':>11}{'predicted':>12}{'error':>8}  note",
+        f"{'row':<{width}}{'quantity':<19}{'published':>11}{'predicted':>12}{'error':>8}  note",
     ]
-    for r in published_rows(result):
+    for r in rows:
         lines.append(
-            f"{r['id']:<44}{r['quantity']:<19}{r['published']:>11}{r['predicted']:>12}{r['error']:>8}  {r['note']}"
+            f"{r['id']:<{width}}{r['quantity']:<19}{r['published']:>11}{r['predicted']:>12}{r['error']:>8}  {r['note']}"
         )
     lines += ["", published_summary(result), ""]
     lines += [f"{name}: {text}" for name, text in result["quantities"].items()]
