@@ -23,7 +23,7 @@ from harness.config.fields import doc
 from harness.config.fields import positive_int as _positive_int
 from harness.config.fields import require as _require
 from harness.config.parallel import LauncherConfig, ParallelConfig, validate_parallel
-from harness.config.rules import ADAPTER_METHODS, METHODS, PRECISIONS, QLORA_PRECISIONS
+from harness.config.rules import ADAPTER_METHODS, METHODS, PAGED_OPTIMIZERS, PRECISIONS, QLORA_PRECISIONS
 from harness.config.size_bounds import check_sizes
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,12 +42,26 @@ class MethodConfig:
     target_modules: Optional[list[str]] = doc(
         "Module names to adapt; null = every linear layer of attention and MLP.", None
     )
+    paged: bool = doc(
+        "bitsandbytes' paged optimizer (PagedAdamW, PagedAdamW8bit for adamw8bit): state of 100,000 elements or "
+        "more in CUDA unified memory, outside PyTorch's allocator. CUDA only.",
+        False,
+    )
+
+    def label(self) -> str:
+        """The method as tables and citations name it: a paged optimizer is a different run."""
+        return f"{self.name} (paged)" if self.paged else self.name
 
     def validate(self) -> None:
         _require(self.name in METHODS, "method", f"unknown method {self.name!r}; allowed: {', '.join(METHODS)}")
         _require(self.lr > 0, "method.lr", f"must be > 0, got {self.lr}")
         _require(self.weight_decay >= 0, "method.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _positive_int(self.min_8bit_size, "method.min_8bit_size")
+        _require(
+            not self.paged or self.name in PAGED_OPTIMIZERS,
+            "method.paged",
+            f"{self.name} keeps no optimizer state to page; allowed with: {', '.join(PAGED_OPTIMIZERS)}",
+        )
         if self.name not in ADAPTER_METHODS:
             return
         _positive_int(self.r, "method.r")

@@ -15,6 +15,16 @@ METHODS = ("full_adamw", "adamw8bit", "lora", "qlora", "sgd")
 ADAPTER_METHODS = ("lora", "qlora")  # peft LoRA on a frozen base
 ADAMW_METHODS = ("full_adamw", "lora", "qlora")  # torch.optim.AdamW
 BITSANDBYTES_METHODS = ("adamw8bit", "qlora")
+# bitsandbytes' paged optimizers (method.paged): PagedAdamW8bit for adamw8bit, PagedAdamW (32-bit state) for the
+# AdamW methods; SGD without momentum keeps no state to page
+PAGED_OPTIMIZERS = {
+    "full_adamw": "PagedAdamW",
+    "lora": "PagedAdamW",
+    "qlora": "PagedAdamW",
+    "adamw8bit": "PagedAdamW8bit",
+}
+# bitsandbytes Optimizer8bit.get_state_buffer: a state of fewer elements than this stays in PyTorch's allocator
+PAGED_MIN_NUMEL = 100_000
 PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp_fp16")
 # QLoRA computes NF4 matmuls in bf16 with fp32 adapters: "pure bf16" or fp16 would be labels the run ignores
 QLORA_PRECISIONS = ("fp32", "amp_bf16")

@@ -66,6 +66,13 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return unique_tensor_bytes(v for state in optimizer.state.values() for v in state.values())
 
 
+def optimizer_paged_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of bitsandbytes' paged state (CUDA unified memory: PyTorch's allocator never sees it; NVML does)."""
+    return unique_tensor_bytes(
+        v for state in optimizer.state.values() for v in state.values() if getattr(v, "is_paged", False)
+    )
+
+
 def optimizer_state_dtypes(optimizer: torch.optim.Optimizer) -> dict[str, int]:
     """Element counts of optimizer state by dtype (e.g. uint8 for 8-bit AdamW), per state key kind."""
     counts: dict[str, int] = {}
@@ -225,6 +232,8 @@ def measure_memory(workload: Workload, inference: dict, nvml=None) -> dict:
         # (foreach/fused buffers count here, not as optimizer state).
         "temp_bytes": at_peak.get("Total", 0) - persistent - optimizer_bytes,
     }
+    if getattr(optimizer, "is_paged", False):  # bitsandbytes' paged optimizers; other optimizers have no such part
+        memory["optimizer_paged_bytes"] = optimizer_paged_bytes(optimizer)
     if fsdp:
         memory["fsdp"] = {name: peaks.get(ref, 0) for name, ref in transient.items()}
         memory["fsdp"]["gathered_peak_bytes"] = tracked.gathered_peak

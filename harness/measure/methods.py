@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from harness import families
-from harness.config.groups import BenchConfig
+from harness.config.groups import BenchConfig, MethodConfig
 from harness.config.rules import (
     ADAPTER_METHODS,
     AUTOCAST_PRECISIONS,
+    PAGED_OPTIMIZERS,
     PRECISIONS,
     WEIGHT_BYTES,
     adapters_in_model_dtype,
@@ -107,6 +108,8 @@ def _fused(cfg: BenchConfig, device: torch.device) -> bool:
 def _optimizer(model: nn.Module, cfg: BenchConfig, device: torch.device, resolved: dict) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     method = cfg.method
+    if method.paged:
+        return _paged_optimizer(params, method, resolved)
     if method.name == "adamw8bit":
         import bitsandbytes as bnb
 
@@ -122,6 +125,17 @@ def _optimizer(model: nn.Module, cfg: BenchConfig, device: torch.device, resolve
     if fused:
         return torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay, fused=True)
     return torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay, foreach=True)
+
+
+def _paged_optimizer(params: list, method: MethodConfig, resolved: dict) -> torch.optim.Optimizer:
+    """bitsandbytes' paged AdamW: its state in CUDA unified memory (outside PyTorch's allocator), which the driver
+    moves to host memory under pressure instead of failing the step."""
+    import bitsandbytes as bnb
+
+    name = PAGED_OPTIMIZERS[method.name]
+    kwargs = {"min_8bit_size": method.min_8bit_size} if name == "PagedAdamW8bit" else {}
+    resolved["optimizer"] = f"bitsandbytes.optim.{name}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+    return getattr(bnb.optim, name)(params, lr=method.lr, weight_decay=method.weight_decay, **kwargs)
 
 
 def _keep_cpu_4bit_layout(model: nn.Module, resolved: dict) -> None:

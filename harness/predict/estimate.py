@@ -82,6 +82,8 @@ def step(cfg: BenchConfig, device_type: str = "cuda", fallback: Fallback | None 
     out.update(timeline.step_moments(cfg, timeline.fixed_parts(cfg, allocated, device_type), act))
     out.update(inference(cfg, allocated["params_bytes"]))
     out["params"] = predicted["params"]
+    if "optimizer_paged_bytes" in predicted["memory"]:
+        out["optimizer_paged_bytes"] = predicted["memory"]["optimizer_paged_bytes"]
     out["formulas"] = {"activations_bytes": act["formula"], "peak_infer_bytes": out.pop("formula")}
     out["activations_source"] = act["source"]
     return out

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness import families
-from harness.config.rules import ADAPTER_METHODS, WEIGHT_BYTES, adapter_bytes
+from harness.config.rules import ADAPTER_METHODS, PAGED_MIN_NUMEL, PAGED_OPTIMIZERS, WEIGHT_BYTES, adapter_bytes
 from harness.predict.allocator import allocated_bytes
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class Storage:
     category: str  # params_bytes | grads_bytes | optimizer_bytes
     nbytes: int
     on_host: bool = False
+    paged: bool = False  # bitsandbytes' paged state: CUDA unified memory, outside PyTorch's allocator
 
 
 def fused_adamw(cfg: BenchConfig, device_type: str) -> bool:
@@ -140,10 +141,29 @@ def parameter_storages(cfg: BenchConfig, trainable: list[int]) -> tuple[list[Sto
     return out + [Storage("params_bytes", adapter_e * n) for n in trainable], adapter_e
 
 
+def paged_storages(cfg: BenchConfig, trainable: list[int], device_type: str) -> list[Storage]:
+    """bitsandbytes' paged AdamW (Optimizer2State): two states per tensor, fp32 (PagedAdamW; whatever the
+    parameter's dtype) or 8-bit with fp32 block absmax (PagedAdamW8bit), no step tensor (bitsandbytes counts steps
+    in a Python int). A state of PAGED_MIN_NUMEL elements or more is paged on CUDA; the absmax and the
+    quantization maps stay in the allocator. On a CPU bitsandbytes pages nothing."""
+    eight_bit = PAGED_OPTIMIZERS[cfg.method.name] == "PagedAdamW8bit"
+    minimum = cfg.method.min_8bit_size if eight_bit else None
+    out: list[Storage] = []
+    for n in trainable:
+        paged = device_type == "cuda" and n >= PAGED_MIN_NUMEL
+        states = adamw8bit_storages(n, minimum) if eight_bit else [4 * n, 4 * n]
+        out += [Storage("optimizer_bytes", b, paged=paged and i < 2) for i, b in enumerate(states)]
+    if eight_bit and any(n >= minimum for n in trainable):
+        out += [Storage("optimizer_bytes", BNB8_QMAP_BYTES // 2)] * 2
+    return out
+
+
 def optimizer_storages(cfg: BenchConfig, trainable: list[int], te: int, device_type: str) -> list[Storage]:
     """The optimizer's state for the trainable tensors (of `te` bytes an element)."""
     method = cfg.method.name
     out: list[Storage] = []
+    if cfg.method.paged:
+        return paged_storages(cfg, trainable, device_type)
     if method == "adamw8bit":
         minimum = cfg.method.min_8bit_size
         out += [Storage("optimizer_bytes", b) for n in trainable for b in adamw8bit_storages(n, minimum)]
@@ -178,10 +198,17 @@ def memory(cfg: BenchConfig, device_type: str = "cpu") -> dict:
     figures, and under `allocated` what the device's allocator holds for them (equal on a CPU)."""
     listed = storages(cfg, device_type)
     out = {cat: sum(s.nbytes for s in listed if s.category == cat) for cat in MEMORY_CATEGORIES}
+    # paged state is counted as itself: unified memory is not the caching allocator's blocks
     out["allocated"] = {
-        cat: sum(allocated_bytes(s.nbytes, "cpu" if s.on_host else device_type) for s in listed if s.category == cat)
+        cat: sum(
+            allocated_bytes(s.nbytes, "cpu" if s.on_host or s.paged else device_type)
+            for s in listed
+            if s.category == cat
+        )
         for cat in MEMORY_CATEGORIES
     }
+    if cfg.method.paged:  # only then: the predictions of every other config stay as they were
+        out["paged_bytes"] = sum(s.nbytes for s in listed if s.paged)
     out.update(
         {
             "trainable_params": sum(trainable_numels(cfg)),

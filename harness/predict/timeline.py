@@ -55,9 +55,9 @@ LOSS_BYTES = 8  # the loss and nll_loss's total weight, one fp32 scalar each, he
 def optimizer_temporaries(cfg: BenchConfig, device_type: str, alloc: Callable[[int], int]) -> int:
     """What the optimizer's step allocates beyond its state: torch's foreach AdamW takes sqrt(exp_avg_sq) of every
     tensor at once (torch/optim/adamw.py, _multi_tensor_adamw: torch._foreach_sqrt), one tensor per trainable
-    tensor in its dtype; fused AdamW (torch._fused_adamw_), SGD without momentum and bitsandbytes' 8-bit update
-    work in place."""
-    if cfg.method.name in ("sgd", "adamw8bit") or fused_adamw(cfg, device_type):
+    tensor in its dtype; fused AdamW (torch._fused_adamw_), SGD without momentum and bitsandbytes' updates (8-bit
+    and paged) work in place."""
+    if cfg.method.name in ("sgd", "adamw8bit") or cfg.method.paged or fused_adamw(cfg, device_type):
         return 0
     trainable = trainable_numels(cfg)
     te = parameter_storages(cfg, trainable)[1]

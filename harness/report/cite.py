@@ -119,7 +119,7 @@ def title(rec: Record) -> str:
     """The configuration, method and checkpointing: how a citation and a record's page name a record."""
     cfg = rec.config
     ckpt = "on" if cfg.checkpointing.enabled else "off"
-    return f"{config_label(cfg)}, {cfg.method.name}, checkpointing {ckpt}"
+    return f"{config_label(cfg)}, {cfg.method.label()}, checkpointing {ckpt}"
 
 
 def _ok_lines(m: dict) -> list[str]:

@@ -105,10 +105,10 @@ def calibration(records: list[Record], cfg: BenchConfig) -> dict:
     method and checkpointing), per hardware: n, and measured / predicted ranges for activations and the step's peak
     (the peak: the largest of the step's moments)."""
     kind = model_kind(cfg)
-    like = (cfg.method.name, cfg.checkpointing.enabled)
+    like = (cfg.method.label(), cfg.checkpointing.enabled)
     rows: dict[str, dict] = {}
     for r in records:
-        if r.status != "ok" or (r.config.method.name, r.config.checkpointing.enabled) != like:
+        if r.status != "ok" or (r.config.method.label(), r.config.checkpointing.enabled) != like:
             continue
         if model_kind(r.config, r.resolved) != kind:
             continue

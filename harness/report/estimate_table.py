@@ -26,7 +26,7 @@ def describe(cfg: BenchConfig, predicted: dict) -> str:
     adapters = f" r={method.r}" if method.name in ADAPTER_METHODS else ""
     params = predicted["params"]
     return (
-        f"{model.name}:{name}, {method.name}{adapters}, {cfg.precision.name}, checkpointing "
+        f"{model.name}:{name}, {method.label()}{adapters}, {cfg.precision.name}, checkpointing "
         f"{'on' if cfg.checkpointing.enabled else 'off'}, batch {work.batch_size} x {work.seq_len} "
         f"tokens; {params['total'] / 1e9:.3g} B parameters, {params['trainable'] / 1e6:.4g} M trainable"
     )
@@ -54,13 +54,22 @@ def calibration_lines(calibration: dict, band: dict) -> list[str]:
     return lines
 
 
+def _paged_note(p: dict) -> str:
+    if "optimizer_paged_bytes" not in p:
+        return ""
+    return (
+        f"   of which {gib(p['optimizer_paged_bytes'])} paged: CUDA unified memory outside PyTorch's allocator, "
+        "counted here as on the device (under pressure the driver moves it to host memory: slower steps)"
+    )
+
+
 def step_lines(p: dict) -> list[str]:
     """The training step: its categories, then the live set at each moment and the largest, named."""
     lines = [
         f"{'training step':<34}{'GiB':>8}",
         f"{'  parameters':<34}{gib(p['params_bytes']):>8}",
         f"{'  gradients':<34}{gib(p['grads_bytes']):>8}   {GRADIENTS_HELD}",
-        f"{'  optimizer state':<34}{gib(p['optimizer_bytes']):>8}",
+        f"{'  optimizer state':<34}{gib(p['optimizer_bytes']):>8}{_paged_note(p)}",
         f"{'  activations':<34}{gib(p['activations_bytes']):>8}   {p['formulas']['activations_bytes']}",
         "live set at each moment of the step (harness/predict/timeline.py):",
     ]

@@ -12,7 +12,7 @@ def _case_label(rec: Record) -> str:
     """The configuration as every report names it (harness/report/frame.py), then method and checkpointing."""
     cfg = rec.config
     ckpt = "ckpt" if cfg.checkpointing.enabled else "-"
-    return f"{config_label(cfg)} {cfg.method.name} {ckpt}"
+    return f"{config_label(cfg)} {cfg.method.label()} {ckpt}"
 
 
 def _fmt(value, spec: str) -> str:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.config.case import Case
-from harness.config.groups import ConfigError
+from harness.config.groups import BenchConfig, ConfigError
 from harness.config.parallel import is_multi_rank
 
 
@@ -19,20 +19,37 @@ def default_suite() -> str:
     return "default-gpu" if torch.cuda.is_available() else "smoke"
 
 
+def _needs_more(cfg: BenchConfig, on_cuda: bool) -> tuple[str, str] | None:
+    """(key, why) where this machine cannot run the case as configured, else None."""
+    import torch
+
+    if on_cuda and is_multi_rank(cfg) and cfg.parallel.nproc > torch.cuda.device_count():
+        return "parallel.nproc", (
+            f"{cfg.parallel.nproc} ranks need one CUDA device each; this machine has {torch.cuda.device_count()}"
+        )
+    if cfg.method.paged and not on_cuda:
+        # bitsandbytes falls back to ordinary state on a CPU with only a warning: a label the run would not honour
+        return "method.paged", (
+            "a paged optimizer keeps its state in CUDA unified memory and this case runs on the CPU; allowed here: "
+            "method.paged=false"
+        )
+    return None
+
+
 def check_device(cases: list[Case]) -> list[Case]:
-    """The cases this machine can run; a case whose ranks need more GPUs than it has is an error (exit 2) when
-    asked for by itself, and left out with a note from a suite (its 8-GPU cases on a 2-GPU machine)."""
+    """The cases this machine can run; a case whose ranks need more GPUs than it has, or a paged optimizer on a
+    CPU, is an error (exit 2) when asked for by itself, and left out with a note from a suite (its 8-GPU cases on
+    a 2-GPU machine)."""
     import torch
 
     runnable = []
     for case in cases:
-        device, parallel = case.config.device, case.config.parallel
-        on_cuda = device.type_on(torch.cuda.is_available()) == "cuda"
-        if on_cuda and is_multi_rank(case.config) and parallel.nproc > torch.cuda.device_count():
-            message = f"{parallel.nproc} ranks need one CUDA device each; this machine has {torch.cuda.device_count()}"
+        device = case.config.device
+        unrunnable = _needs_more(case.config, device.type_on(torch.cuda.is_available()) == "cuda")
+        if unrunnable is not None:
             if case.suite is None:
-                raise ConfigError("parallel.nproc", message)
-            print(f"bench: left out of {case.suite}: {' '.join(case.overrides)} ({message})", file=sys.stderr)
+                raise ConfigError(*unrunnable)
+            print(f"bench: left out of {case.suite}: {' '.join(case.overrides)} ({unrunnable[1]})", file=sys.stderr)
             continue
         runnable.append(case)
         if device.name == "cuda" and not torch.cuda.is_available():
