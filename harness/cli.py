@@ -195,7 +195,7 @@ def cmd_claims(argv: list[str]) -> int:
         records = [r for r in records if r.signer is not None]
         print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
     results = claims.report(claims.verdicts(records, root, args.include_noisy))
-    from harness.report.figure import base_stem
+    from harness.report.figure_pages import base_stem
 
     if args.format == "json":
         text = claims.as_json(results)

@@ -10,7 +10,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 
 from harness.records.folder import read_folder
-from harness.report.figure import PANELS_PER_FIGURE, base_stem, panels_of
+from harness.report.figure import PANELS_PER_FIGURE, panels_of
+from harness.report.figure_pages import base_stem
 from harness.report.frame import grouped, records_frame
 from harness.report.plots import plot_checkpointing, plot_memory
 

@@ -214,6 +214,17 @@ def test_the_attention_claims_page_shows_the_rows_its_verdict_read(site):
     assert [cfg for cfg in re.findall(r"<td>(llama:[^<]*)</td>", section)] == list(rows["config"])
 
 
+def test_a_claim_page_shows_every_page_of_its_figures(site):
+    """A paged figure (harness/report/figure_pages.py) is shown whole on a claim page, in page order."""
+    from harness.report.figure_pages import base_stem, figure_pages
+
+    for path in sorted((site / "claims").glob("*.html")):
+        shown = [(path.parent / a["src"]).resolve() for a in Page(path.read_text()).all("img")]
+        for svg in {s for s in shown if s.suffix == ".svg"}:
+            pages = [p.resolve() for p in figure_pages(svg.parent, base_stem(svg))]
+            assert [s for s in shown if s in pages] == pages, (path.name, svg.name)
+
+
 def test_cite_blocks_hold_the_commands(site):
     for claim in claims.load_registry():
         text = (site / "claims" / f"{claim['id']}.html").read_text()

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from harness import __version__  # noqa: E402
 from harness.records.folder import RECORDS  # noqa: E402
 from harness.records.io import replace_file  # noqa: E402
+from harness.report.figure_pages import page_stem  # noqa: E402
 
 METHOD_ORDER = ["full_adamw", "adamw8bit", "sgd", "lora", "qlora"]
 CKPT_STYLE = {
@@ -78,17 +79,6 @@ def omitted(groups: pd.DataFrame) -> str:
 # A figure holds at most this many panels (3 rows of 2, ~1,200 px tall at savefig.dpi): more panels go on further
 # pages, `<stem>-2`, `<stem>-3`, ..., so that no figure is taller than two screens (17 panels once made 3,160 px).
 PANELS_PER_FIGURE = 6
-
-
-def page_stem(stem: Path, page: int) -> Path:
-    """The file stem of a figure's page (0-based): the first keeps the figure's own name."""
-    return stem if page == 0 else stem.with_name(f"{stem.name}-{page + 1}")
-
-
-def base_stem(path: Path) -> str:
-    """The figure a file is a page of: `memory_by_category-2.svg` -> `memory_by_category`."""
-    name, _, page = path.stem.rpartition("-")
-    return name if name and page.isdigit() else path.stem
 
 
 def paged(draw):

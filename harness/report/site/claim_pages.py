@@ -14,6 +14,7 @@ import pandas as pd
 from harness.records.folder import PLOTS
 from harness.records.record import Record
 from harness.report import claims
+from harness.report.figure_pages import figure_pages
 from harness.report.frame import memory_unit
 from harness.report.site.markup import cite_block, definitions, esc, figure, link, page, ratio, sig, table
 from harness.report.verdict import NO_GPU_VERDICT, Verdict, no_gpu_verdict
@@ -264,10 +265,10 @@ def claim_page(e: Entry, root: Path, out: Path, record_pages: set[str], labels: 
     c, v = e.claim, e.verdict
     page_dir = out / "claims"
     plots = [
-        figure(root / PLOTS / hw / f"{stem}.svg", page_dir, labels.get(hw))
+        figure(path, page_dir, labels.get(hw))
         for hw in sorted(set(e.rows["hardware"]) if len(e.rows) else ())
         for stem in plots_of(c["judge"])
-        if (root / PLOTS / hw / f"{stem}.svg").exists()
+        for path in figure_pages(root / PLOTS / hw, stem)
     ]
     judged = [
         [esc(label), "—" if ok is None else ("holds" if ok else "does not hold")] for label, ok in e.verdict.parts

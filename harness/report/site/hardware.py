@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records.folder import PLOTS
+from harness.report.figure_pages import in_page_order
 from harness.report.frame import memory_unit
 from harness.report.selection import CONFIGURATION
 from harness.report.site.markup import definitions, esc, figure, link, ms, page, ratio, sig, table
@@ -134,7 +135,7 @@ def hardware_page(
 ) -> str:
     part = frame[frame["hardware"] == hw]
     page_dir = out / "hardware"
-    plots = sorted((root / PLOTS / hw).glob("*.svg"))
+    plots = in_page_order(list((root / PLOTS / hw).glob("*.svg")))
     first = part.iloc[0]
     ok = int((part["status"] == "ok").sum())
     facts = [

@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 from harness import __version__
+from harness.report.figure_pages import base_stem, page_number
 from harness.units import GIB
 
 STYLESHEET, SCRIPT = "style.css", "site.js"
@@ -178,15 +179,17 @@ def sort_key(value) -> str:
 # --- plots and the cite block -------------------------------------------------------------------------------
 
 
-def plot_alt(stem: str, hardware_label: str | None) -> str:
+def plot_alt(svg: Path, hardware_label: str | None) -> str:
+    stem = base_stem(svg)
     start = PLOT_ALT.get(stem, stem.replace("_", " ").capitalize())
-    return start + (f", on {hardware_label}" if hardware_label else ", across hardware") + "."
+    page = f", page {page_number(svg)}" if page_number(svg) > 1 else ""
+    return start + (f", on {hardware_label}" if hardware_label else ", across hardware") + page + "."
 
 
 def figure(svg: Path, page_dir: Path, hardware_label: str | None) -> str:
     """One plot of `bench plot`, linked where it lies in the results folder (not copied: the folder holds it), its
     PNG beside it; alt text says what it shows and where it was measured."""
-    alt = plot_alt(svg.stem, hardware_label)
+    alt = plot_alt(svg, hardware_label)
     src = relative(svg, page_dir)
     png = svg.with_suffix(".png")
     more = f" · {link(relative(png, page_dir), 'PNG')}" if png.exists() else ""
