@@ -195,24 +195,23 @@ def cmd_claims(argv: list[str]) -> int:
         records = [r for r in records if r.signer is not None]
         print(f"bench: judging from {len(records)} signed record(s); {unsigned} unsigned left out", file=sys.stderr)
     results = claims.report(claims.verdicts(records, root, args.include_noisy))
-    from harness.report.figure_pages import base_stem
+    from harness.report.figure_pages import base_stem, page_number
 
     if args.format == "json":
         text = claims.as_json(results)
     else:
         base = Path(args.out).parent if args.out else root
+        shown = {
+            "activations_vs_depth",
+            "activations_vs_seq_len",
+            "predicted_vs_measured",
+            "checkpointing_tradeoff",
+            "memory_by_category",
+            "compute_ratio",
+        }
         plots = sorted(
-            p
-            for p in (root / results_folder.PLOTS).glob("*/*.svg")
-            if base_stem(p)
-            in (
-                "activations_vs_depth",
-                "activations_vs_seq_len",
-                "predicted_vs_measured",
-                "checkpointing_tradeoff",
-                "memory_by_category",
-                "compute_ratio",
-            )
+            (p for p in (root / results_folder.PLOTS).glob("*/*.svg") if base_stem(p) in shown),
+            key=lambda p: (p.parent.name, base_stem(p), page_number(p)),  # a figure's pages in order
         )
         text = claims.markdown(results, [os.path.relpath(p, base) for p in plots])
     if args.out:
