@@ -1,6 +1,9 @@
 """Helpers the tests share: compose a case exactly as `bench run` does and build its real model and method,
 measure memory in the case's order, count what autograd saves. (Fixtures are in conftest.py.)"""
 
+import subprocess
+from pathlib import Path
+
 import torch
 
 from harness.config.compose import compose_case
@@ -61,3 +64,13 @@ SMALL_CASE = [
     "measure.repeats=3",
     "measure.warmup=0",
 ]
+
+
+def git(path: Path, *args: str) -> str:
+    """git in the repository at `path`, as a throwaway committer (tests that make their own repositories)."""
+    return subprocess.run(
+        ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import git
 
 from harness import repo_root
 from harness.cli import main
@@ -138,20 +139,12 @@ def test_bench_git_sha_stands_in_for_git_only_where_there_is_no_git(tmp_path):
 
 
 def _git_repo(path: Path) -> str:
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
     path.mkdir()
-    git("init", "-q")
+    git(path, "init", "-q")
     (path / "f.txt").write_text("x\n")
-    git("add", "f.txt")
-    git("commit", "-q", "-m", "one")
-    return git("rev-parse", "HEAD")
+    git(path, "add", "f.txt")
+    git(path, "commit", "-q", "-m", "one")
+    return git(path, "rev-parse", "HEAD")
 
 
 def test_git_wins_over_bench_git_sha_and_a_disagreement_is_kept(tmp_path):

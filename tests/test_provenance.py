@@ -3,19 +3,11 @@ busy the machine was while a case ran (harness/measure/provenance.py)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+from support import git
+
 from harness.measure import provenance
-
-
-def _git(path: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def _checkout(path: Path) -> Path:
@@ -25,9 +17,9 @@ def _checkout(path: Path) -> Path:
     (path / "harness" / "code.py").write_text("X = 1\n")
     (path / "results" / "tables" / "results.md").write_text("| a |\n")
     (path / "results" / "claims.md").write_text("claims\n")
-    _git(path, "init", "-q")
-    _git(path, "add", ".")
-    _git(path, "commit", "-q", "-m", "one")
+    git(path, "init", "-q")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "one")
     return path
 
 
@@ -38,15 +30,15 @@ def test_a_rewritten_results_folder_is_not_a_modified_tree_but_a_code_edit_is(tm
     # what make submit / make report do: rewrite tracked files under results/, delete one
     (repo / "results" / "tables" / "results.md").write_text("| a | b |\n")
     (repo / "results" / "claims.md").unlink()
-    assert len(_git(repo, "status", "--porcelain").splitlines()) == 2  # git itself sees both changes
+    assert len(git(repo, "status", "--porcelain").splitlines()) == 2  # git itself sees both changes
     state = provenance.git_state(repo, env={})
-    assert state["git_dirty"] is False and state["git_sha"] == _git(repo, "rev-parse", "HEAD")
+    assert state["git_dirty"] is False and state["git_sha"] == git(repo, "rev-parse", "HEAD")
     (repo / "harness" / "code.py").write_text("X = 2\n")
     assert provenance.git_state(repo, env={})["git_dirty"] is True
     # a staged code change counts too; putting the code back leaves only data changed
-    _git(repo, "add", "harness/code.py")
+    git(repo, "add", "harness/code.py")
     assert provenance.git_state(repo, env={})["git_dirty"] is True
-    _git(repo, "checkout", "HEAD", "--", "harness/code.py")
+    git(repo, "checkout", "HEAD", "--", "harness/code.py")
     assert provenance.git_state(repo, env={})["git_dirty"] is False
 
 
@@ -54,8 +46,8 @@ def test_a_results_folder_named_by_bench_results_dir_inside_the_checkout_is_data
     repo = _checkout(tmp_path / "repo")
     (repo / "shared-results").mkdir()
     (repo / "shared-results" / "r.json").write_text("{}\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "two")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "two")
     (repo / "shared-results" / "r.json").write_text('{"a": 1}\n')
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(repo / "shared-results"))
     assert provenance.code_pathspec(repo) == [".", ":(top,exclude)results", ":(top,exclude)shared-results"]
