@@ -100,3 +100,43 @@ def test_paged_state_is_measured_outside_the_allocator(method):
     # unified memory is on the device (NVML) but not in PyTorch's allocator
     assert mem["torch_max_allocated_bytes"] + mem["optimizer_paged_bytes"] <= mem["nvml_device_bytes"]
     assert record["resolved"]["optimizer"].startswith("bitsandbytes.optim.Paged")
+
+
+def test_the_new_field_leaves_earlier_records_hashes_as_they_were():
+    """A config that does not page hashes as it did before method.paged existed (its records resume and group
+    with earlier ones); a paged one is another configuration."""
+    from harness.config.case import config_hash
+    from harness.config.compose import make_case
+
+    case = make_case(["device=cpu", *MLP, "method=adamw8bit"])
+    stored = case.config_dict
+    before = {**stored, "method": {k: v for k, v in stored["method"].items() if k != "paged"}}
+    assert stored["method"]["paged"] is False and case.config_hash == config_hash(before)
+    paged = make_case(["device=cpu", *MLP, "method=adamw8bit", "method.paged=true"])
+    assert paged.config_hash != case.config_hash
+
+
+def test_a_paged_record_is_its_own_method_in_the_tables(tmp_path):
+    """A record of a paged run (here a committed AdamW8bit record with the flag set, as a GPU run writes it) is
+    named "(paged)" in the frame every table, plot and verdict reads, and in citations: never merged with the
+    plain optimizer's figures."""
+    import json
+
+    from harness import repo_root
+    from harness.records.record import Record
+    from harness.report.cite import title
+    from harness.report.frame import records_frame
+
+    from harness.config.case import config_hash
+    from harness.records.schema import record_id
+
+    path = next(p for p in sorted((repo_root() / "results" / "records").glob("*/*.json")) if "adamw8bit" in p.name)
+    data = json.loads(path.read_text())
+    plain = Record.from_dict(data)
+    data["config"]["method"]["paged"] = True
+    data["config_hash"] = config_hash(data["config"])
+    data["id"] = record_id(data["config"], data["provenance"])
+    paged = Record.from_dict(data)
+    frame = records_frame([plain, paged], tmp_path)
+    assert list(frame["method"]) == ["adamw8bit", "adamw8bit (paged)"]
+    assert ", adamw8bit (paged), checkpointing" in title(paged)

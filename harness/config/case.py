@@ -36,6 +36,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
 
 
+# Fields added after records existed, with the value that means "as before": at that value a config hashes as it
+# did without the field, so earlier records of the same configuration still resume and group with it.
+ADDED_FIELDS = {("method", "paged"): False}
+
+
 def config_hash(stored: dict) -> str:
     """16 hex digits of a config as a record stores it (plain data: older records' too, with the fields of their
     time) alone: repeats of one configuration share it."""
@@ -43,4 +48,8 @@ def config_hash(stored: dict) -> str:
     # resume and group with it; a multi-rank case's parallel section is part of what it measures.
     if (stored.get("parallel") or {}).get("name") == "none":
         stored = {k: v for k, v in stored.items() if k != "parallel"}
+    for (group, name), before in ADDED_FIELDS.items():
+        section = stored.get(group)
+        if isinstance(section, dict) and name in section and section[name] == before:
+            stored = {**stored, group: {k: v for k, v in section.items() if k != name}}
     return hashlib.sha256(canonical_json(stored).encode()).hexdigest()[:16]

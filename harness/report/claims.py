@@ -80,21 +80,23 @@ def judge(claim: dict, groups: pd.DataFrame) -> Verdict:
 # The metric columns each judge kind reads: a record's figures left out by the noise gate count against a verdict
 # where they are among these (a noisy step time is not left out of a memory claim).
 READS = {
-    "checkpointing": {"step_s", "activations_bytes", "peak_step_bytes"},
-    "linear_in_depth": {"activations_bytes"},
-    "attention": {"activations_bytes"},
-    "adam_7b": {"optimizer_bytes"},
-    "llama8b_lora": {"peak_infer_bytes", "peak_step_bytes"},
-    "precision": {"peak_step_bytes", "activations_bytes"},
-    "finite_differences": {"fd_max_rel_error", "fd_full_gradient_projected_s", "backprop_fwd_bwd_float64_s"},
-    "gradient_norms": {"first_to_last_layer_grad_norm_ratio"},
-    "sharding": {"params_bytes", "grads_bytes", "optimizer_bytes", "peak_step_bytes", "step_s"},
+    "checkpointing": ("activations_bytes", "peak_step_bytes", "step_s"),
+    "linear_in_depth": ("activations_bytes",),
+    "attention": ("activations_bytes",),
+    "adam_7b": ("optimizer_bytes",),
+    "llama8b_lora": ("peak_infer_bytes", "peak_step_bytes"),
+    "precision": ("peak_step_bytes", "activations_bytes"),
+    "finite_differences": ("fd_max_rel_error", "fd_full_gradient_projected_s", "backprop_fwd_bwd_float64_s"),
+    "gradient_norms": ("first_to_last_layer_grad_norm_ratio",),
+    "sharding": ("params_bytes", "grads_bytes", "optimizer_bytes", "peak_step_bytes", "step_s"),
 }
 
 
-def reads(claim: dict) -> set[str]:
+def reads(claim: dict) -> tuple[str, ...]:
+    """The figures a claim's judge reads, in the order its page shows them: what the noise gate's count and the
+    claim page's columns both go by."""
     j = claim["judge"]
-    return READS.get(j["kind"]) or ({j["metric"]} if "metric" in j else set())
+    return READS.get(j["kind"]) or ((j["metric"],) if "metric" in j else ())
 
 
 def verdicts(
@@ -114,7 +116,8 @@ def verdicts(
             read = judge(claim, ungated).rows
             ids = set(" ".join(read["ids"]).split()) if read is not None and len(read) else set()
             hit = gated[
-                gated["id"].isin(ids) & gated["left_out_figures"].map(lambda f: bool(reads(claim) & set(f.split())))
+                gated["id"].isin(ids)
+                & gated["left_out_figures"].map(lambda f: bool(set(reads(claim)) & set(f.split())))
             ]
             verdict = dataclasses.replace(verdict, left_out=len(hit))
         out.append((claim, verdict))

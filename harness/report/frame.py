@@ -146,7 +146,7 @@ def _setup_columns(rec: Record) -> dict:
     """How it was trained and measured: method, precision, workload, budget, ranks."""
     cfg = rec.config
     return {
-        "method": cfg.method.name,
+        "method": cfg.method.label(),  # a paged optimizer is its own method in every table, plot and verdict
         "precision": cfg.precision.name,
         "checkpointing": bool(cfg.checkpointing.enabled),
         "segments": cfg.checkpointing.segments,

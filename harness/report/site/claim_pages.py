@@ -19,18 +19,6 @@ from harness.report.frame import memory_unit
 from harness.report.site.markup import cite_block, definitions, esc, figure, link, page, ratio, sig, table
 from harness.report.verdict import NO_GPU_VERDICT, Verdict, no_gpu_verdict
 
-# The metric a claim's table shows beside each configuration (its predicted_ twin where the analytic model has one).
-KIND_METRICS = {
-    "checkpointing": ["activations_bytes", "step_s"],
-    "linear_in_depth": ["activations_bytes"],
-    "attention": ["activations_bytes"],
-    "precision": ["peak_step_bytes"],
-    "finite_differences": ["fd_max_rel_error"],
-    "gradient_norms": ["first_to_last_layer_grad_norm_ratio"],
-    "adam_7b": ["optimizer_bytes"],
-    "llama8b_lora": ["peak_infer_bytes", "peak_step_bytes"],
-    "sharding": ["params_bytes", "optimizer_bytes", "step_s"],
-}
 # The plots of `bench plot` that show a claim, by judge kind (or by the metric a range/pair judge reads).
 PLOTS_SHOWING = {
     "compute_ratio": ["compute_ratio"],
@@ -46,10 +34,6 @@ PLOTS_SHOWING = {
 }
 READ = "the configurations the judge reads"
 ANALYTIC = "analytic: computed from the model's shapes, no measured configuration feeds it"
-
-
-def metrics_of(judge: dict) -> list[str]:
-    return KIND_METRICS.get(judge["kind"]) or ([judge["metric"]] if "metric" in judge else [])
 
 
 def plots_of(judge: dict) -> list[str]:
@@ -197,7 +181,7 @@ def configurations(e: Entry, record_pages: set[str]) -> str:
         return f"<p>No measured configuration feeds this verdict ({esc(e.note)}).</p>"
     headers = ["Hardware", "Configuration", "Method", "Checkpointing", "Runs ok / out of memory"]
     columns: list[list[str]] = []
-    for metric in metrics_of(e.claim["judge"]):
+    for metric in claims.reads(e.claim):
         header, measured, predicted = metric_cells(rows, metric)
         headers.append(f"{esc(header)}, measured (median)")
         columns.append(measured)
