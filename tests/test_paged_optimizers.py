@@ -123,12 +123,11 @@ def test_a_paged_record_is_its_own_method_in_the_tables(tmp_path):
     import json
 
     from harness import repo_root
+    from harness.config.case import config_hash
     from harness.records.record import Record
+    from harness.records.schema import record_id
     from harness.report.cite import title
     from harness.report.frame import records_frame
-
-    from harness.config.case import config_hash
-    from harness.records.schema import record_id
 
     path = next(p for p in sorted((repo_root() / "results" / "records").glob("*/*.json")) if "adamw8bit" in p.name)
     data = json.loads(path.read_text())
