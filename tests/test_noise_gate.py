@@ -146,3 +146,11 @@ def test_the_rule_per_phase_noisy_or_contended_absent_means_not():
     assert left_out_reason(Record.from_dict(both)) == f"{NOISY} {CONTENDED}"
     contended["flags"]["contended"] = False
     assert left_out_reason(Record.from_dict(contended)) == ""
+
+
+def test_a_plot_caption_counts_the_records_whose_timings_it_left_out():
+    from harness.report.figure import source_line
+
+    assert "timings of" not in source_line("a CPU", "cpu-x", 10, ["2.13.0+cpu"])
+    line = source_line("a CPU", "cpu-x", 10, ["2.13.0+cpu"], gated=3)
+    assert "data: 10 record(s) (timings of 3 noisy or contended left out: `bench plot --include-noisy`)" in line

@@ -117,9 +117,11 @@ def add_caption(fig, text: str) -> None:
     fig.text(0.01, 0.005, text, ha="left", va="bottom", fontsize=7, color="#444444", wrap=True)
 
 
-def source_line(hw_label: str, hw_key: str, records: int, torch_builds: list[str]) -> str:
+def source_line(hw_label: str, hw_key: str, records: int, torch_builds: list[str], gated: int = 0) -> str:
+    """Where a figure's data come from; `gated`: records whose noisy or contended timings it does not show."""
+    gate = f" (timings of {gated} noisy or contended left out: `bench plot --include-noisy`)" if gated else ""
     return (
-        f"{hw_label} · data: {records} record(s) in {RECORDS}/{hw_key}/ · torch {', '.join(torch_builds)} · "
+        f"{hw_label} · data: {records} record(s){gate} in {RECORDS}/{hw_key}/ · torch {', '.join(torch_builds)} · "
         f"backprop-bench {__version__} · regenerate with `bench plot`"
     )
 

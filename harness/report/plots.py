@@ -298,7 +298,11 @@ def write_plots(records: list[Record], root: Path, out: Path, include_noisy: boo
         for hw, hw_groups in groups.groupby("hardware", sort=True):
             hw_frame = frame[frame["hardware"] == hw]
             caption = source_line(
-                hw_groups.iloc[0]["hardware_label"], hw, len(hw_frame), sorted(hw_frame["torch"].unique())
+                hw_groups.iloc[0]["hardware_label"],
+                hw,
+                len(hw_frame),
+                sorted(hw_frame["torch"].unique()),
+                int((hw_frame["left_out"] != "").sum()),
             )
             written += plot_compute_ratio(hw_groups, caption, out / hw / "compute_ratio")
             written += plot_memory(hw_groups, caption, out / hw / "memory_by_category")
