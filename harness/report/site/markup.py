@@ -17,7 +17,12 @@ from harness.report.figure_pages import base_stem, page_number
 from harness.units import GIB
 
 STYLESHEET, SCRIPT = "style.css", "site.js"
-NAV = (("index.html", "Claims"), ("explorer.html", "Explorer"), ("hardware/index.html", "Hardware"))
+NAV = (
+    ("index.html", "Claims"),
+    ("explorer.html", "Explorer"),
+    ("hardware/index.html", "Hardware"),
+    ("published.html", "Estimates vs published"),
+)
 
 # What each plot `bench plot` draws shows (results/README.md "Plots"): the start of its alt text.
 PLOT_ALT = {
