@@ -191,6 +191,8 @@ def quantize_mlp_nf4(model: DeepMlp, device: torch.device) -> DeepMlp:
             quant_type="nf4",
             device="cpu",
         )
+        # quantized from the model's own dtype (bf16 QLoRA: bf16, as a bf16 checkpoint is), which is the dtype
+        # bitsandbytes dequantizes back to when the backward needs the weight
         q.weight = bnb.nn.Params4bit(
             lin.weight.data.to("cpu"), requires_grad=False, quant_type="nf4", compress_statistics=True
         )
