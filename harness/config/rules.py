@@ -25,7 +25,6 @@ QLORA_VARIANTS = {
     "amp_bf16": f"{QLORA_UPCAST}, under bf16 autocast",
     "bf16": "bf16: non-quantized weights and adapters in bf16 (torchtune's)",
 }
-QLORA_PRECISIONS = tuple(QLORA_VARIANTS)
 AUTOCAST_PRECISIONS = {"amp_bf16": "bfloat16", "amp_fp16": "float16"}
 
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # autocast keeps fp32 master weights
