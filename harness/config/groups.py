@@ -23,7 +23,7 @@ from harness.config.fields import doc
 from harness.config.fields import positive_int as _positive_int
 from harness.config.fields import require as _require
 from harness.config.parallel import LauncherConfig, ParallelConfig, validate_parallel
-from harness.config.rules import ADAPTER_METHODS, METHODS, PAGED_OPTIMIZERS, PRECISIONS, QLORA_PRECISIONS
+from harness.config.rules import ADAPTER_METHODS, METHODS, PAGED_OPTIMIZERS, PRECISIONS, QLORA_VARIANTS
 from harness.config.size_bounds import check_sizes
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -207,13 +207,12 @@ class BenchConfig:
         families.of(self.model).validate(self.model, self)
         self.method.validate()
         if self.method.name == "qlora":
-            # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 and the NF4 matmuls
-            # compute in bf16: a "pure bf16" or fp16 QLoRA would be a label the run does not honour.
+            variants = "; ".join(f"{p} ({v})" for p, v in QLORA_VARIANTS.items())
             _require(
-                self.precision.name in QLORA_PRECISIONS,
+                self.precision.name in QLORA_VARIANTS,
                 "precision",
-                f"qlora runs NF4 weights with bf16 compute and fp32 adapters; {self.precision.name!r} is not "
-                f"allowed with it; allowed: {', '.join(QLORA_PRECISIONS)}",
+                f"qlora runs NF4 weights with bf16 compute; {self.precision.name!r} is not allowed with it; "
+                f"allowed: {variants}",
             )
         self.precision.validate()
         self.workload.validate()

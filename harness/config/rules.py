@@ -26,8 +26,15 @@ PAGED_OPTIMIZERS = {
 # bitsandbytes Optimizer8bit.get_state_buffer: a state of fewer elements than this stays in PyTorch's allocator
 PAGED_MIN_NUMEL = 100_000
 PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp_fp16")
-# QLoRA computes NF4 matmuls in bf16 with fp32 adapters: "pure bf16" or fp16 would be labels the run ignores
-QLORA_PRECISIONS = ("fp32", "amp_bf16")
+# QLoRA's variants by precision. The NF4 matmuls compute in bf16 in each (bnb_4bit_compute_dtype); what differs is
+# the rest of the model: peft's prepare_model_for_kbit_training upcasts it to fp32 (HF's recipes), torchtune and
+# unsloth keep it in bf16. An fp16 QLoRA would be a label the bf16 matmuls do not honour.
+QLORA_UPCAST = "upcast: prepare_model_for_kbit_training, non-quantized weights and adapters fp32"
+QLORA_VARIANTS = {
+    "fp32": QLORA_UPCAST,
+    "amp_bf16": f"{QLORA_UPCAST}, under bf16 autocast",
+    "bf16": "bf16: non-quantized weights and adapters in bf16 (torchtune's)",
+}
 AUTOCAST_PRECISIONS = {"amp_bf16": "bfloat16", "amp_fp16": "float16"}
 
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # autocast keeps fp32 master weights
@@ -37,6 +44,11 @@ COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 2, "amp_fp16": 2}  # what mat
 def adapters_in_model_dtype(precision: str) -> bool:
     """peft upcasts LoRA adapters to fp32 unless the whole model is bf16: pure bf16 keeps them in bf16."""
     return precision == "bf16"
+
+
+def qlora_upcasts(precision: str) -> bool:
+    """QLoRA's upcast variant (every weight it does not quantize, and the adapters, in fp32), else the bf16 one."""
+    return QLORA_VARIANTS[precision].startswith("upcast")
 
 
 def adapter_bytes(precision: str) -> int:

@@ -44,7 +44,8 @@ class Family:
     # parameter_tensors grouped as FSDP2 wraps them: one list per block, the root's rest last (ValueError: unknown)
     fsdp_units: Callable[[Any], list[list]]
     build: Callable[..., Any]  # (model section, device, dtype, seed) -> torch module
-    build_nf4: Callable[..., Any]  # (model section, device, seed) -> the base with NF4 weights (QLoRA)
+    # (model section, device, seed, dtype of the weights not quantized, None for the upcast variant's) -> QLoRA's base
+    build_nf4: Callable[..., Any]
     describe: Callable[[Any, dict], None]  # what was built, into the record's `resolved`
 
 

@@ -94,10 +94,10 @@ def build(model: HfModelConfig, device: Any, dtype: Any, seed: int) -> Any:
     return build_hf(model, device, dtype, seed)
 
 
-def build_nf4(model: HfModelConfig, device: Any, seed: int) -> Any:
+def build_nf4(model: HfModelConfig, device: Any, seed: int, dtype: Any = None) -> Any:
     from harness.measure.hf_models import load_hf_nf4
 
-    return load_hf_nf4(model, device, seed)
+    return load_hf_nf4(model, device, seed, dtype)
 
 
 def describe(model: HfModelConfig, resolved: dict) -> None:

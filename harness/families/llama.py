@@ -120,10 +120,10 @@ def build(model: LlamaModelConfig, device: Any, dtype: Any, seed: int) -> Any:
     return build_llama(model, device, dtype, seed)
 
 
-def build_nf4(model: LlamaModelConfig, device: Any, seed: int) -> Any:
+def build_nf4(model: LlamaModelConfig, device: Any, seed: int, dtype: Any = None) -> Any:
     from harness.measure.models import load_llama_nf4
 
-    return load_llama_nf4(model, device, seed)
+    return load_llama_nf4(model, device, seed, dtype)
 
 
 def describe(model: LlamaModelConfig, resolved: dict) -> None:

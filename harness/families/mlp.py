@@ -84,12 +84,14 @@ def build(model: MlpConfig, device: Any, dtype: Any, seed: int) -> Any:
     return build_mlp(model, device, dtype, seed)
 
 
-def build_nf4(model: MlpConfig, device: Any, seed: int) -> Any:
+def build_nf4(model: MlpConfig, device: Any, seed: int, dtype: Any = None) -> Any:
     import torch
 
     from harness.measure.models import build_mlp, quantize_mlp_nf4
 
-    return quantize_mlp_nf4(build_mlp(model, torch.device("cpu"), torch.float32, seed), device)
+    # no prepare_model_for_kbit_training here: the upcast variant builds the weights it does not quantize in fp32
+    built = build_mlp(model, torch.device("cpu"), dtype or torch.float32, seed)
+    return quantize_mlp_nf4(built, device)
 
 
 def describe(model: MlpConfig, resolved: dict) -> None:

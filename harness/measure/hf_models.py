@@ -8,7 +8,7 @@ import torch
 
 from harness.families.hf import HfModelConfig
 from harness.families.hf_inventory import build_config, causal_lm_class, hf_model
-from harness.measure.models import CPU, default_dtype, nf4_config, saved_pretrained_path
+from harness.measure.models import CPU, default_dtype, nf4_config, nf4_dtype_kwargs, saved_pretrained_path
 
 
 def hf_config_and_class(model: HfModelConfig):
@@ -29,9 +29,13 @@ def build_hf(model: HfModelConfig, device: torch.device, dtype: torch.dtype, see
         return cls(config)
 
 
-def load_hf_nf4(model: HfModelConfig, device: torch.device, seed: int):
+def load_hf_nf4(model: HfModelConfig, device: torch.device, seed: int, dtype: torch.dtype | None = None):
     config, cls, attn = hf_config_and_class(model)
     path = model.weights_path or saved_pretrained_path(config, lambda: build_hf(model, CPU, torch.bfloat16, seed), seed)
     return cls.from_pretrained(
-        path, quantization_config=nf4_config(), device_map={"": device}, attn_implementation=attn
+        path,
+        quantization_config=nf4_config(),
+        device_map={"": device},
+        attn_implementation=attn,
+        **nf4_dtype_kwargs(dtype),
     )

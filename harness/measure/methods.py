@@ -19,9 +19,11 @@ from harness.config.rules import (
     AUTOCAST_PRECISIONS,
     PAGED_OPTIMIZERS,
     PRECISIONS,
+    QLORA_VARIANTS,
     WEIGHT_BYTES,
     adapters_in_model_dtype,
     mlp_checkpoint_segments,
+    qlora_upcasts,
 )
 from harness.predict.parameters import lora_targets
 
@@ -57,14 +59,16 @@ def _base_model(cfg: BenchConfig, device: torch.device, resolved: dict) -> nn.Mo
     family.describe(cfg.model, resolved)
     if cfg.method.name == "qlora":
         resolved["base_weights"] = "nf4 + double quantization, bf16 compute (bitsandbytes)"
+        resolved["qlora_variant"] = QLORA_VARIANTS[cfg.precision.name]
         resolved["loading_path"] = (
             "save_pretrained -> from_pretrained(BitsAndBytesConfig)"
             if family.transformers
             else "nn.Linear -> bitsandbytes Linear4bit"
         )
-        return family.build_nf4(cfg.model, device, cfg.workload.seed)
+        dtype = None if qlora_upcasts(cfg.precision.name) else PRECISION_WEIGHT_DTYPE[cfg.precision.name]
+        return family.build_nf4(cfg.model, device, cfg.workload.seed, dtype)
     dtype = PRECISION_WEIGHT_DTYPE[cfg.precision.name]
-    resolved["weight_dtype"] = str(dtype).removeprefix("torch.")
+    resolved["weight_dtype"] = dtype_name(dtype)
     return family.build(cfg.model, device, dtype, cfg.workload.seed)
 
 
@@ -75,7 +79,7 @@ def _apply_lora(model: nn.Module, cfg: BenchConfig, resolved: dict) -> nn.Module
     transformers = families.of(cfg.model).transformers
     targets = list(lora_targets(cfg))
     resolved["target_modules"] = targets
-    if method.name == "qlora" and transformers:
+    if method.name == "qlora" and transformers and qlora_upcasts(cfg.precision.name):
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=cfg.checkpointing.enabled,
@@ -83,6 +87,9 @@ def _apply_lora(model: nn.Module, cfg: BenchConfig, resolved: dict) -> nn.Module
         )
         resolved["prepare_model_for_kbit_training"] = True
     else:
+        # bf16 QLoRA keeps what prepare_model_for_kbit_training does that training needs: the base frozen (peft
+        # does it), checkpointing, and the embedding output requiring grad under it (transformers'
+        # gradient_checkpointing_enable calls enable_input_require_grads for an input_ids model)
         _enable_checkpointing(model, cfg, resolved)
     lora = LoraConfig(
         r=method.r,
@@ -97,8 +104,21 @@ def _apply_lora(model: nn.Module, cfg: BenchConfig, resolved: dict) -> nn.Module
     if cfg.method.name == "qlora" and transformers and cfg.checkpointing.enabled:
         resolved["checkpointing"] = TRANSFORMERS_CHECKPOINTING
     adapter = next(p for n, p in peft_model.named_parameters() if "lora_" in n)
-    resolved["adapter_dtype"] = str(adapter.dtype).removeprefix("torch.")
+    resolved["adapter_dtype"] = dtype_name(adapter.dtype)
+    if method.name == "qlora":  # what the variant left the weights bitsandbytes does not quantize in
+        resolved["weight_dtype"] = _non_quantized_dtype(peft_model)
     return peft_model
+
+
+def _non_quantized_dtype(model: nn.Module) -> str:
+    """The dtype of the weights bitsandbytes did not quantize (embeddings, norms, lm_head, biases)."""
+    kept = (p.dtype for n, p in model.named_parameters() if p.is_floating_point() and "lora_" not in n)
+    dtype = next(kept, None)
+    return dtype_name(dtype) if dtype is not None else "none: every weight is 4-bit"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _fused(cfg: BenchConfig, device: torch.device) -> bool:

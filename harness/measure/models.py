@@ -156,7 +156,13 @@ def nf4_config():
     )
 
 
-def load_llama_nf4(model: LlamaModelConfig, device: torch.device, seed: int):
+def nf4_dtype_kwargs(dtype: torch.dtype | None) -> dict:
+    """from_pretrained's dtype for the weights bitsandbytes does not quantize: `dtype`, else the checkpoint's (the
+    upcast variant: prepare_model_for_kbit_training casts them to fp32 afterwards)."""
+    return {} if dtype is None else {"dtype": dtype}
+
+
+def load_llama_nf4(model: LlamaModelConfig, device: torch.device, seed: int, dtype: torch.dtype | None = None):
     from transformers import LlamaForCausalLM
 
     path = saved_llama_path(model, seed)
@@ -165,11 +171,13 @@ def load_llama_nf4(model: LlamaModelConfig, device: torch.device, seed: int):
         quantization_config=nf4_config(),
         device_map={"": device},
         attn_implementation=model.attn_implementation,
+        **nf4_dtype_kwargs(dtype),
     )
 
 
 def quantize_mlp_nf4(model: DeepMlp, device: torch.device) -> DeepMlp:
-    """Swap every Linear for a bitsandbytes Linear4bit (NF4, double quantization, bf16 compute)."""
+    """Swap every Linear for a bitsandbytes Linear4bit (NF4, double quantization, bf16 compute); a bias keeps the
+    model's dtype (Linear4bit casts it to the compute dtype at the first forward)."""
     import bitsandbytes as bnb
 
     for block in model.layers:
@@ -183,10 +191,12 @@ def quantize_mlp_nf4(model: DeepMlp, device: torch.device) -> DeepMlp:
             quant_type="nf4",
             device="cpu",
         )
+        # quantized from the model's own dtype (bf16 QLoRA: bf16, as a bf16 checkpoint is), which is the dtype
+        # bitsandbytes dequantizes back to when the backward needs the weight
         q.weight = bnb.nn.Params4bit(
-            lin.weight.data.to("cpu", torch.float32), requires_grad=False, quant_type="nf4", compress_statistics=True
+            lin.weight.data.to("cpu"), requires_grad=False, quant_type="nf4", compress_statistics=True
         )
         if lin.bias is not None:
-            q.bias = nn.Parameter(lin.bias.data.to("cpu", torch.float32), requires_grad=False)
+            q.bias = nn.Parameter(lin.bias.data.to("cpu"), requires_grad=False)
         block.linear = q.to(device)  # Params4bit quantizes when moved to a device
     return model

@@ -2,9 +2,10 @@
 backward under FakeTensorMode (tensors with shapes and dtypes, no storage: nothing is allocated), with PyTorch's
 MemTracker counting what it would hold, as the memory pass counts a real run (harness/measure/memory.py).
 
-QLoRA cannot be traced (bitsandbytes quantizes real weights as they load); its activations are LoRA's on an fp32
-model (harness/predict/activations.py says why, and tests/test_hf_activations.py measures it), so the trace runs
-that instead and says so.
+QLoRA cannot be traced (bitsandbytes quantizes real weights as they load); its activations are LoRA's on a model in
+the dtype of the weights it does not quantize, fp32 (upcast variant) or bf16 (harness/predict/activations.py says
+why; tests/test_hf_activations.py and tests/test_qlora_bf16.py measure it), so the trace runs that instead and says
+so.
 """
 
 from __future__ import annotations
@@ -39,16 +40,12 @@ def traced_config(cfg: BenchConfig) -> tuple[BenchConfig | None, str]:
     if cfg.method.name != "qlora":
         how = "traced: the model and method under FakeTensorMode with MemTracker"
         return dataclasses.replace(cfg, device=device), how
-    if cfg.precision.name != "fp32":
+    precision = cfg.precision.name
+    if precision not in ("fp32", "bf16"):
         # under autocast LoRA's fp32 base would keep 16-bit copies of its frozen weights, which 4-bit matmuls do not
         return None, "not traced: QLoRA under autocast (bitsandbytes quantizes real weights as they load)"
-    traced = dataclasses.replace(
-        cfg,
-        method=dataclasses.replace(cfg.method, name="lora"),
-        precision=dataclasses.replace(cfg.precision, name="fp32"),
-        device=device,
-    )
-    return traced, "traced as LoRA on an fp32 model (QLoRA's activations), under FakeTensorMode with MemTracker"
+    traced = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name="lora"), device=device)
+    return traced, f"traced as LoRA on a {precision} model (QLoRA's activations), under FakeTensorMode with MemTracker"
 
 
 def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:

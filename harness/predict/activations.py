@@ -120,9 +120,9 @@ def frozen_base_activations(cfg: BenchConfig, args: tuple) -> dict:
 
 def transformer_activations(cfg: BenchConfig, attention_kernel: str | None, device_type: str) -> dict:
     """A transformers causal LM (model=llama, model=hf): full training without or with checkpointing; LoRA and
-    QLoRA as frozen_base_activations counts them. QLoRA counts as LoRA on an fp32 model:
-    prepare_model_for_kbit_training upcasts every weight it does not quantize to fp32, so hidden states flow in
-    fp32, and bitsandbytes' 4-bit matmul saves only its packed weight."""
+    QLoRA as frozen_base_activations counts them. QLoRA counts as LoRA on a model in the dtype of the weights it does
+    not quantize: fp32 in the upcast variant (prepare_model_for_kbit_training), bf16 in the bf16 one, so hidden
+    states flow in that dtype, and bitsandbytes' 4-bit matmul saves only its packed weight."""
     precision, ckpt = cfg.precision.name, cfg.checkpointing.enabled
     if precision.startswith("amp"):
         # autocast saves 16-bit copies of weights and fp32 norms beside 16-bit matmuls: derived for the mlp only

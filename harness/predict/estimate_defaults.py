@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness import families
-from harness.config.rules import ADAPTER_METHODS, QLORA_PRECISIONS
+from harness.config.rules import ADAPTER_METHODS, qlora_upcasts
 
 if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
@@ -62,10 +62,11 @@ def assumed_overrides(cfg: BenchConfig, given: set[str]) -> tuple[list[str], lis
     dtype = release_dtype(cfg)
     if "precision" not in given and dtype in DTYPE_PRECISION:
         precision = DTYPE_PRECISION[dtype]
-        if cfg.method.name == "qlora" and precision not in QLORA_PRECISIONS:
+        if cfg.method.name == "qlora" and not qlora_upcasts(precision):
+            # peft's prepare_model_for_kbit_training, the path HF's QLoRA recipes take, whatever the model's dtype
             said.append(
-                f"fp32 outside the 4-bit weights (QLoRA's upcast path; the model's dtype is {dtype}, and QLoRA "
-                f"with precision={precision} cannot be expressed yet)"
+                f"fp32 outside the 4-bit weights (QLoRA's upcast variant, peft's prepare_model_for_kbit_training; "
+                f"the model's dtype is {dtype}: precision={precision} for the bf16 variant, torchtune's)"
             )
         else:
             extra.append(f"precision={precision}")

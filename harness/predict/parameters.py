@@ -124,18 +124,18 @@ def parameter_storages(cfg: BenchConfig, trainable: list[int]) -> tuple[list[Sto
     e = WEIGHT_BYTES[precision]
     out: list[Storage] = []
     if method == "qlora":
-        # bitsandbytes quantizes every linear but lm_head; prepare_model_for_kbit_training upcasts the rest to fp32
+        # bitsandbytes quantizes every linear but lm_head; the rest is in the weights' dtype: fp32 in the upcast
+        # variant (prepare_model_for_kbit_training), bf16 in the bf16 one (config/rules.py QLORA_VARIANTS)
         for t in parameter_tensors(cfg):
             quantized = t.quantized if t.quantized is not None else (t.linear_in and t.name != "lm_head")
             if t.name == "bias" and quantized:  # Linear4bit casts its bias to the compute dtype at the first forward
                 sizes = [NF4_COMPUTE_BYTES * t.numel]
             else:
-                sizes = nf4_storages(t.numel) if quantized else [4 * t.numel]
+                sizes = nf4_storages(t.numel) if quantized else [e * t.numel]
             out += [Storage("params_bytes", n) for n in sizes]
-        adapter_e = 4
     else:
         out += [Storage("params_bytes", e * t.numel) for t in parameter_tensors(cfg)]
-        adapter_e = adapter_bytes(precision)
+    adapter_e = adapter_bytes(precision)  # peft's rule, QLoRA's too: bf16 adapters in a bf16 model, else fp32
     if method not in ADAPTER_METHODS:
         return out, e
     return out + [Storage("params_bytes", adapter_e * n) for n in trainable], adapter_e

@@ -24,7 +24,7 @@ import math
 from typing import TYPE_CHECKING, Callable
 
 from harness import families
-from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, adapter_bytes, mlp_checkpoint_segments
+from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, WEIGHT_BYTES, adapter_bytes, mlp_checkpoint_segments
 from harness.predict.activations_hf import Block, gemma_norm_bytes, head_bytes, mask_bytes
 from harness.predict.allocator import allocated_bytes
 from harness.predict.parameters import (
@@ -68,10 +68,15 @@ def dequantized_bytes(cfg: BenchConfig, numel: int, device_type: str, alloc: Cal
     """QLoRA's 4-bit matmul computes its input gradient from the weight dequantized (bitsandbytes MatMul4Bit.backward:
     dequantize_4bit(B, state).to(grad_output.dtype)): the weight in the compute dtype, its copy in the gradient's
     dtype where they differ, and the nested absmax dequantized to fp32 first, one per 64 weights."""
-    if cfg.method.name != "qlora" or device_type != "cuda":
-        # bitsandbytes' CPU backend computes the gradient through its own kernels: measured on CPU, the llama-like
-        # moment holds no dequantized weight (tests/test_peak_moments.py)
+    if cfg.method.name != "qlora":
         return 0
+    if device_type != "cuda":
+        # bitsandbytes' CPU kernel dequantizes to the dtype the weight was quantized from (a transformers load: the
+        # bf16 checkpoint; the mlp: its own weights), the copy is in the compute dtype (Linear4bit casts its input
+        # to it), and the fp32 absmax is released by the time grad_A is made (measured: tests/test_qlora_bf16.py)
+        source = NF4_COMPUTE_BYTES if families.of(cfg.model).transformers else WEIGHT_BYTES[cfg.precision.name]
+        copy = alloc(numel * NF4_COMPUTE_BYTES) if source != NF4_COMPUTE_BYTES else 0
+        return alloc(numel * source) + copy
     grad_e = COMPUTE_BYTES[cfg.precision.name]
     copy = alloc(numel * grad_e) if grad_e != NF4_COMPUTE_BYTES else 0
     return alloc(numel * NF4_COMPUTE_BYTES) + copy + alloc(math.ceil(numel / NF4_BLOCK) * 4)
@@ -244,24 +249,22 @@ def mlp_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int],
     eof = end_of_forward(act)
     seed, mse_input = alloc(LOSS_SEED_BYTES), alloc(t * w * 4)
     layer_grads = grads // depth
+    # QLoRA: each layer's input gradient is made beside its weight dequantized (none in the first layer)
+    dequantized = dequantized_bytes(cfg, w * w, fixed["device_type"], alloc)
 
     def linear_backward(j: int) -> int:
         """Layer j's Linear backward (j = depth - 1 first): the input, the MSE's input, the ReLU outputs and adapter
         inputs of the layers below, the gradients of the layers above and of this one, its output gradient, and its
-        input gradient but in the first layer."""
+        input gradient (with QLoRA's dequantized weight) but in the first layer."""
         below = j * (unit + adapter_input)
         made = (depth - j) * layer_grads
-        return state + seed + unit + mse_input + below + made + unit + (input_grad if j else 0)
+        return state + seed + unit + mse_input + below + made + unit + (input_grad + dequantized if j else 0)
 
     # the moment is linear in j between the top and the second layer; the first makes no input gradient
     layers = max(linear_backward(j) for j in {depth - 1, min(1, depth - 1), 0})
-    if cfg.method.name == "qlora":  # the top layer's input gradient from its dequantized weight
-        layers = max(
-            layers, linear_backward(depth - 1) - input_grad + dequantized_bytes(cfg, w * w, fixed["device_type"], alloc)
-        )
     if cfg.checkpointing.enabled:  # the last segment is kept, the others recomputed: its top layer, then the first
         first_segment = depth // min(mlp_checkpoint_segments(depth, cfg.checkpointing.segments), depth)
-        top = state + seed + eof - unit - adapter_input + unit + input_grad + layer_grads
+        top = state + seed + eof - unit - adapter_input + unit + input_grad + dequantized + layer_grads
         layers = max(top, *(linear_backward(j) for j in {min(1, first_segment - 1), 0}))
     if unit == mse_input:  # fp32: the top ReLU's backward, beside the MSE's gradient and everything saved
         layers = max(layers, state + seed + eof + mse_input + unit)
