@@ -31,6 +31,12 @@ def traced_config(cfg: BenchConfig) -> tuple[BenchConfig | None, str]:
     """The configuration to trace (always on the CPU device type, with no memory budget), and what it stands for
     (None: what cannot be traced, and why)."""
     device = dataclasses.replace(cfg.device, name="cpu", memory_budget_gib=None)
+    if cfg.method.name == "adamw8bit":
+        # bitsandbytes' AdamW8bit fills its quantization maps from real values as it is built (create_dynamic_map:
+        # tolist), which fake tensors have not; the trace runs no optimizer step and the optimizer holds no state
+        # before one, so the same model trained by torch's AdamW keeps the same activations
+        traced = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name="full_adamw"), device=device)
+        return traced, "traced with torch's AdamW in place of 8-bit AdamW (the same activations), under FakeTensorMode"
     if cfg.method.name != "qlora":
         how = "traced: the model and method under FakeTensorMode with MemTracker"
         return dataclasses.replace(cfg, device=device), how
