@@ -2,6 +2,8 @@
 tracker's measurement on CPU (to the byte), the step's peak within 3%, and the loss backward's moment counted by
 hand for each head (b x labels logits for a classifier, t x V for a masked LM)."""
 
+import json
+
 import pytest
 import torch
 from moments import measured_moments
@@ -73,3 +75,18 @@ def test_bert_large_estimate_answers_traced(capsys):
 def test_an_encoders_inference_is_not_derived():
     cfg = build(TINY)[0]
     assert estimate.inference(cfg, 0)["peak_infer_bytes"] is None
+
+
+def test_a_case_without_model_head_hashes_as_before_the_field():
+    """Committed model=hf records were written before model.head existed: a case leaving it null keeps their hash
+    (resuming and grouping match them); a head set is a different configuration."""
+    from pathlib import Path
+
+    from harness.config.case import config_hash
+
+    path = next(Path("results/records").glob("*/hf_*.json"))
+    record = json.loads(path.read_text())
+    assert "head" not in record["config"]["model"]
+    config = {**record["config"], "model": {**record["config"]["model"], "head": None}}
+    assert config_hash(config) == record["config_hash"]
+    assert config_hash({**config, "model": {**config["model"], "head": "masked_lm"}}) != record["config_hash"]

@@ -43,4 +43,8 @@ def config_hash(stored: dict) -> str:
     # resume and group with it; a multi-rank case's parallel section is part of what it measures.
     if (stored.get("parallel") or {}).get("name") == "none":
         stored = {k: v for k, v in stored.items() if k != "parallel"}
+    # model.head left null (the model_type's default) hashes as before the field existed, for the same reason
+    model = stored.get("model")
+    if isinstance(model, dict) and "head" in model and model["head"] is None:
+        stored = {**stored, "model": {k: v for k, v in model.items() if k != "head"}}
     return hashlib.sha256(canonical_json(stored).encode()).hexdigest()[:16]

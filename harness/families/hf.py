@@ -66,13 +66,15 @@ def validate(model: HfModelConfig, cfg: BenchConfig) -> None:
 
 
 def label(model: HfModelConfig) -> str:
-    """A preset's name, or the folder of the config.json it was built from, with the shape fields set on top."""
+    """A preset's name, or the folder of the config.json it was built from, with the shape fields set on top (and
+    the attention implementation and head where set)."""
     source = model.preset or Path(str(model.config)).parent.name
     shape_set = ",".join(f"{k}={getattr(model, k)}" for k in SHAPE_FIELDS if getattr(model, k) is not None)
     return (
         f"hf:{source}"
         + (f"[{shape_set}]" if shape_set else "")
         + (f":{model.attn_implementation}" if model.attn_implementation else "")
+        + (f":{model.head}" if model.head else "")
     )
 
 

@@ -1,5 +1,6 @@
 """`model=hf`: which config.json a case builds (a preset, or a local file, with the shape fields set on top), whether
-transformers can build it as a decoder-only causal LM, and its shapes read the same way for every architecture.
+transformers can build it as a decoder-only causal LM (or an encoder with a head, model.head), and its shapes read
+the same way for every architecture.
 No torch: the config is plain JSON here; harness/families/hf_inventory.py builds the model on the meta device.
 
 Block families, each with its own activation count (harness/predict/activations_hf.py):

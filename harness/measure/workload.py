@@ -22,12 +22,13 @@ from harness.measure.sharding import forward_only, is_fsdp
 
 
 def token_inputs(
-    config: Any, head: str, gen: torch.Generator, shape: tuple[int, int], device: torch.device
+    model_config: Any, head: str, gen: torch.Generator, shape: tuple[int, int], device: torch.device
 ) -> tuple[dict, dict]:
-    """A transformers model's inputs (random token ids) and its training inputs (with the labels its head's loss
-    reads: the token ids themselves for a causal LM, which shifts them, and for a masked LM, which predicts every
-    position; one class id per sequence for sequence classification, drawn after the ids)."""
-    ids = torch.randint(0, config.vocab_size, shape, generator=gen).to(device)
+    """A transformers model's inputs (random token ids; `model_config`: its transformers config) and its training
+    inputs (with the labels its head's loss reads: the token ids themselves for a causal LM, which shifts them, and
+    for a masked LM, which predicts every position; one class id per sequence for sequence classification, drawn
+    after the ids)."""
+    ids = torch.randint(0, model_config.vocab_size, shape, generator=gen).to(device)
     if head == CAUSAL_LM:
         # use_cache=False: a matched forward computes logits (and the loss), not a KV cache for generation that
         # would keep every layer's keys and values alive in fwd_infer
@@ -36,7 +37,8 @@ def token_inputs(
     # an encoder keeps no cache; no attention mask: every token is real (no padding), as in the HF doc's setup
     inputs = {"input_ids": ids}
     if head == "sequence_classification":
-        return inputs, {**inputs, "labels": torch.randint(0, config.num_labels, shape[:1], generator=gen).to(device)}
+        labels = torch.randint(0, model_config.num_labels, shape[:1], generator=gen).to(device)
+        return inputs, {**inputs, "labels": labels}
     return inputs, {**inputs, "labels": ids}
 
 
