@@ -58,13 +58,9 @@ ALIASES = {
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # model.head: the output head and its loss. A decoder is a causal LM; an encoder takes one of its own heads, the
 # first its default (BertForSequenceClassification: the HF "efficient training on a single GPU" doc's setup).
-CAUSAL_LM = "causal_lm"
-HEADS = {
-    CAUSAL_LM: "ForCausalLM",
-    "masked_lm": "ForMaskedLM",
-    "sequence_classification": "ForSequenceClassification",
-}
-ENCODER_HEADS = {"bert": ("sequence_classification", "masked_lm")}
+CAUSAL_LM, MASKED_LM, SEQUENCE_CLASSIFICATION = "causal_lm", "masked_lm", "sequence_classification"
+HEADS = (CAUSAL_LM, MASKED_LM, SEQUENCE_CLASSIFICATION)  # hf_inventory.AUTO_CLASSES builds each
+ENCODER_HEADS = {"bert": (SEQUENCE_CLASSIFICATION, MASKED_LM)}
 
 
 def family(model_type: str) -> str | None:

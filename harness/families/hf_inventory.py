@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config.fields import ConfigError
-from harness.families.hf_config import CAUSAL_LM, check_decoder_only, family, head, hf_config, shape
+from harness.families.hf_config import (
+    CAUSAL_LM,
+    MASKED_LM,
+    SEQUENCE_CLASSIFICATION,
+    check_decoder_only,
+    family,
+    head,
+    hf_config,
+    shape,
+)
 
 if TYPE_CHECKING:
     from harness.families.hf import HfModelConfig
@@ -59,8 +68,8 @@ def build_config(data: dict, key: str = "model.config", **extra):
 
 AUTO_CLASSES = {  # model.head: the transformers auto class whose mapping names the model's class
     CAUSAL_LM: "AutoModelForCausalLM",
-    "masked_lm": "AutoModelForMaskedLM",
-    "sequence_classification": "AutoModelForSequenceClassification",
+    MASKED_LM: "AutoModelForMaskedLM",
+    SEQUENCE_CLASSIFICATION: "AutoModelForSequenceClassification",
 }
 
 

@@ -16,7 +16,7 @@ import torch
 from harness import families
 from harness.config.groups import BenchConfig
 from harness.config.rules import PHASES
-from harness.families.hf_config import CAUSAL_LM
+from harness.families.hf_config import CAUSAL_LM, SEQUENCE_CLASSIFICATION
 from harness.measure.methods import AUTOCAST_DTYPE, Trainable
 from harness.measure.sharding import forward_only, is_fsdp
 
@@ -36,7 +36,7 @@ def token_inputs(
         return inputs, {**inputs, "labels": ids}
     # an encoder keeps no cache; no attention mask: every token is real (no padding), as in the HF doc's setup
     inputs = {"input_ids": ids}
-    if head == "sequence_classification":
+    if head == SEQUENCE_CLASSIFICATION:
         labels = torch.randint(0, model_config.num_labels, shape[:1], generator=gen).to(device)
         return inputs, {**inputs, "labels": labels}
     return inputs, {**inputs, "labels": ids}

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.families.hf_config import CAUSAL_LM
+from harness.families.hf_config import CAUSAL_LM, SEQUENCE_CLASSIFICATION
 
 # every other model_type: "llama" (bert's block has no closed form here: traced; its style names its LayerNorms and
 # its head for the step's moments, harness/predict/timeline.py)
 LLAMA_LIKE_STYLE = {"gemma2": "gemma", "gpt2": "gpt2", "bert": "bert"}
-SEQUENCE_CLASSIFICATION = "sequence_classification"
 
 
 @dataclass(frozen=True)

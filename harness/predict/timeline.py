@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Callable
 
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, adapter_bytes, mlp_checkpoint_segments
+from harness.families.hf_config import SEQUENCE_CLASSIFICATION
 from harness.predict.activations_hf import (
-    SEQUENCE_CLASSIFICATION,
     Block,
     gemma_norm_bytes,
     head_bytes,
