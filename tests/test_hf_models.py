@@ -28,8 +28,21 @@ PUBLISHED = {
     "phi-3-mini": (3.8, 3_821_079_552),
     "gpt2": (0.124, 124_439_808),
     "gpt2-xl": (1.56, 1_557_611_200),
+    # the BERT paper's 110M and 340M (Devlin et al. 2019), built as BertForSequenceClassification with 2 labels
+    # (model.head's default for bert: the pooler and a 2-way classifier on top of the encoder)
+    "bert-base-uncased": (0.11, 109_483_778),
+    "bert-large-uncased": (0.34, 335_143_938),
 }
-FAMILIES = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-phi3", "tiny-gpt2"]
+FAMILIES = [
+    "tiny-llama",
+    "tiny-qwen2",
+    "tiny-qwen3",
+    "tiny-mistral",
+    "tiny-gemma2",
+    "tiny-phi3",
+    "tiny-gpt2",
+    "tiny-bert",
+]
 
 
 def total(inventory: dict) -> int:
@@ -67,6 +80,11 @@ def hand_lora_count(config: dict, r: int) -> int:
         ff = config.get("n_inner") or 4 * h
         linears = [(h, 3 * h), (h, h), (h, ff), (ff, h)]  # c_attn, attn.c_proj, c_fc, mlp.c_proj
         layers = config["n_layer"]
+    elif config["model_type"] == "bert":
+        h, ff = config["hidden_size"], config["intermediate_size"]
+        linears = [(h, h)] * 4 + [(h, ff), (ff, h)]  # query, key, value, attention.output.dense, intermediate, output
+        # peft matches a target by its leaf name anywhere in the model: the pooler's dense is adapted too
+        return config["num_hidden_layers"] * sum(r * (i + o) for i, o in linears) + r * (h + h)
     else:
         h, ff = config["hidden_size"], config["intermediate_size"]
         nh, kv = config["num_attention_heads"], config["num_key_value_heads"]
@@ -103,6 +121,16 @@ def test_a_config_json_builds_what_the_preset_builds(tmp_path):
         (["model.preset=gemma-2-2b", "model.attn_implementation=sdpa"], "does not support sdpa; allowed: eager"),
         (["model.preset=gpt2", "model.num_kv_heads=2"], "model.num_kv_heads: gpt2 has no such field; allowed here"),
         (["model.preset=gpt2", "model.attn_implementation=flash"], "model.attn_implementation: unknown 'flash'"),
+        (
+            ["model.preset=tiny-llama", "model.head=masked_lm"],
+            "model.head: 'masked_lm' is no head of model_type 'llama'; allowed for llama: causal_lm (encoders bert: "
+            "sequence_classification, masked_lm; every other model_type: causal_lm)",
+        ),
+        (
+            ["model.preset=tiny-bert", "model.head=causal_lm"],
+            "model.head: 'causal_lm' is no head of model_type 'bert'; allowed for bert: sequence_classification, "
+            "masked_lm",
+        ),
     ],
 )
 def test_bad_input_exits_2_naming_the_key(overrides, message, capsys):
@@ -114,6 +142,9 @@ def test_an_encoder_decoder_config_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "is_encoder_decoder": True}))
     assert main(["run", "--cfg", "model=hf", f"model.config={tmp_path / 'config.json'}"]) == 2
     assert "model.config: 't5' is an encoder-decoder model (is_encoder_decoder: true)" in capsys.readouterr().err
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertForMaskedLM"]}))
+    # an encoder with no head here (only bert has model.head choices) is refused by its architectures
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "roberta", "architectures": ["RobertaForMaskedLM"]})
+    )
     assert main(["run", "--cfg", "model=hf", f"model.config={tmp_path / 'config.json'}"]) == 2
     assert "has no causal LM" in capsys.readouterr().err

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # annotations only: config/groups.py imports this package
 class Family:
     name: str  # the `model=` option
     schema: type  # the model group's dataclass
-    transformers: bool  # built by transformers: token ids in, a causal-LM loss out (else x and an MSE target)
+    transformers: bool  # built by transformers: token ids in, its head's loss out (else x and an MSE target)
     validate: Callable[[Any, "BenchConfig"], None]  # (model section, whole config): ConfigError naming the key
     label: Callable[[Any], str]  # short, stable name for tables and plot axes
     default_targets: Callable[[Any], tuple[str, ...]]  # LoRA targets when method.target_modules is null

@@ -1,6 +1,6 @@
-"""`model=hf`: any decoder-only causal LM transformers builds from a config.json (a shipped preset or a local file,
-shape fields set on top) with random weights; the config.json rules are in hf_config.py, the parameter inventory
-in hf_inventory.py, the build in harness/measure/hf_models.py."""
+"""`model=hf`: any decoder-only causal LM (or a BERT encoder with the head model.head names) transformers builds
+from a config.json (a shipped preset or a local file, shape fields set on top) with random weights; the config.json
+rules are in hf_config.py, the parameter inventory in hf_inventory.py, the build in harness/measure/hf_models.py."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 @dataclass
 class HfModelConfig:
     name: str = doc(
-        "Model family: any decoder-only causal LM transformers builds from a config.json, with random weights.", "hf"
+        "Model family: any decoder-only causal LM (or BERT encoder) transformers builds from a config.json, with "
+        "random weights.",
+        "hf",
     )
     preset: Optional[str] = doc(
         "A release's config.json shipped with the harness (harness/families/hf_presets.py); or model.config.", None
@@ -42,6 +44,11 @@ class HfModelConfig:
     vocab_size: Optional[int] = doc("Vocabulary size; null takes the config's.", None)
     attn_implementation: Optional[str] = doc(
         "eager | sdpa; null = sdpa where transformers supports it for the architecture, else eager.", None
+    )
+    head: Optional[str] = doc(
+        "causal_lm | masked_lm | sequence_classification: the output head and its loss; null = the model_type's "
+        "default (decoders: causal_lm, the only one allowed; bert: sequence_classification, or masked_lm).",
+        None,
     )
     weights_path: Optional[str] = doc(
         "Local directory with real weights (save_pretrained layout); null builds random weights from the config.", None
@@ -59,13 +66,15 @@ def validate(model: HfModelConfig, cfg: BenchConfig) -> None:
 
 
 def label(model: HfModelConfig) -> str:
-    """A preset's name, or the folder of the config.json it was built from, with the shape fields set on top."""
+    """A preset's name, or the folder of the config.json it was built from, with the shape fields set on top (and
+    the attention implementation and head where set)."""
     source = model.preset or Path(str(model.config)).parent.name
     shape_set = ",".join(f"{k}={getattr(model, k)}" for k in SHAPE_FIELDS if getattr(model, k) is not None)
     return (
         f"hf:{source}"
         + (f"[{shape_set}]" if shape_set else "")
         + (f":{model.attn_implementation}" if model.attn_implementation else "")
+        + (f":{model.head}" if model.head else "")
     )
 
 
@@ -105,6 +114,7 @@ def describe(model: HfModelConfig, resolved: dict) -> None:
     described = hf_model(model)
     resolved["model_type"] = described["data"]["model_type"]
     resolved["architecture"] = described["inventory"]["class"]
+    resolved["head"] = described["head"]
     resolved["attn_implementation"] = described["attn_implementation"]
     resolved["hf_config"] = described["data"]  # the config.json it was built from: a path alone can change
 
@@ -115,7 +125,7 @@ def block(model: HfModelConfig) -> tuple:
 
     described = hf_model(model)
     model_type = described["data"]["model_type"]
-    layer = hf_block(model_type, described["shape"], described["inventory"]["config"])
+    layer = hf_block(model_type, described["shape"], described["inventory"]["config"], described["head"])
     return layer, described["attn_implementation"], model_type
 
 

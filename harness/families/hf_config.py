@@ -1,5 +1,6 @@
 """`model=hf`: which config.json a case builds (a preset, or a local file, with the shape fields set on top), whether
-transformers can build it as a decoder-only causal LM, and its shapes read the same way for every architecture.
+transformers can build it as a decoder-only causal LM (or an encoder with a head, model.head), and its shapes read
+the same way for every architecture.
 No torch: the config is plain JSON here; harness/families/hf_inventory.py builds the model on the meta device.
 
 Block families, each with its own activation count (harness/predict/activations_hf.py):
@@ -7,6 +8,7 @@ Block families, each with its own activation count (harness/predict/activations_
   head's q and k), gemma2 (four norms a layer, soft-caps, sliding windows, scaled embeddings), phi3 (fused
   qkv_proj and gate_up_proj);
 - gpt2: LayerNorm, GELU MLP, learned positions, Conv1D projections, dropout.
+Encoders (bert) are built with the head `model.head` names (HEADS); their activations are traced.
 Any other decoder-only model_type transformers knows is built and counted too (parameters exactly), its
 activations traced rather than derived.
 """
@@ -54,11 +56,32 @@ ALIASES = {
     "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
 }
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+# model.head: the output head and its loss. A decoder is a causal LM; an encoder takes one of its own heads, the
+# first its default (BertForSequenceClassification: the HF "efficient training on a single GPU" doc's setup).
+CAUSAL_LM, MASKED_LM, SEQUENCE_CLASSIFICATION = "causal_lm", "masked_lm", "sequence_classification"
+HEADS = (CAUSAL_LM, MASKED_LM, SEQUENCE_CLASSIFICATION)  # hf_inventory.AUTO_CLASSES builds each
+ENCODER_HEADS = {"bert": (SEQUENCE_CLASSIFICATION, MASKED_LM)}
 
 
 def family(model_type: str) -> str | None:
     """The block family whose activation count is derived, or None (traced instead)."""
     return FAMILIES.get(model_type)
+
+
+def head(data: dict, chosen: str | None, key: str = "model.head") -> str:
+    """The head a config.json's model_type is built with: `chosen` (model.head), else the model_type's default."""
+    model_type = data["model_type"]
+    allowed = ENCODER_HEADS.get(model_type, (CAUSAL_LM,))
+    if chosen is None:
+        return allowed[0]
+    if chosen not in allowed:
+        encoders = "; ".join(f"{t}: {', '.join(h)}" for t, h in ENCODER_HEADS.items())
+        raise ConfigError(
+            key,
+            f"{chosen!r} is no head of model_type {model_type!r}; allowed for {model_type}: {', '.join(allowed)} "
+            f"(encoders {encoders}; every other model_type: {CAUSAL_LM})",
+        )
+    return chosen
 
 
 def _read_config_file(path: str) -> dict:
@@ -109,8 +132,11 @@ def hf_config(model: HfModelConfig) -> dict:
 
 def check_decoder_only(data: dict, key: str) -> None:
     """Refuse what is not a decoder-only causal LM, from the file alone (transformers' own check follows when the
-    model is built: harness/families/hf_inventory.py)."""
+    model is built: harness/families/hf_inventory.py); an encoder's head is model.head's, whatever the file's
+    architectures say."""
     model_type = data["model_type"]
+    if model_type in ENCODER_HEADS:
+        return
     if data.get("is_encoder_decoder"):
         raise ConfigError(
             key,

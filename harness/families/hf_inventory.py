@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config.fields import ConfigError
-from harness.families.hf_config import check_decoder_only, family, hf_config, shape
+from harness.families.hf_config import (
+    CAUSAL_LM,
+    MASKED_LM,
+    SEQUENCE_CLASSIFICATION,
+    check_decoder_only,
+    family,
+    head,
+    hf_config,
+    shape,
+)
 
 if TYPE_CHECKING:
     from harness.families.hf import HfModelConfig
@@ -57,28 +66,38 @@ def build_config(data: dict, key: str = "model.config", **extra):
         raise ConfigError(key, f"transformers cannot build model_type {data['model_type']!r}: {exc}") from None
 
 
-def causal_lm_class(transformers_config, key: str = "model.config"):
-    from transformers import AutoModelForCausalLM
+AUTO_CLASSES = {  # model.head: the transformers auto class whose mapping names the model's class
+    CAUSAL_LM: "AutoModelForCausalLM",
+    MASKED_LM: "AutoModelForMaskedLM",
+    SEQUENCE_CLASSIFICATION: "AutoModelForSequenceClassification",
+}
+
+
+def model_class(transformers_config, chosen_head: str = CAUSAL_LM, key: str = "model.config"):
+    """The class that builds the model with its head (a decoder's causal LM, an encoder's model.head)."""
+    import transformers
 
     try:
-        return AutoModelForCausalLM._model_mapping[type(transformers_config)]
+        return getattr(transformers, AUTO_CLASSES[chosen_head])._model_mapping[type(transformers_config)]
     except KeyError:
+        what = "causal LM" if chosen_head == CAUSAL_LM else f"{chosen_head} head"
         raise ConfigError(
             key,
-            f"transformers has no causal LM for model_type {transformers_config.model_type!r}; allowed: decoder-only "
-            "causal LMs",
+            f"transformers has no {what} for model_type {transformers_config.model_type!r}; allowed: decoder-only "
+            "causal LMs and the encoders' heads (model.head)",
         ) from None
 
 
-def build_inventory(data: dict, key: str = "model.config") -> dict:
-    """Build the model on the meta device and list its parameters."""
+def build_inventory(data: dict, key: str = "model.config", chosen_head: str | None = None) -> dict:
+    """Build the model (with its head: the model_type's default where None) on the meta device and list its
+    parameters."""
     import torch
     from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
 
     config = build_config(data, key)
-    cls = causal_lm_class(config, key)
+    cls = model_class(config, head(data, chosen_head), key)
     try:
         with torch.device("meta"):
             model = cls(config)
@@ -131,10 +150,15 @@ def shipped_inventories() -> dict:
         return {}
 
 
+def inventory_key(data: dict, chosen_head: str) -> str:
+    """The inventory's key: the config.json's, and the head where it is not the model_type's default."""
+    return config_key(data if chosen_head == head(data, None) else {**data, "harness_head": chosen_head})
+
+
 @functools.lru_cache(maxsize=64)
-def _inventory(text: str, key: str) -> dict:
+def _inventory(text: str, key: str, chosen_head: str) -> dict:
     data = json.loads(text)
-    name = config_key(data)
+    name = inventory_key(data, chosen_head)
     version = transformers_version()
     shipped = shipped_inventories().get(name)
     if shipped and shipped["transformers"] == version:
@@ -144,7 +168,7 @@ def _inventory(text: str, key: str) -> dict:
         return json.loads(cached.read_text())
     except (OSError, json.JSONDecodeError):
         pass
-    inventory = build_inventory(data, key)
+    inventory = build_inventory(data, key, chosen_head)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         staging = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -155,9 +179,10 @@ def _inventory(text: str, key: str) -> dict:
     return inventory
 
 
-def inventory(data: dict, key: str = "model.config") -> dict:
-    """The inventory of the model a config.json dict builds (harness/families/hf_config.hf_config makes the dict)."""
-    return _inventory(json.dumps(data, sort_keys=True), key)
+def inventory(data: dict, key: str = "model.config", chosen_head: str | None = None) -> dict:
+    """The inventory of the model a config.json dict builds (harness/families/hf_config.hf_config makes the dict)
+    with its head (None: the model_type's default)."""
+    return _inventory(json.dumps(data, sort_keys=True), key, head(data, chosen_head))
 
 
 def hf_model(model: HfModelConfig) -> dict:
@@ -166,7 +191,8 @@ def hf_model(model: HfModelConfig) -> dict:
     transformers supports it for the architecture, else eager). ConfigError for anything that cannot be built."""
     data = hf_config(model)
     key = "model.config" if model.config is not None else "model.preset"
-    inv = inventory(data, key)
+    chosen = head(data, model.head)
+    inv = inventory(data, key, chosen)
     attn = model.attn_implementation
     if attn is None:
         attn = "sdpa" if inv["supports_sdpa"] else "eager"
@@ -176,6 +202,7 @@ def hf_model(model: HfModelConfig) -> dict:
         )
     return {
         "data": data,
+        "head": chosen,
         "inventory": inv,
         "attn_implementation": attn,
         "family": family(data["model_type"]),
@@ -187,7 +214,7 @@ def write_shipped() -> Path:
     """Rebuild the shipped presets' inventories (after a transformers upgrade, or a preset added)."""
     from harness.families.hf_presets import ALL_HF_PRESETS
 
-    body = {config_key(data): build_inventory(data, "model.preset") for data in ALL_HF_PRESETS.values()}
+    body = {config_key(data): build_inventory(data, "model.preset") for data in ALL_HF_PRESETS.values()}  # defaults
     SHIPPED.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
     return SHIPPED
 

@@ -10,7 +10,7 @@ on the meta device, to the published total.
 
 The `tiny-*` presets are no release: one small configuration per architecture for CPU tests and the
 architectures-cpu suite, each keeping what sets its family apart (GQA, biases, q/k norms, head_dim != hidden/heads,
-soft-caps, sliding windows, fused projections, Conv1D and dropout).
+soft-caps, sliding windows, fused projections, Conv1D and dropout, an encoder).
 """
 
 from __future__ import annotations
@@ -49,6 +49,17 @@ _GEMMA2 = dict(
     final_logit_softcapping=30.0,
     hidden_activation="gelu_pytorch_tanh",
     tie_word_embeddings=True,
+)
+_BERT = dict(
+    model_type="bert",
+    vocab_size=30522,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    layer_norm_eps=1e-12,
+    position_embedding_type="absolute",
 )
 _GPT2 = dict(
     model_type="gpt2",
@@ -238,6 +249,15 @@ HF_PRESETS: dict[str, dict] = {
     "gpt2": dict(_GPT2, n_embd=768, n_layer=12, n_head=12),
     # openai-community/gpt2-xl config.json (1.5B)
     "gpt2-xl": dict(_GPT2, n_embd=1600, n_layer=48, n_head=25),
+    # google-bert/bert-base-uncased config.json (an encoder: built with model.head, BertForSequenceClassification
+    # by default; the file's architectures, BertForMaskedLM, is left out with it)
+    "bert-base-uncased": dict(
+        _BERT, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12
+    ),
+    # google-bert/bert-large-uncased config.json
+    "bert-large-uncased": dict(
+        _BERT, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16
+    ),
 }
 
 _TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
@@ -280,6 +300,17 @@ TINY_PRESETS: dict[str, dict] = {
         resid_pdrop=0.1,
         bos_token_id=1,
         eos_token_id=2,
+    ),
+    "tiny-bert": dict(
+        model_type="bert",
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        vocab_size=512,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
     ),
 }
 

@@ -1,21 +1,22 @@
-"""`model=hf`: any decoder-only causal LM, built by transformers from its config.json with random weights, or
-loaded in NF4 through the path QLoRA users take (save_pretrained once, then from_pretrained with a
-BitsAndBytesConfig), as harness/measure/models.py does for the Llama family. Nothing is downloaded."""
+"""`model=hf`: any decoder-only causal LM (or an encoder with its model.head), built by transformers from its
+config.json with random weights, or loaded in NF4 through the path QLoRA users take (save_pretrained once, then
+from_pretrained with a BitsAndBytesConfig), as harness/measure/models.py does for the Llama family. Nothing is
+downloaded."""
 
 from __future__ import annotations
 
 import torch
 
 from harness.families.hf import HfModelConfig
-from harness.families.hf_inventory import build_config, causal_lm_class, hf_model
+from harness.families.hf_inventory import build_config, hf_model, model_class
 from harness.measure.models import CPU, default_dtype, nf4_config, nf4_dtype_kwargs, saved_pretrained_path
 
 
 def hf_config_and_class(model: HfModelConfig):
-    """transformers' config (with the attention implementation the case runs) and the causal LM class."""
+    """transformers' config (with the attention implementation the case runs) and the class with its head."""
     described = hf_model(model)
     config = build_config(described["data"], attn_implementation=described["attn_implementation"])
-    return config, causal_lm_class(config), described["attn_implementation"]
+    return config, model_class(config, described["head"]), described["attn_implementation"]
 
 
 def build_hf(model: HfModelConfig, device: torch.device, dtype: torch.dtype, seed: int):

@@ -25,6 +25,7 @@ from harness.config.rules import (
     mlp_checkpoint_segments,
     qlora_upcasts,
 )
+from harness.families.hf_config import CAUSAL_LM
 from harness.predict.parameters import lora_targets
 
 # The weights' dtype follows config/rules.py's byte sizes (autocast keeps fp32 master weights).
@@ -97,7 +98,9 @@ def _apply_lora(model: nn.Module, cfg: BenchConfig, resolved: dict) -> nn.Module
         lora_dropout=method.dropout,
         target_modules=targets,
         bias="none",
-        task_type="CAUSAL_LM" if transformers else None,
+        # an encoder's head: no task type, so only the adapters train (peft's SEQ_CLS would also train a copy of
+        # the classifier, modules_to_save, which the parameter count does not hold)
+        task_type="CAUSAL_LM" if transformers and resolved.get("head", CAUSAL_LM) == CAUSAL_LM else None,
     )
     # Pure bf16 keeps the adapters in bf16 too; peft would otherwise upcast them to fp32.
     peft_model = get_peft_model(model, lora, autocast_adapter_dtype=not adapters_in_model_dtype(cfg.precision.name))

@@ -33,8 +33,9 @@ def traced_config(cfg: BenchConfig) -> tuple[BenchConfig | None, str]:
     (None: what cannot be traced, and why)."""
     device = dataclasses.replace(cfg.device, name="cpu", memory_budget_gib=None)
     if cfg.method.name == "adamw8bit":
-        # bitsandbytes' 8-bit step reads real values (a data-dependent scalar the fake mode cannot give), and the
-        # optimizer holds no activations: its state is counted in closed form (harness/predict/parameters.py)
+        # bitsandbytes' AdamW8bit fills its quantization maps from real values as it is built (create_dynamic_map:
+        # tolist), which fake tensors have not; the trace runs no optimizer step and the optimizer holds no state
+        # before one, so the same model trained by torch's AdamW keeps the same activations
         traced = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name="full_adamw"), device=device)
         return traced, "traced with torch AdamW in place of AdamW8bit (the same trainable set and activations)"
     if cfg.method.name != "qlora":

@@ -16,8 +16,30 @@ import torch
 from harness import families
 from harness.config.groups import BenchConfig
 from harness.config.rules import PHASES
+from harness.families.hf_config import CAUSAL_LM, SEQUENCE_CLASSIFICATION
 from harness.measure.methods import AUTOCAST_DTYPE, Trainable
 from harness.measure.sharding import forward_only, is_fsdp
+
+
+def token_inputs(
+    model_config: Any, head: str, gen: torch.Generator, shape: tuple[int, int], device: torch.device
+) -> tuple[dict, dict]:
+    """A transformers model's inputs (random token ids; `model_config`: its transformers config) and its training
+    inputs (with the labels its head's loss reads: the token ids themselves for a causal LM, which shifts them, and
+    for a masked LM, which predicts every position; one class id per sequence for sequence classification, drawn
+    after the ids)."""
+    ids = torch.randint(0, model_config.vocab_size, shape, generator=gen).to(device)
+    if head == CAUSAL_LM:
+        # use_cache=False: a matched forward computes logits (and the loss), not a KV cache for generation that
+        # would keep every layer's keys and values alive in fwd_infer
+        inputs = {"input_ids": ids, "use_cache": False}
+        return inputs, {**inputs, "labels": ids}
+    # an encoder keeps no cache; no attention mask: every token is real (no padding), as in the HF doc's setup
+    inputs = {"input_ids": ids}
+    if head == SEQUENCE_CLASSIFICATION:
+        labels = torch.randint(0, model_config.num_labels, shape[:1], generator=gen).to(device)
+        return inputs, {**inputs, "labels": labels}
+    return inputs, {**inputs, "labels": ids}
 
 
 class Workload:
@@ -35,12 +57,8 @@ class Workload:
         batch, seq = cfg.workload.batch_size, cfg.workload.seq_len
         gen = torch.Generator(device="cpu").manual_seed(cfg.workload.seed)
         if families.of(cfg.model).transformers:
-            vocab = self.base.config.vocab_size
-            ids = torch.randint(0, vocab, (batch, seq), generator=gen)
-            # use_cache=False: a matched forward computes logits (and the loss), not a KV cache for generation
-            # that would keep every layer's keys and values alive in fwd_infer
-            self.inputs = {"input_ids": ids.to(device), "use_cache": False}
-            self.train_kwargs = {**self.inputs, "labels": self.inputs["input_ids"]}
+            head = trainable.resolved.get("head", CAUSAL_LM)
+            self.inputs, self.train_kwargs = token_inputs(self.base.config, head, gen, (batch, seq), device)
         else:
             width = cfg.model.width
             dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LLAMA_LIKE_STYLE = {"gemma2": "gemma", "gpt2": "gpt2"}  # every other llama-like model_type: "llama"
+from harness.families.hf_config import CAUSAL_LM, SEQUENCE_CLASSIFICATION
+
+# every other model_type: "llama" (bert's block has no closed form here: traced; its style names its LayerNorms and
+# its head for the step's moments, harness/predict/timeline.py)
+LLAMA_LIKE_STYLE = {"gemma2": "gemma", "gpt2": "gpt2", "bert": "bert"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,8 @@ class Block:
     head_dim: int
     ff: int
     vocab: int
-    style: str = "llama"  # llama: RMSNorm in the model dtype | gemma: RMSNorm in fp32 with (1 + w) | gpt2: LayerNorm
+    # llama: RMSNorm in the model dtype | gemma: RMSNorm in fp32 with (1 + w) | gpt2, bert: LayerNorm
+    style: str = "llama"
     qk_norm: bool = False  # qwen3: RMSNorm on each head's q and k
     fused_qkv: bool = False  # phi3: v is a view of qkv_proj's output, which it keeps alive
     # phi3's rotary concatenates rotated and passed-through halves: q leaves in (batch, heads, s, d) layout, the
@@ -32,6 +37,8 @@ class Block:
     final_softcap: bool = False  # gemma2: tanh-capped logits
     dropout: float = 0.0  # gpt2: resid/embd dropout probability (attention dropout: attn_dropout)
     attn_dropout: float = 0.0
+    head: str = CAUSAL_LM  # model.head: causal_lm | masked_lm (t x vocab logits) | sequence_classification
+    labels: int = 0  # sequence_classification: the classes (b x labels logits)
 
     @property
     def q_dim(self) -> int:
@@ -42,8 +49,9 @@ class Block:
         return self.kv_heads * self.head_dim
 
 
-def hf_block(model_type: str, shape: dict, data: dict) -> Block:
-    """The Block of a resolved transformers config.json `data` (harness/families/hf_config.shape names its shapes)."""
+def hf_block(model_type: str, shape: dict, data: dict, head: str = CAUSAL_LM) -> Block:
+    """The Block of a resolved transformers config.json `data` (harness/families/hf_config.shape names its shapes)
+    built with `head`."""
     return Block(
         hidden=shape["hidden_size"],
         layers=shape["num_layers"],
@@ -60,7 +68,21 @@ def hf_block(model_type: str, shape: dict, data: dict) -> Block:
         final_softcap=data.get("final_logit_softcapping") is not None,
         dropout=float(data.get("resid_pdrop") or 0.0) if model_type == "gpt2" else 0.0,
         attn_dropout=float(data.get("attn_pdrop") or 0.0) if model_type == "gpt2" else 0.0,
+        head=head,
+        labels=len(data.get("id2label") or {}) if head == SEQUENCE_CLASSIFICATION else 0,
     )
+
+
+def logits_shape(k: Block, b: int, s: int) -> tuple[int, int]:
+    """(rows, width) of the logits the loss reads: one row a token over the vocabulary (a causal or masked LM), or
+    one a sequence over the classes (sequence classification, from the pooled first token)."""
+    return (b, k.labels) if k.head == SEQUENCE_CLASSIFICATION else (b * s, k.vocab)
+
+
+def label_bytes(k: Block, t: int) -> int:
+    """The int64 labels the loss makes: a causal LM's shifted copy; a masked LM's and a classifier's are views of
+    the caller's."""
+    return t * 8 if k.head == CAUSAL_LM else 0
 
 
 def rmsnorm_bytes(rows: int, width: int, e: int, output_saved: bool = True) -> int:
@@ -141,8 +163,17 @@ def layer_bytes(k: Block, b: int, s: int, e: int, attn: str, kernel: str | None,
 def head_bytes(k: Block, b: int, s: int, e: int, device_type: str) -> int:
     """After the layers: the final norm, the logits' soft-cap (gemma2: tanh's output), the fp32 log-softmax over
     the vocabulary, the shifted int64 labels and the loss's scalar; gpt2 adds its position ids (saved by the wpe
-    embedding) and the embedding dropout's mask."""
+    embedding) and the embedding dropout's mask; bert (traced: what its head saved, for the moments) its head's
+    inputs: the pooler's and the classifier's (b x h, tanh's output, a dropout mask), or the masked LM's
+    transform (dense, GELU, LayerNorm) and decoder."""
     t = b * s
+    if k.style == "bert":
+        rows, width = logits_shape(k, b, s)
+        if k.head == SEQUENCE_CLASSIFICATION:
+            inputs = 3 * b * k.hidden * e + b * k.hidden * mask_bytes(e, device_type)
+        else:
+            inputs = layernorm_bytes(t, k.hidden, e) + 2 * t * k.hidden * e
+        return inputs + rows * width * 4 + 8
     logits = t * k.vocab * 4 + t * 8 + 8 + (t * k.vocab * e if k.final_softcap else 0)
     if k.style == "gpt2":
         mask = t * k.hidden * mask_bytes(e, device_type) if k.dropout else 0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from harness import families
 from harness.config.rules import ADAPTER_METHODS
 from harness.predict.activations import activation_bytes, activations, checkpoint_segments, transformer_block
+from harness.predict.activations_hf import logits_shape
 from harness.predict.parameters import (
     adamw8bit_state_bytes,
     lora_parameter_count,
@@ -79,7 +80,8 @@ def transformer_flop_ratio(cfg: BenchConfig) -> dict:
     linear = 2 * t * weights
     attention = 2 * 2 * b * block.heads * seq * seq * block.head_dim  # q k^T and probs v, every s x s entry
     layer = linear + attention  # (non-causal count)
-    head = 2 * t * block.hidden * block.vocab
+    rows, width = logits_shape(block, b, seq)
+    head = 2 * rows * block.hidden * width
     forward = block.layers * layer + head
     backward = 2 * forward
     if cfg.checkpointing.enabled:

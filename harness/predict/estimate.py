@@ -59,8 +59,8 @@ def inference(cfg: BenchConfig, params_bytes: int) -> dict:
     """The eval-mode forward's peak: the weights plus what the forward holds at once, counted for decoders
     (activations_hf.py)."""
     decoder = families.of(cfg.model).block(cfg.model)
-    if decoder is None or cfg.precision.name.startswith("amp"):
-        return {"peak_infer_bytes": None, "formula": "not derived for this model or under autocast"}
+    if decoder is None or decoder[0].style == "bert" or cfg.precision.name.startswith("amp"):
+        return {"peak_infer_bytes": None, "formula": "not derived for this model (an encoder) or under autocast"}
     block, attn, _ = decoder
     b, s = cfg.workload.batch_size, cfg.workload.seq_len
     e = COMPUTE_BYTES[cfg.precision.name]

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Callable
 
 from harness import families
 from harness.config.rules import ADAPTER_METHODS, COMPUTE_BYTES, WEIGHT_BYTES, adapter_bytes, mlp_checkpoint_segments
-from harness.predict.activations_hf import Block, gemma_norm_bytes, head_bytes, mask_bytes
+from harness.families.hf_config import SEQUENCE_CLASSIFICATION
+from harness.predict.activations_hf import (
+    Block,
+    gemma_norm_bytes,
+    head_bytes,
+    label_bytes,
+    logits_shape,
+    mask_bytes,
+)
 from harness.predict.allocator import allocated_bytes
 from harness.predict.parameters import (
     NF4_BLOCK,
@@ -48,7 +56,6 @@ MOMENTS = (
     "optimizer step",
 )
 LOSS_SEED_BYTES = 4  # backward() starts from a one-element fp32 gradient of the loss
-LABEL_BYTES = 8  # int64 token ids
 LOSS_BYTES = 8  # the loss and nll_loss's total weight, one fp32 scalar each, held until backward returns
 
 
@@ -107,17 +114,20 @@ def trainable_where(cfg: BenchConfig, where: Callable, alloc: Callable[[int], in
     )
 
 
-EMBEDDINGS = ("embed_tokens", "wte")  # the input embedding's name, per block family's inventory
+EMBEDDINGS = ("embed_tokens", "wte", "word_embeddings")  # the input embedding's name, per block family's inventory
 
 
 def decoder_gradients(cfg: BenchConfig, alloc: Callable[[int], int]) -> dict:
     """The gradients a decoder's backward makes by where it is: lm_head's weight (a tied lm_head's is the
     embedding's, made at the head and held until the embedding's own part arrives; a frozen base has none), the
-    head's with the final norm's, one layer's, and one layer's MLP output projection (down_proj, GPT-2's c_proj)."""
+    head's with the final norm's, one layer's, and one layer's MLP output projection (down_proj, GPT-2's c_proj).
+    A sequence classifier's head weight is its classifier's."""
     k = families.of(cfg.model).block(cfg.model)[0]
     full = cfg.method.name not in ADAPTER_METHODS
     tied = not any(x.name == "lm_head" for x in parameter_tensors(cfg))
-    weight = trainable_where(cfg, lambda x: x.name in (EMBEDDINGS if tied else ("lm_head",)), alloc) if full else 0
+    names = EMBEDDINGS if tied else ("lm_head",)
+    names = ("classifier",) if k.head == SEQUENCE_CLASSIFICATION else names
+    weight = trainable_where(cfg, lambda x: x.name in names, alloc) if full else 0
     final_norm = trainable_where(cfg, lambda x: not x.in_layer and x.name in ("norm", "bias"), alloc) if full else 0
     down = trainable_where(cfg, lambda x: x.in_layer and x.linear_in == k.ff and x.name != "gate_up_proj", alloc)
     return {
@@ -153,6 +163,8 @@ def saved_by_head(k: Block, cfg: BenchConfig, e: int, device_type: str) -> int:
     b, s = cfg.workload.batch_size, cfg.workload.seq_len
     t = b * s
     out = head_bytes(k, b, s, e, device_type) - LOSS_BYTES
+    if k.style == "bert":  # its head's count already holds what a frozen head does not save (traced: an estimate)
+        return out
     if k.style == "gpt2":
         out -= s * 8 + (t * k.hidden * mask_bytes(e, device_type) if k.dropout else 0)
     return out - (0 if cfg.method.name not in ADAPTER_METHODS else 2 * t * k.hidden * e)
@@ -177,7 +189,7 @@ def layer_moments(cfg: BenchConfig, k: Block, act: dict, fixed: dict, alloc: Cal
     state, grads = fixed["state"], fixed["grads"]
     layer_acts = end_of_forward(act) - saved_by_head(k, cfg, e, fixed["device_type"])
     head_grads = fixed["head"]
-    norm = state + layer_acts + head_grads + 6 * alloc(t * h * 4) if k.style != "gpt2" else 0
+    norm = state + layer_acts + head_grads + 6 * alloc(t * h * 4) if k.style not in ("gpt2", "bert") else 0
     product, per_layer_grads = alloc(t * ff * e), fixed["layer"]
     adapter_input = 0 if full else alloc(t * cfg.method.r * adapter_bytes(cfg.precision.name))
     released = released_before_mlp(k, t, e, fixed["device_type"])
@@ -218,12 +230,13 @@ def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[i
     k: Block = families.of(cfg.model).block(cfg.model)[0]
     t, e = cfg.workload.batch_size * cfg.workload.seq_len, COMPUTE_BYTES[cfg.precision.name]
     eof = end_of_forward(act)
-    state, labels = fixed["state"], alloc(t * LABEL_BYTES)
-    log_softmax = alloc(t * k.vocab * 4)
-    softcap = alloc(t * k.vocab * e) if k.final_softcap else 0
-    # lm_head's backward: the logits' gradient in the model's dtype, its input gradient and its weight gradient,
-    # once log-softmax (and gemma2's soft-cap) released what they saved
-    head = alloc(t * k.vocab * e) + alloc(t * k.hidden * e) + fixed["head_weight"] - log_softmax - softcap
+    rows, width = logits_shape(k, cfg.workload.batch_size, cfg.workload.seq_len)
+    state, labels = fixed["state"], alloc(label_bytes(k, t))
+    log_softmax = alloc(rows * width * 4)
+    softcap = alloc(rows * width * e) if k.final_softcap else 0
+    # lm_head's (a classifier's) backward: the logits' gradient in the model's dtype, its input gradient and its
+    # weight gradient, once log-softmax (and gemma2's soft-cap) released what they saved
+    head = alloc(rows * width * e) + alloc(rows * k.hidden * e) + fixed["head_weight"] - log_softmax - softcap
     return {
         "end of forward": state + eof,
         # nll_loss's backward has released the shifted labels when log_softmax's backward runs
