@@ -5,6 +5,8 @@ page comes from the results folder: it depends on the code alone."""
 
 from __future__ import annotations
 
+import functools
+
 from harness.predict.published import evaluate
 from harness.report.estimate_table import published_rows, published_summary
 from harness.report.site.markup import esc, page, table
@@ -13,6 +15,7 @@ HEADERS = ["Row", "Setup", "Quantity", "Published", "Predicted", "Error", "Note"
 TRACED_ONLY = "traced by bench estimate --published (imports torch; bench site does not)"
 
 
+@functools.cache  # the page depends on the code alone: composing its 14 setups once a process is enough
 def published_page() -> str:
     result = evaluate(fallback=None)
     cells = []
