@@ -11,6 +11,7 @@ resolved into a separate `resolved` section of the record.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
@@ -235,9 +236,14 @@ class BenchConfig:
         return _build(cls, {**data, "launcher": None})
 
 
+@functools.cache  # resolving a schema's annotations costs more than building it: a folder builds hundreds
+def _type_hints(schema: type) -> dict[str, Any]:
+    return typing.get_type_hints(schema)
+
+
 def _build(schema: type, data: Any) -> Any:
     """A dataclass of `schema` from plain data, each nested group built as its own dataclass."""
-    hints = typing.get_type_hints(schema)
+    hints = _type_hints(schema)
     kwargs = {}
     for f in fields(schema):
         if f.name not in data:
