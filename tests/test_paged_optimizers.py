@@ -139,3 +139,38 @@ def test_a_paged_record_is_its_own_method_in_the_tables(tmp_path):
     frame = records_frame([plain, paged], tmp_path)
     assert list(frame["method"]) == ["adamw8bit", "adamw8bit (paged)"]
     assert ", adamw8bit (paged), checkpointing" in title(paged)
+
+
+@pytest.mark.parametrize(
+    "where, value, field",
+    [(("method", "paged"), "yes", "config.method.paged"), (("model", "head"), "<b>x</b>", "config.model.head")],
+)
+def test_a_record_with_an_untyped_new_field_is_refused_naming_it(where, value, field):
+    """The fields readers branch and label on are typed in the record schema: a stranger's record cannot set them to
+    anything else (here on a committed record, re-hashed as a forger would)."""
+    import json
+
+    from hostile import forge, set_path
+
+    from harness import repo_root
+    from harness.records.validate import RecordInvalid, check
+
+    path = next(p for p in sorted((repo_root() / "results" / "records").glob("*/*.json")) if "hf_" in p.name)
+    record = forge(set_path(json.loads(path.read_text()), ("config", *where), value))
+    with pytest.raises(RecordInvalid) as err:
+        check(record)
+    assert err.value.field == field
+
+
+def test_bench_estimate_prints_the_paged_state_it_counts(capsys):
+    """Width 8192: each weight's two fp32 states are 0.5 GiB, paged; the biases' stay in the allocator."""
+    import json
+
+    from harness.cli import main
+
+    overrides = ["model=mlp", "model.depth=2", "model.width=8192", "method=full_adamw", "method.paged=true"]
+    assert main(["estimate", *overrides, "--format", "json"]) == 0
+    paged = json.loads(capsys.readouterr().out)["predicted"]["optimizer_paged_bytes"]
+    assert paged == 2 * 2 * 4 * 8192 * 8192
+    assert main(["estimate", *overrides]) == 0
+    assert "of which 1.00 paged: CUDA unified memory outside PyTorch's allocator" in capsys.readouterr().out

@@ -26,6 +26,7 @@ from pydantic import (
 from harness.config.groups import DEVICES
 from harness.config.parallel import PARALLEL_STYLES
 from harness.config.rules import METHODS, PHASES, PRECISIONS
+from harness.families.hf_config import HEADS
 from harness.records.record_types import (  # noqa: F401  (MAX_* are the schema's bounds, read from here)
     MAX_DEPTH,
     MAX_INT,
@@ -80,6 +81,7 @@ class ModelGroup(Part):
     width: Optional[Positive] = None
     activation: Optional[Name] = None
     attn_implementation: Optional[Name] = None
+    head: Optional[Literal[HEADS]] = None  # model=hf: labels and tables read it
     residual: Optional[StrictBool] = None
     norm: Optional[StrictBool] = None
 
@@ -87,6 +89,7 @@ class ModelGroup(Part):
 class MethodGroup(Part):
     name: Literal[METHODS]
     r: Optional[Positive] = None
+    paged: Optional[StrictBool] = None  # a paged optimizer is its own method in every table
 
 
 class PrecisionGroup(Part):
