@@ -26,6 +26,7 @@ from harness.help import run_help
         (["measure.warmup_steps=1"], "measure.warmup_steps", ">= 2"),
         (["device=tpu"], "device", "cpu"),
         (["method=lora", "method.r=0"], "method.r", "> 0"),
+        (["workload.zero_grad=none"], "workload.zero_grad", "set_to_none (gradients freed"),
     ],
 )
 def test_bad_config_names_key_and_allowed(overrides, key, allowed):

@@ -90,8 +90,8 @@ def test_the_llama_lora_question_answers_for_the_published_dtype_and_says_what_i
     assert main(["estimate", *ask, "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("bench estimate: hf:llama-3.1-8b, lora r=16, bf16, checkpointing off, batch 1 x 2048")
-    assumed = "assumed: bf16 (the model's dtype), seq 2048, checkpointing off, LoRA r=16 on every linear of the"
-    assert out[1] == assumed + " decoder layers"
+    assumed = "assumed: bf16 (the model's dtype), seq 2048, checkpointing off, gradients freed after each step"
+    assert out[1] == assumed + " (workload.zero_grad=zeros keeps them), LoRA r=16 on every linear of the decoder layers"
     assert any("gradients are held whole" in line for line in out)
     # bf16 weights and adapters: 2 bytes per parameter (8,030,261,248 and 32 layers x 16 x 81,920 of them)
     parameters = next(line for line in out if line.startswith("  parameters"))

@@ -38,7 +38,11 @@ def canonical_json(obj: Any) -> str:
 
 # Fields added after records existed, with the value that means "as before": at that value a config hashes as it
 # did without the field, so earlier records of the same configuration still resume and group with it.
-ADDED_FIELDS = {("method", "paged"): False, ("model", "head"): None}  # head: null = the model_type's default
+ADDED_FIELDS = {  # head: null = the model_type's default
+    ("method", "paged"): False,
+    ("model", "head"): None,
+    ("workload", "zero_grad"): "set_to_none",
+}
 
 
 def config_hash(stored: dict) -> str:

@@ -24,7 +24,7 @@ from harness.config.fields import doc
 from harness.config.fields import positive_int as _positive_int
 from harness.config.fields import require as _require
 from harness.config.parallel import LauncherConfig, ParallelConfig, validate_parallel
-from harness.config.rules import ADAPTER_METHODS, METHODS, PAGED_OPTIMIZERS, PRECISIONS, QLORA_VARIANTS
+from harness.config.rules import ADAPTER_METHODS, METHODS, PAGED_OPTIMIZERS, PRECISIONS, QLORA_VARIANTS, ZERO_GRAD
 from harness.config.size_bounds import check_sizes
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -99,10 +99,21 @@ class WorkloadConfig:
     batch_size: int = doc("Sequences per batch.", 2)
     seq_len: int = doc("Tokens per sequence (mlp: rows per sample, each a width-sized vector).", 64)
     seed: int = doc("Seed for weights and the synthetic batch: every phase sees the same tensors.", 0)
+    zero_grad: str = doc(
+        "What optimizer.zero_grad does after each step: set_to_none (free the gradients) or zeros (keep them, "
+        "zero-filled, live through the next forward: torch < 2.0's default, and gradient accumulation's live set).",
+        "set_to_none",
+    )
 
     def validate(self) -> None:
         _positive_int(self.batch_size, "workload.batch_size")
         _positive_int(self.seq_len, "workload.seq_len")
+        _require(
+            self.zero_grad in ZERO_GRAD,
+            "workload.zero_grad",
+            f"unknown {self.zero_grad!r}; allowed: "
+            + "; ".join(f"{name} ({meaning})" for name, meaning in ZERO_GRAD.items()),
+        )
 
 
 @dataclass

@@ -35,6 +35,14 @@ QLORA_VARIANTS = {
     "amp_bf16": f"{QLORA_UPCAST}, under bf16 autocast",
     "bf16": "bf16: non-quantized weights and adapters in bf16 (torchtune's)",
 }
+# What optimizer.zero_grad does between steps (workload.zero_grad): set_to_none frees every gradient (torch's
+# default since 2.0), zeros fills them with zeros in place (the default before 2.0, and what transformers' Trainer
+# did until v4.27), so every gradient is live through the next forward; gradient accumulation holds them the same
+# way across its micro-batches.
+ZERO_GRAD = {
+    "set_to_none": "gradients freed after each step (torch >= 2.0's zero_grad)",
+    "zeros": "gradients kept between steps, zero-filled (zero_grad(set_to_none=False); gradient accumulation)",
+}
 AUTOCAST_PRECISIONS = {"amp_bf16": "bfloat16", "amp_fp16": "float16"}
 
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "amp_bf16": 4, "amp_fp16": 4}  # autocast keeps fp32 master weights

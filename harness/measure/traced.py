@@ -64,19 +64,23 @@ def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module
 
 
 def traced_activations(cfg: BenchConfig) -> dict:
-    """{activations_bytes, formula} from traced steps on the CPU device type; activations_bytes None with the
-    reason where the trace fails. A decoder holds a + b x layers for backward (each layer alike, with or without
-    checkpointing), and tracing time grows faster than the depth: a deeper model is traced at 1 and 2 layers and
-    extrapolated."""
+    """{activations_bytes, forward_peak_bytes, formula} from traced steps on the CPU device type; activations_bytes
+    None with the reason where the trace fails. A decoder holds a + b x layers for backward and at its forward's peak
+    (each layer alike, with or without checkpointing), and tracing time grows faster than the depth: a deeper model
+    is traced at 1 and 2 layers and extrapolated."""
     if not families.of(cfg.model).transformers or transformer_block(cfg.model)[0].layers <= 2:
         return trace(cfg)
     one, two = (trace(with_value(cfg, "model.num_layers", n)) for n in (1, 2))
     if one["activations_bytes"] is None or two["activations_bytes"] is None:
         return one if one["activations_bytes"] is None else two
     layers = transformer_block(cfg.model)[0].layers
-    per_layer = two["activations_bytes"] - one["activations_bytes"]
+
+    def extrapolated(key: str) -> int:
+        return one[key] + (layers - 1) * (two[key] - one[key])
+
     return {
-        "activations_bytes": one["activations_bytes"] + (layers - 1) * per_layer,
+        "activations_bytes": extrapolated("activations_bytes"),
+        "forward_peak_bytes": extrapolated("forward_peak_bytes"),
         "formula": f"{one['formula']}, at 1 and 2 layers, extrapolated to {layers}",
     }
 
@@ -95,10 +99,18 @@ def trace(config: BenchConfig) -> dict:
             tracker = CategoryPeakTracker()
             tracker.track_external(workload.model, workload.optimizer)
             with tracker:
+                at_entry = snapshot(tracker, "current").get("Total", 0)
                 loss = workload.forward_loss()
                 end_of_forward = snapshot(tracker, "current").get(ACT, 0)
+                # inside the forward, beyond what it keeps: the loss's temporaries, and under autocast the cast
+                # weights it caches until the autocast region ends (freed there under checkpointing)
+                forward_peak = snapshot(tracker, "peak").get("Total", 0) - at_entry
                 workload.backward(loss)
                 del loss
     except Exception as exc:  # a model or method the fake mode cannot run: say so, never a guess
         return {"activations_bytes": None, "formula": f"trace failed: {type(exc).__name__}: {str(exc)[:300]}"}
-    return {"activations_bytes": max(end_of_forward, tracker.recompute_act_peak), "formula": how}
+    return {
+        "activations_bytes": max(end_of_forward, tracker.recompute_act_peak),
+        "forward_peak_bytes": forward_peak,
+        "formula": how,
+    }

@@ -75,6 +75,7 @@ class Workload:
             (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
         )
         self.scaler = torch.amp.GradScaler(device.type) if cfg.precision.name == "amp_fp16" else None
+        self.set_to_none = cfg.workload.zero_grad == "set_to_none"  # zeros: gradients live through every forward
 
     def forward_loss(self) -> torch.Tensor:
         """Train-mode forward, loss included; the returned loss keeps the graph (and its saved tensors) alive."""
@@ -93,7 +94,7 @@ class Workload:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=self.set_to_none)
 
     def fwd_infer(self) -> None:
         if self.model.training:
@@ -127,8 +128,8 @@ class Workload:
         self.reset_grads()
 
     def reset_grads(self) -> None:
-        """Untimed, after fwd_bwd: every fwd_bwd starts with no gradients, as the step does."""
-        self.optimizer.zero_grad(set_to_none=True)
+        """Untimed, after fwd_bwd: every fwd_bwd starts with the gradients a step leaves (none, or zeros)."""
+        self.optimizer.zero_grad(set_to_none=self.set_to_none)
 
     def run(self, phase: str, instrumented: bool = False) -> None:
         """One repetition of `phase`; `instrumented` for the memory and FLOP passes (see below)."""

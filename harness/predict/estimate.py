@@ -105,6 +105,9 @@ def peak_function(
         if act["activations_bytes"] is None and traced is not None and traced["activations_bytes"] is not None:
             t = cfg.workload.batch_size * cfg.workload.seq_len
             act = {"activations_bytes": traced["activations_bytes"] * t // tokens}
+            if traced.get("forward_peak_bytes") is not None:  # its excess (cast weights, mostly) held as traced
+                excess = traced["forward_peak_bytes"] - traced["activations_bytes"]
+                act["forward_peak_bytes"] = act["activations_bytes"] + excess
         return timeline.step_moments(cfg, fixed, act)["peak_step_bytes"]
 
     return need

@@ -82,6 +82,8 @@ def assumed_overrides(cfg: BenchConfig, given: set[str]) -> tuple[list[str], lis
         said.append(f"batch {cfg.workload.batch_size}")
     if "checkpointing" not in given and "checkpointing.enabled" not in given:
         said.append(f"checkpointing {'on' if cfg.checkpointing.enabled else 'off'}")
+    if "workload.zero_grad" not in given:
+        said.append("gradients freed after each step (workload.zero_grad=zeros keeps them)")
     if "method" not in given:
         said.append(f"method {cfg.method.name}")
     elif cfg.method.name in ADAPTER_METHODS and not given & {"method.r", "method.target_modules"}:

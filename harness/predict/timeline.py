@@ -4,6 +4,10 @@ are freed, and the loss's backward, each layer's backward and the optimizer step
 
 Moments, in the order a step reaches them (harness/measure/workload.py's step; tests/test_peak_moments.py measures
 each with torch's MemTracker on CPU):
+- forward: the largest live set inside the forward, where a trace gives it (`forward_peak_bytes`): the loss's
+  temporaries, and under autocast the 16-bit weight copies it caches for the whole region (aten's cached_cast),
+  which checkpointing does not save but which live until the forward returns; a closed form's forward stays below
+  the loss backward (tests/test_peak_moments.py);
 - end of forward: parameters, buffers, optimizer state and what the forward keeps for backward;
 - loss backward: the cross entropy's backward makes the gradient of its log-softmax output and of its input, two
   more t x V fp32 tensors beside the log-softmax it saved (for Llama 3, V = 128,256: 1 MiB per token); the mlp's
@@ -15,6 +19,9 @@ each with torch's MemTracker on CPU):
 - end of backward: every gradient, and the embedding's, made from the gradient that reaches it;
 - optimizer step: every gradient and the optimizer's temporaries (torch's foreach AdamW: sqrt(exp_avg_sq) for every
   tensor; fused AdamW and bitsandbytes' 8-bit kernels update in place).
+Where gradients are kept between steps (workload.zero_grad=zeros: torch < 2.0's zero_grad, gradient accumulation),
+every moment holds every gradient: a gradient the backward makes is a temporary that AccumulateGrad adds in place
+(torch/csrc/autograd/functions/accumulate_grad.h), so each moment holds all of them plus the ones its op just made.
 No torch here.
 """
 
@@ -49,6 +56,7 @@ if TYPE_CHECKING:
     from harness.config.groups import BenchConfig
 
 MOMENTS = (
+    "forward",
     "end of forward",
     "loss backward",
     "head backward",
@@ -121,7 +129,8 @@ def decoder_gradients(cfg: BenchConfig, alloc: Callable[[int], int]) -> dict:
     """The gradients a decoder's backward makes by where it is: lm_head's weight (a tied lm_head's is the
     embedding's, made at the head and held until the embedding's own part arrives; a frozen base has none), the
     head's with the final norm's, one layer's, and one layer's MLP output projection (down_proj, GPT-2's c_proj).
-    A sequence classifier's head weight is its classifier's."""
+    A sequence classifier's head weight is its classifier's. `held`: a tied head's part of the embedding's gradient,
+    waiting in autograd's input buffer for the embedding's part; `embedding`: the input embedding's gradient."""
     k = families.of(cfg.model).block(cfg.model)[0]
     full = cfg.method.name not in ADAPTER_METHODS
     tied = not any(x.name == "lm_head" for x in parameter_tensors(cfg))
@@ -130,12 +139,22 @@ def decoder_gradients(cfg: BenchConfig, alloc: Callable[[int], int]) -> dict:
     weight = trainable_where(cfg, lambda x: x.name in names, alloc) if full else 0
     final_norm = trainable_where(cfg, lambda x: not x.in_layer and x.name in ("norm", "bias"), alloc) if full else 0
     down = trainable_where(cfg, lambda x: x.in_layer and x.linear_in == k.ff and x.name != "gate_up_proj", alloc)
+    embedding = trainable_where(cfg, lambda x: x.name in EMBEDDINGS, alloc) if full else 0
     return {
         "head_weight": weight,
+        "held": weight if tied and k.head != SEQUENCE_CLASSIFICATION else 0,
+        "embedding": embedding,
         "head": weight + final_norm,
         "layer": trainable_where(cfg, lambda x: x.in_layer, alloc) // k.layers,
         "down": down // k.layers,
     }
+
+
+def made(fixed: dict, before: int, fresh: int = 0) -> int:
+    """Gradient bytes live at a moment of the backward: those made `before` it, or every gradient where they are
+    kept between steps (zero-filled, accumulated into in place), and those its op has just made (`fresh`, stolen
+    as .grad, or a temporary that AccumulateGrad adds to the kept one)."""
+    return (fixed["grads"] if fixed["kept"] else before) + fresh
 
 
 def fixed_parts(cfg: BenchConfig, memory_allocated: dict, device_type: str) -> dict:
@@ -150,6 +169,7 @@ def fixed_parts(cfg: BenchConfig, memory_allocated: dict, device_type: str) -> d
         "grads": memory_allocated["grads_bytes"],
         "optimizer_temporaries": optimizer_temporaries(cfg, device_type, alloc),
         "device_type": device_type,
+        "kept": cfg.workload.zero_grad == "zeros",
     }
     if families.of(cfg.model).transformers:
         fixed.update(decoder_gradients(cfg, alloc))
@@ -188,12 +208,14 @@ def layer_moments(cfg: BenchConfig, k: Block, act: dict, fixed: dict, alloc: Cal
     h, ff, full = k.hidden, k.ff, cfg.method.name not in ADAPTER_METHODS
     state, grads = fixed["state"], fixed["grads"]
     layer_acts = end_of_forward(act) - saved_by_head(k, cfg, e, fixed["device_type"])
-    head_grads = fixed["head"]
+    head_grads = made(fixed, fixed["head"] - fixed["held"], fixed["held"])
     norm = state + layer_acts + head_grads + 6 * alloc(t * h * 4) if k.style not in ("gpt2", "bert") else 0
     product, per_layer_grads = alloc(t * ff * e), fixed["layer"]
     adapter_input = 0 if full else alloc(t * cfg.method.r * adapter_bytes(cfg.precision.name))
     released = released_before_mlp(k, t, e, fixed["device_type"])
-    mlp_backward = alloc(t * h * e) + 2 * product + fixed["down"] - adapter_input - released
+    # down_proj's gradient is made before the product's backward: kept, AccumulateGrad has added it by then
+    down = 0 if fixed["kept"] else fixed["down"]
+    mlp_backward = alloc(t * h * e) + 2 * product + down - adapter_input - released
     recompute = act.get("recompute_bytes")
     recomputing = 0
     if recompute is not None:  # the recomputed layer and the stored inputs, beside the loss the caller holds
@@ -211,8 +233,10 @@ def layer_moments(cfg: BenchConfig, k: Block, act: dict, fixed: dict, alloc: Cal
     if cfg.method.name == "qlora":
         dequantized = state + first + head_grads + alloc(t * h * e) + product
         top = max(top, dequantized + dequantized_bytes(cfg, ff * h, fixed["device_type"], alloc))
-    bottom = top - (k.layers - 1) * (per_layer_acts - per_layer_grads)
-    end = state + grads + alloc(t * h * e) if full else 0
+    bottom = top - (k.layers - 1) * (per_layer_acts - (0 if fixed["kept"] else per_layer_grads))
+    # kept gradients: the embedding's is made beside them (with a tied head's part), then added in place
+    fresh = fixed["embedding"] + fixed["held"] if fixed["kept"] else 0
+    end = state + grads + fresh + alloc(t * h * e) if full else 0
     return max(norm, recomputing, top, bottom, end)
 
 
@@ -236,12 +260,13 @@ def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[i
     softcap = alloc(rows * width * e) if k.final_softcap else 0
     # lm_head's (a classifier's) backward: the logits' gradient in the model's dtype, its input gradient and its
     # weight gradient, once log-softmax (and gemma2's soft-cap) released what they saved
-    head = alloc(rows * width * e) + alloc(rows * k.hidden * e) + fixed["head_weight"] - log_softmax - softcap
+    head = alloc(rows * width * e) + alloc(rows * k.hidden * e) - log_softmax - softcap
+    kept = made(fixed, 0)
     return {
-        "end of forward": state + eof,
+        "end of forward": state + eof + kept,
         # nll_loss's backward has released the shifted labels when log_softmax's backward runs
-        "loss backward": state + eof - labels + 2 * log_softmax,
-        "head backward": state + eof - labels + head,
+        "loss backward": state + eof - labels + 2 * log_softmax + kept,
+        "head backward": state + eof - labels + head + made(fixed, 0, fixed["head_weight"]),
         "layers backward": layer_moments(cfg, k, act, fixed, alloc),
         "optimizer step": state + fixed["grads"] + fixed["optimizer_temporaries"] + input_leaf(cfg, k, alloc),
     }
@@ -270,20 +295,23 @@ def mlp_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int],
         inputs of the layers below, the gradients of the layers above and of this one, its output gradient, and its
         input gradient (with QLoRA's dequantized weight) but in the first layer."""
         below = j * (unit + adapter_input)
-        made = (depth - j) * layer_grads
-        return state + seed + unit + mse_input + below + made + unit + (input_grad + dequantized if j else 0)
+        # a Linear's weight gradients come with its input gradient. Kept adapter gradients are an upper bound: peft's
+        # branch runs its backward first and adds them before the base's input gradient (CPU: +2.6% at width 64)
+        grads_live = made(fixed, (depth - j - 1) * layer_grads, layer_grads)
+        return state + seed + unit + mse_input + below + grads_live + unit + (input_grad + dequantized if j else 0)
 
     # the moment is linear in j between the top and the second layer; the first makes no input gradient
     layers = max(linear_backward(j) for j in {depth - 1, min(1, depth - 1), 0})
     if cfg.checkpointing.enabled:  # the last segment is kept, the others recomputed: its top layer, then the first
         first_segment = depth // min(mlp_checkpoint_segments(depth, cfg.checkpointing.segments), depth)
-        top = state + seed + eof - unit - adapter_input + unit + input_grad + dequantized + layer_grads
+        top = state + seed + eof - unit - adapter_input + unit + input_grad + dequantized + made(fixed, 0, layer_grads)
         layers = max(top, *(linear_backward(j) for j in {min(1, first_segment - 1), 0}))
+    kept = made(fixed, 0)
     if unit == mse_input:  # fp32: the top ReLU's backward, beside the MSE's gradient and everything saved
-        layers = max(layers, state + seed + eof + mse_input + unit)
+        layers = max(layers, state + seed + eof + mse_input + unit + kept)
     return {
-        "end of forward": state + eof,
-        "loss backward": state + eof + seed + mse_input,
+        "end of forward": state + eof + kept,
+        "loss backward": state + eof + seed + mse_input + kept,
         "head backward": None,
         "layers backward": layers,
         "optimizer step": state + unit + grads + fixed["optimizer_temporaries"],
@@ -307,5 +335,7 @@ def step_moments(cfg: BenchConfig, fixed: dict, act: dict) -> dict:
 
     counted = decoder_moments if families.of(cfg.model).transformers else mlp_moments
     moments = counted(cfg, act, fixed, alloc)
+    inside = act.get("forward_peak_bytes")
+    moments["forward"] = None if inside is None else fixed["state"] + made(fixed, 0) + inside
     peak_moment = max((m for m in MOMENTS if moments[m] is not None), key=lambda m: moments[m])
     return {"moments": moments, "peak_step_bytes": moments[peak_moment], "peak_moment": peak_moment}

@@ -25,7 +25,7 @@ from pydantic import (
 
 from harness.config.groups import DEVICES
 from harness.config.parallel import PARALLEL_STYLES
-from harness.config.rules import METHODS, PHASES, PRECISIONS
+from harness.config.rules import METHODS, PHASES, PRECISIONS, ZERO_GRAD
 from harness.families.hf_config import HEADS
 from harness.records.record_types import (  # noqa: F401  (MAX_* are the schema's bounds, read from here)
     MAX_DEPTH,
@@ -101,9 +101,13 @@ class CheckpointingGroup(Part):
     segments: Optional[Positive] = None
 
 
+ZERO_GRAD_NAMES = tuple(ZERO_GRAD)
+
+
 class WorkloadGroup(Part):
     batch_size: Positive
     seq_len: Positive
+    zero_grad: Optional[Literal[ZERO_GRAD_NAMES]] = None  # kept gradients are a different live set
 
 
 class MeasureGroup(Part):

@@ -87,6 +87,7 @@ def config_label(cfg: BenchConfig) -> str:
     (harness/families/), then precision, workload, memory budget and parallel style."""
     label = f"{families.of(cfg.model).label(cfg.model)} {cfg.precision.name} "
     label += f"bs{cfg.workload.batch_size}x{cfg.workload.seq_len}"
+    label += " grads kept" if cfg.workload.zero_grad == "zeros" else ""
     budget = cfg.device.memory_budget_gib
     label += f" budget {budget:g} GiB" if budget is not None else ""
     parallel = cfg.parallel
