@@ -261,11 +261,11 @@ def decoder_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[i
     # lm_head's (a classifier's) backward: the logits' gradient in the model's dtype, its input gradient and its
     # weight gradient, once log-softmax (and gemma2's soft-cap) released what they saved
     head = alloc(rows * width * e) + alloc(rows * k.hidden * e) - log_softmax - softcap
-    kept = made(fixed, 0)
+    before_backward = made(fixed, 0)  # the gradients live before the backward makes any: all of them, kept
     return {
-        "end of forward": state + eof + kept,
+        "end of forward": state + eof + before_backward,
         # nll_loss's backward has released the shifted labels when log_softmax's backward runs
-        "loss backward": state + eof - labels + 2 * log_softmax + kept,
+        "loss backward": state + eof - labels + 2 * log_softmax + before_backward,
         "head backward": state + eof - labels + head + made(fixed, 0, fixed["head_weight"]),
         "layers backward": layer_moments(cfg, k, act, fixed, alloc),
         "optimizer step": state + fixed["grads"] + fixed["optimizer_temporaries"] + input_leaf(cfg, k, alloc),
@@ -306,12 +306,12 @@ def mlp_moments(cfg: BenchConfig, act: dict, fixed: dict, alloc: Callable[[int],
         first_segment = depth // min(mlp_checkpoint_segments(depth, cfg.checkpointing.segments), depth)
         top = state + seed + eof - unit - adapter_input + unit + input_grad + dequantized + made(fixed, 0, layer_grads)
         layers = max(top, *(linear_backward(j) for j in {min(1, first_segment - 1), 0}))
-    kept = made(fixed, 0)
+    before_backward = made(fixed, 0)  # the gradients live before the backward makes any: all of them, kept
     if unit == mse_input:  # fp32: the top ReLU's backward, beside the MSE's gradient and everything saved
-        layers = max(layers, state + seed + eof + mse_input + unit + kept)
+        layers = max(layers, state + seed + eof + mse_input + unit + before_backward)
     return {
-        "end of forward": state + eof + kept,
-        "loss backward": state + eof + seed + mse_input + kept,
+        "end of forward": state + eof + before_backward,
+        "loss backward": state + eof + seed + mse_input + before_backward,
         "head backward": None,
         "layers backward": layers,
         "optimizer step": state + unit + grads + fixed["optimizer_temporaries"],
