@@ -9,13 +9,14 @@ method are traced under FakeTensorMode (harness/measure/traced.py), which takes 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from harness.config.groups import BenchConfig, ConfigError
 
 USAGE = (
     "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace] | "
-    "bench estimate --published [--format table|json] [--no-trace]"
+    "bench estimate --published [--format table|json] [--no-trace | --save-traces]"
 )
 
 
@@ -37,6 +38,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         action="store_true",
         help="predict the published measurements of harness/predict/published.json, beside each its error",
     )
+    parser.add_argument(
+        "--save-traces",
+        action="store_true",
+        help="with --published: record the rows' traces in harness/predict/published_traced.json (the site reads it)",
+    )
     args, rest = parser.parse_known_args(argv)
     unknown = [a for a in rest if a.startswith("-")]
     if unknown:
@@ -47,7 +53,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
-def traced(cfg: BenchConfig) -> dict:
+def traced(cfg: BenchConfig, device_type: str) -> dict:
     from harness.run.library_log import into, trace_log
 
     log = trace_log()  # the libraries' warnings (transformers' FutureWarnings) go there, not into the answer
@@ -59,7 +65,7 @@ def traced(cfg: BenchConfig) -> dict:
     with open(log, "a") as stream, into(stream):
         from harness.measure.traced import traced_activations
 
-        return traced_activations(cfg)
+        return traced_activations(cfg, device_type)
 
 
 def cmd_estimate(argv: list[str]) -> int:
@@ -73,6 +79,8 @@ def cmd_estimate(argv: list[str]) -> int:
     args, overrides = parse(argv)
     if args.published:
         return cmd_published(args, overrides)
+    if args.save_traces:
+        raise ConfigError("--save-traces", "records the published rows' traces: give it with --published")
     if any(o.split("=", 1)[0] in ("suite", "output_dir") for o in overrides):
         raise ConfigError("overrides", "bench estimate answers for one configuration: no suite=, no output_dir=")
     cfg = make_case(overrides).config  # exit 2 on bad input, before anything is computed
@@ -98,11 +106,18 @@ def cmd_estimate(argv: list[str]) -> int:
 
 def cmd_published(args: argparse.Namespace, overrides: list[str]) -> int:
     """`bench estimate --published`: every published row predicted, its error, the median and the largest."""
-    from harness.predict.published import evaluate
+    from harness.predict.published import TRACED_FILE, evaluate, recording
+    from harness.records.io import replace_file
     from harness.report.estimate_table import published_json, published_table
 
     if overrides or args.card:
         raise ConfigError("--published", "predicts the published rows' own setups: give no overrides and no --card")
-    result = evaluate(None if args.no_trace else traced)
+    if args.save_traces and args.no_trace:
+        raise ConfigError("--save-traces", "records the rows' traces: it cannot be given with --no-trace")
+    traces: dict = {}
+    result = evaluate(None if args.no_trace else recording(traced, traces))
+    if args.save_traces:
+        replace_file(TRACED_FILE, json.dumps(traces, indent=1, sort_keys=True) + "\n")
+        print(f"bench: {len(traces)} traces recorded in {TRACED_FILE}", file=sys.stderr)
     print(published_json(result) if args.format == "json" else published_table(result))
     return 0

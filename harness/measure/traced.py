@@ -1,6 +1,8 @@
 """A traced prediction, where no closed form is derived: the real model and method run one training forward and
 backward under FakeTensorMode (tensors with shapes and dtypes, no storage: nothing is allocated), with PyTorch's
-MemTracker counting what it would hold, as the memory pass counts a real run (harness/measure/memory.py).
+MemTracker counting what it would hold, as the memory pass counts a real run (harness/measure/memory.py). It runs
+on the CPU device type (autograd on a fake CUDA tensor needs a CUDA build); predicting a CUDA run, it makes the
+choices CUDA's dispatcher makes where the CPU's hold other bytes (harness/measure/cuda_ops.py).
 
 QLoRA cannot be traced (bitsandbytes quantizes real weights as they load); its activations are LoRA's on a model in
 the dtype of the weights it does not quantize, fp32 (upcast variant) or bf16 (harness/predict/activations.py says
@@ -10,6 +12,7 @@ so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from unittest import mock
 
@@ -19,6 +22,7 @@ from torch.distributed._tools.mem_tracker import _MemRefType
 
 from harness import families
 from harness.config.groups import BenchConfig
+from harness.measure.cuda_ops import cuda_op_choices
 from harness.measure.methods import build_trainable
 from harness.measure.trackers import CategoryPeakTracker, snapshot
 from harness.measure.workload import Workload
@@ -63,14 +67,14 @@ def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module
     return self
 
 
-def traced_activations(cfg: BenchConfig) -> dict:
-    """{activations_bytes, forward_peak_bytes, formula} from traced steps on the CPU device type; activations_bytes
-    None with the reason where the trace fails. A decoder holds a + b x layers for backward and at its forward's peak
-    (each layer alike, with or without checkpointing), and tracing time grows faster than the depth: a deeper model
-    is traced at 1 and 2 layers and extrapolated."""
+def traced_activations(cfg: BenchConfig, device_type: str = "cpu") -> dict:
+    """{activations_bytes, forward_peak_bytes, formula} from traced steps on the CPU device type, for a run on
+    `device_type`; activations_bytes None with the reason where the trace fails. A decoder holds a + b x layers for
+    backward and at its forward's peak (each layer alike, with or without checkpointing), and tracing time grows
+    faster than the depth: a deeper model is traced at 1 and 2 layers and extrapolated."""
     if not families.of(cfg.model).transformers or transformer_block(cfg.model)[0].layers <= 2:
-        return trace(cfg)
-    one, two = (trace(with_value(cfg, "model.num_layers", n)) for n in (1, 2))
+        return trace(cfg, device_type)
+    one, two = (trace(with_value(cfg, "model.num_layers", n), device_type) for n in (1, 2))
     if one["activations_bytes"] is None or two["activations_bytes"] is None:
         return one if one["activations_bytes"] is None else two
     layers = transformer_block(cfg.model)[0].layers
@@ -85,17 +89,26 @@ def traced_activations(cfg: BenchConfig) -> dict:
     }
 
 
-def trace(config: BenchConfig) -> dict:
-    """One traced step of `config`."""
+def trace(config: BenchConfig, device_type: str = "cpu") -> dict:
+    """One traced step of `config`, run on `device_type`."""
     cfg, how = traced_config(config)
     if cfg is None:
         return {"activations_bytes": None, "formula": how}
     device = torch.device("cpu")
+    on_cuda = device_type == "cuda"
+    if on_cuda:
+        how += ", with CUDA's op choices (fused dropout's one-byte masks, autocast's fp32 ops)"
     try:
         # peft moves its adapters with Module.to(), which swaps a fake parameter in place and fails there
-        with FakeTensorMode(allow_non_fake_inputs=True), mock.patch.object(torch.nn.Module, "to", _to_by_assignment):
+        with (
+            FakeTensorMode(allow_non_fake_inputs=True),
+            mock.patch.object(torch.nn.Module, "to", _to_by_assignment),
+            cuda_op_choices() if on_cuda else contextlib.nullcontext(),
+        ):
             torch.manual_seed(cfg.workload.seed)
             workload = Workload(cfg, build_trainable(cfg, device), device)
+            if workload.scaler:  # its scale and growth tracker (8 bytes) live from the first step on, untracked
+                workload.scaler.scale(torch.ones((), device=device))
             tracker = CategoryPeakTracker()
             tracker.track_external(workload.model, workload.optimizer)
             with tracker:

@@ -36,7 +36,8 @@ GRADIENTS_HELD = (
     "far less)"
 )
 
-Fallback = Callable[["BenchConfig"], dict]  # config -> {activations_bytes, formula}: a traced prediction
+# (config, device type) -> {activations_bytes, formula}: a traced prediction of a run on that device type
+Fallback = Callable[["BenchConfig", str], dict]
 
 
 def with_value(cfg: BenchConfig, key: str, value: int) -> BenchConfig:
@@ -50,7 +51,7 @@ def activations(cfg: BenchConfig, device_type: str, fallback: Fallback | None = 
     closed = analytic.activations(cfg, None, device_type)
     if closed["activations_bytes"] is not None or fallback is None:
         return {**closed, "source": "closed form" if closed["activations_bytes"] is not None else None}
-    traced = fallback(cfg)
+    traced = fallback(cfg, device_type)
     reason = f"{closed['formula']}; {traced['formula']}"
     return {**traced, "formula": reason, "source": "traced" if traced["activations_bytes"] is not None else None}
 

@@ -6,6 +6,10 @@ shows them (harness/report/site/published_page.py) and tests/test_published.py h
 A row whose overrides the harness refuses (a setup it cannot express yet) says why: the refusal itself, and what
 would express it. Nothing here is fitted to the rows: what is added to a prediction for the quantity a source
 reports comes from a source named in the file. No torch (a traced prediction comes through `fallback`).
+
+The traces the rows need are recorded in published_traced.json (`bench estimate --published --save-traces`), so
+that the site, built without torch, shows every row; tests/test_published.py fails when a recorded trace is not
+what the code traces today.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import statistics
 from functools import lru_cache
 from pathlib import Path
 
+from harness.config.case import config_hash
 from harness.config.fields import ConfigError
+from harness.config.groups import BenchConfig
 from harness.predict import estimate
 
 PUBLISHED_FILE = Path(__file__).with_name("published.json")
+TRACED_FILE = Path(__file__).with_name("published_traced.json")
 # what each quantity a source reports is predicted by (the file's `quantities` say how each is measured)
 PREDICTED_BY = {
     "peak_reserved": "peak_step_bytes",
@@ -31,6 +38,27 @@ PREDICTED_BY = {
 def published() -> dict:
     """The file, read once."""
     return json.loads(PUBLISHED_FILE.read_text())
+
+
+def trace_key(cfg: BenchConfig, device_type: str) -> str:
+    return f"{config_hash(cfg.to_dict())}:{device_type}"
+
+
+def recorded(cfg: BenchConfig, device_type: str) -> dict:
+    """A Fallback that reads the recorded traces (no torch)."""
+    traces = json.loads(TRACED_FILE.read_text()) if TRACED_FILE.exists() else {}
+    missing = {"activations_bytes": None, "formula": "no recorded trace (bench estimate --published traces it)"}
+    return traces.get(trace_key(cfg, device_type), missing)
+
+
+def recording(fallback: estimate.Fallback, into: dict) -> estimate.Fallback:
+    """`fallback`, keeping each answer in `into` by trace_key (what --save-traces writes)."""
+
+    def run(cfg: BenchConfig, device_type: str) -> dict:
+        into[trace_key(cfg, device_type)] = out = fallback(cfg, device_type)
+        return out
+
+    return run
 
 
 def row_prediction(row: dict, fallback: estimate.Fallback | None) -> dict:

@@ -1,23 +1,24 @@
 """published.html: bench estimate's test set, the published GPU measurements of harness/predict/published.json beside
 the analytic model's prediction, with the error per row and the median. The site is built without torch: a row whose
-activations only a trace gives (no closed form) says so, and `bench estimate --published` traces it. Nothing on the
-page comes from the results folder: it depends on the code alone."""
+activations only a trace gives (no closed form) reads the trace recorded in harness/predict/published_traced.json
+(tests/test_published.py holds it to what the code traces). Nothing on the page comes from the results folder: it
+depends on the code alone."""
 
 from __future__ import annotations
 
 import functools
 
-from harness.predict.published import evaluate
+from harness.predict.published import evaluate, recorded
 from harness.report.estimate_table import published_rows, published_summary
 from harness.report.site.markup import esc, page, table
 
 HEADERS = ["Row", "Setup", "Quantity", "Published", "Predicted", "Error", "Note"]
-TRACED_ONLY = "traced by bench estimate --published (imports torch; bench site does not)"
+TRACED_ONLY = "no recorded trace: bench estimate --published traces it (imports torch; bench site does not)"
 
 
 @functools.cache  # the page depends on the code alone: composing its 14 setups once a process is enough
 def published_page() -> str:
-    result = evaluate(fallback=None)
+    result = evaluate(fallback=recorded)
     cells = []
     for row, text in zip(result["rows"], published_rows(result)):
         note = text["note"]
@@ -44,8 +45,8 @@ def published_page() -> str:
         "<p>Memory measured on GPUs by others, each row's setup expressed as <code>bench estimate</code> overrides "
         "and predicted by the analytic model; error = predicted / published − 1. Nothing in the model is fitted to "
         "these rows. Rows the harness cannot express yet say why.</p>\n"
-        f"<p><strong>{esc(published_summary(result))}</strong> (rows with a closed form; "
-        "<code>bench estimate --published</code> adds the traced ones).</p>\n"
+        f"<p><strong>{esc(published_summary(result))}</strong> (traced rows as recorded by "
+        "<code>bench estimate --published --save-traces</code>).</p>\n"
         + table(HEADERS, cells, caption="Published measurements against the prediction", numeric={3, 4, 5}, stack=True)
         + f"\n<h2>Quantities</h2>\n<ul>{quantities}</ul>\n<h2>What a prediction adds</h2>\n<ul>{overheads}</ul>"
     )
