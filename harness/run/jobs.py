@@ -46,6 +46,14 @@ def _prepare_job(case: Case, job: dict) -> tuple[float, str]:
     """Inside a SLURM job, before the case's process starts (it inherits this environment): torch's threads
     follow the CPUs allocated, the records learn whether the node is the job's alone, and the case's time limit
     ends before the job's. Returns that limit and the words that name it in a CaseTimeout record."""
+    # submitit asks SLURM for USR2 before the time limit; SLURM sends it to every process of the job, and up to
+    # 60 s early (sbatch --signal): to a job of a minute or two, at once. Its default action would kill the case,
+    # and submitit's handler (installed just before this runs) raises UncompletedJobError ("timed-out and not
+    # checkpointable"), losing the record. Ignored — an ignored signal stays ignored in the processes started from
+    # here, the case's and its ranks — since the case's own limit ends it before the job's; first, before the
+    # import of torch below (seconds) leaves the handler armed.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_term)
     limit_s = max(1.0, job["timeout_min"] * 60 - JOB_END_MARGIN_S)
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     # before torch is first imported here (provenance imports it), so that this process's records say so too;
@@ -58,13 +66,6 @@ def _prepare_job(case: Case, job: dict) -> tuple[float, str]:
     os.environ[JOB_LIMIT_ENV] = str(limit_s)  # a multi-rank case stops its ranks before it (harness/measure/launch.py)
     from harness.measure.provenance import SLURM_EXCLUSIVE_ENV
 
-    # submitit asks SLURM for USR2 before the time limit; SLURM sends it to every process of the job, and up to
-    # 60 s early (sbatch --signal). Its default action would kill the case, and submitit's handler raises
-    # UncompletedJobError ("timed-out and not checkpointable"), losing the record. Ignored — an ignored signal
-    # stays ignored in the processes started from here, the case's and its ranks — since the case's own limit
-    # ends it before the job's.
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_term)
     os.environ[SLURM_EXCLUSIVE_ENV] = "1" if job["exclusive"] else "0"
     return limit_s, (
         f"the job's time limit (launcher.timeout_min={job['timeout_min']}, less {JOB_END_MARGIN_S} s kept to "
