@@ -49,22 +49,26 @@ def test_harness_overhead_paired(benchmark):
     workload.warm_up(2, 0)
     x, target = workload.train_kwargs["x"], workload.train_kwargs["target"]
     timer = timing.CpuTimer()
-    ratios = []
+    ratios, steps = [], []
 
     def paired_round():
         start = _time.perf_counter()
         _bare_loop(trainable.model, trainable.optimizer, x, target)
         bare = _time.perf_counter() - start
         start = _time.perf_counter()
-        timing.interleaved({"step": workload.step}, REPS, timer)
+        times, _ = timing.interleaved({"step": workload.step}, REPS, timer)
+        steps.extend(times["step"])
         ratios.append((_time.perf_counter() - start) / bare)
 
     benchmark.pedantic(paired_round, rounds=15, warmup_rounds=1)
     overhead_pct = 100 * (statistics.median(ratios) - 1)
     benchmark.extra_info["harness_overhead_pct_median_paired"] = round(overhead_pct, 2)
     print(f"\nharness timed step overhead over a bare loop: {overhead_pct:.2f}% (median of {len(ratios)} pairs)")
-    # Under `make test` (benchmarks disabled) one round runs; a ratio outside (0.5, 2) means a loop is broken.
-    assert ratios and all(0.5 < r < 2.0 for r in ratios)
+    # Under `make test` (benchmarks disabled) one round runs beside other tests (pytest-xdist): one pair's ratio is
+    # noise there, so only the counts are checked; under `make benchmark`, alone, a ratio outside (0.5, 2) means a
+    # loop is broken.
+    assert len(ratios) == (1 if benchmark.disabled else 15 + 1) and len(steps) == len(ratios) * REPS
+    assert benchmark.disabled or all(0.5 < r < 2.0 for r in ratios)
 
 
 # `bench estimate` where a closed form covers the activations: Llama 3.1 8B QLoRA r=32 on every linear, batch 1,
