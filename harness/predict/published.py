@@ -44,11 +44,16 @@ def trace_key(cfg: BenchConfig, device_type: str) -> str:
     return f"{config_hash(cfg.to_dict())}:{device_type}"
 
 
+@lru_cache(maxsize=1)
+def recorded_traces() -> dict:
+    """The recorded traces, read once ({} before any was recorded)."""
+    return json.loads(TRACED_FILE.read_text()) if TRACED_FILE.exists() else {}
+
+
 def recorded(cfg: BenchConfig, device_type: str) -> dict:
     """A Fallback that reads the recorded traces (no torch)."""
-    traces = json.loads(TRACED_FILE.read_text()) if TRACED_FILE.exists() else {}
     missing = {"activations_bytes": None, "formula": "no recorded trace (bench estimate --published traces it)"}
-    return traces.get(trace_key(cfg, device_type), missing)
+    return recorded_traces().get(trace_key(cfg, device_type), missing)
 
 
 def recording(fallback: estimate.Fallback, into: dict) -> estimate.Fallback:
