@@ -9,6 +9,7 @@ method are traced under FakeTensorMode (harness/measure/traced.py), which takes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -41,7 +42,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--save-traces",
         action="store_true",
-        help="with --published: record the rows' traces in harness/predict/published_traced.json (the site reads it)",
+        help="with --published: record the rows' traces and replays in harness/predict/published_traced.json (the "
+        "site reads it)",
     )
     args, rest = parser.parse_known_args(argv)
     unknown = [a for a in rest if a.startswith("-")]
@@ -54,18 +56,30 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def traced(cfg: BenchConfig, device_type: str) -> dict:
-    from harness.run.library_log import into, trace_log
-
-    log = trace_log()  # the libraries' warnings (transformers' FutureWarnings) go there, not into the answer
-    print(
-        "bench: no closed form covers these activations; tracing the model (imports torch; library messages "
-        f"go to {log})...",
-        file=sys.stderr,
-    )
-    with open(log, "a") as stream, into(stream):
+    print("bench: no closed form covers these activations; tracing the model", end="", file=sys.stderr)
+    with _library_log():
         from harness.measure.traced import traced_activations
 
         return traced_activations(cfg, device_type)
+
+
+def replayed(cfg: BenchConfig, device_type: str, phase: str) -> dict:
+    print("bench: replaying the run's allocations through the caching allocator's rules", end="", file=sys.stderr)
+    with _library_log():
+        from harness.measure.traced import replayed_reserve
+
+        return replayed_reserve(cfg, device_type, phase)
+
+
+@contextlib.contextmanager
+def _library_log():
+    """The libraries' warnings (transformers' FutureWarnings) go to the trace log, not into the answer."""
+    from harness.run.library_log import into, trace_log
+
+    log = trace_log()
+    print(f" (imports torch; library messages go to {log})...", file=sys.stderr)
+    with open(log, "a") as stream, into(stream):
+        yield
 
 
 def cmd_estimate(argv: list[str]) -> int:
@@ -106,7 +120,7 @@ def cmd_estimate(argv: list[str]) -> int:
 
 def cmd_published(args: argparse.Namespace, overrides: list[str]) -> int:
     """`bench estimate --published`: every published row predicted, its error, the median and the largest."""
-    from harness.predict.published import TRACED_FILE, evaluate, recording
+    from harness.predict.published import TRACED_FILE, evaluate, recording, replay_key, trace_key
     from harness.records.io import replace_file
     from harness.report.estimate_table import published_json, published_table
 
@@ -115,9 +129,12 @@ def cmd_published(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.save_traces and args.no_trace:
         raise ConfigError("--save-traces", "records the rows' traces: it cannot be given with --no-trace")
     traces: dict = {}
-    result = evaluate(None if args.no_trace else recording(traced, traces))
+    if args.no_trace:
+        result = evaluate()
+    else:
+        result = evaluate(recording(traced, trace_key, traces), recording(replayed, replay_key, traces))
     if args.save_traces:
         replace_file(TRACED_FILE, json.dumps(traces, indent=1, sort_keys=True) + "\n")
-        print(f"bench: {len(traces)} traces recorded in {TRACED_FILE}", file=sys.stderr)
+        print(f"bench: {len(traces)} traces and replays recorded in {TRACED_FILE}", file=sys.stderr)
     print(published_json(result) if args.format == "json" else published_table(result))
     return 0

@@ -2,24 +2,28 @@
 its overrides (traced where no closed form exists), held to the bounds below. The bounds are what the estimator
 reaches, stated, not a target met by tuning: nothing in the prediction is fitted to these rows.
 
-Over all 14 rows: median |error| 5.6%, above the issue's 5%; 10 rows within 12%, four beyond:
-- torchtune's QLoRA, -27.9% (6.70 GB predicted, 9.29 GB published): bf16 QLoRA as bitsandbytes and peft run it
-  (NF4 weights 3.34 GB, bf16 embeddings and lm_head 0.52 GB, adapters with their state 0.16 GB, activations under
-  checkpointing 1.86 GB, peak at the loss's backward). The LoRA row on the same targets and rank is +2.8%, so the
-  missing ~2.6 GB is QLoRA's, and likely in what the prediction does not hold: the row's quantity is the caching
-  allocator's reserve, which keeps the freed blocks of the bf16 weight copies each 4-bit matmul makes (34 to 90 MB,
-  seven a layer, in the forward, the recomputation and the backward) and what they fragment; and torchtune
-  quantizes with torchao's NF4Tensor, whose kernels are not bitsandbytes'. No GPU record here measures either.
-- Llama 3 8B's, +27%: its token count is not published, and at the 2 x 2048 tokens the setup allows the loss's
-  three t x V fp32 tensors alone are 6.3 GB (V = 128,256), more than the whole gap.
-- The HF doc's BERT-large rows at batch 4 without checkpointing, fp16 -13.7% and 8-bit Adam -13.9% (fp32 -11.9%):
-  the trace makes CUDA's choices (harness/measure/cuda_ops.py: one-byte dropout masks, fp32 softmax and LayerNorm
-  under autocast), so the tensors are CUDA's; the gap grows with the activations (-6.3% at batch 1, -2.6% and -3.0%
-  with checkpointing), as the caching allocator's cached blocks in NVML's whole-process figure would, which no
-  source here gives. Before the CUDA choices the CPU's 4-byte masks filled most of that gap (-2.2% at fp32, batch 4),
-  and the median read 3.0%: a coincidence, not a prediction.
+Every figure published is reserved memory (torch.cuda.max_memory_reserved, or NVML's whole process): the tensors
+alive at the peak plus the caching allocator's cached and split blocks. The prediction is that reserve, the
+allocator's rules replayed over a traced run (harness/predict/caching_allocator.py) for the 11 rows whose run can be
+replayed; QLoRA's and 8-bit AdamW's traces stand another method in, and those 3 rows are predicted allocated.
+
+Over all 14 rows: median |error| 9.7% (the allocated figure alone: 5.6%, as before the replay); 10 rows within 12%,
+four beyond:
+- torchtune's QLoRA, -27.9% (6.70 GB predicted, allocated; 9.29 GB published): bf16 QLoRA as bitsandbytes and peft
+  run it (NF4 weights 3.34 GB, bf16 embeddings and lm_head 0.52 GB, adapters with their state 0.16 GB, activations
+  under checkpointing 1.86 GB, peak at the loss's backward). The reserve is not replayed (the trace is LoRA's on a
+  bf16 model); the LoRA row on the same targets and rank gains 6.4 points from it. torchtune quantizes with
+  torchao's NF4Tensor, whose kernels are not bitsandbytes'. No GPU record here measures either.
+- Llama 3 8B's, +37.5% (+27.2% allocated): its token count is not published, and at the 2 x 2048 tokens the setup
+  allows the loss's three t x V fp32 tensors alone are 6.3 GB (V = 128,256), more than the whole gap.
+- The HF doc's BERT-large rows at batch 4 without checkpointing, fp16 -13.5% (replayed) and 8-bit Adam -13.9%
+  (allocated; fp32 -9.7% replayed): the trace makes CUDA's choices (harness/measure/cuda_ops.py), the replay adds
+  2 to 3 points of reserve, and the gap still grows with the activations (-4.7% at batch 1, -0.6% and -3.0% with
+  checkpointing); no source here says what the doc's 2021 software stack held beyond.
+The torchtune LoRA rows are over (+6.8% to +9.8% replayed, +0.7% to +4.8% allocated): they are counted at 2048
+tokens, the upper end of their padded Alpaca batches, and the reserve replayed at that length adds 5 to 6 points.
 The HF doc's rows are read as its Trainer ran them: gradients kept between steps (torch < 2.0's zero_grad, and
-gradient accumulation's micro-batches; published.json says why per row). The seed's inference (+10.6%) is an
+gradient accumulation's micro-batches; published.json says why per row). The seed's inference (+11.8%) is an
 approximate figure ("~16 GB") with the CUDA context taken from the HF doc."""
 
 import statistics
@@ -29,8 +33,14 @@ import pytest
 from harness.predict.published import published
 from harness.report.estimate_table import published_table
 
-MEDIAN_BOUND = 0.06  # reached over every row (the issue's target is 5%: see above)
-LARGEST_BOUND = 0.30  # reached: the QLoRA and Llama 3 8B rows (see above)
+MEDIAN_BOUND = 0.10  # reached over every row, the reserve replayed (the issue's target is 5%: see above)
+ALLOCATED_MEDIAN_BOUND = 0.06  # the allocated figure alone, reached
+LARGEST_BOUND = 0.40  # reached: the Llama 3 8B and QLoRA rows (see above)
+# a replay's allocated peak (full depth) against the timeline's: the closed-form rows agree to 0.01%, the traced
+# ones (extrapolated from 1 and 2 layers) to 0.7%, but BERT fp16's forward peak, 1.6% above the replay's
+ALLOCATED_WITHIN = 0.02
+# the cheapest replays, run again here to the byte (the others take 8 to 23 s each: held by ALLOCATED_WITHIN)
+REPLAYED_AGAIN = ("seed-llama31-8b-lora-inference", "hf-bert-large-b1-accumulate4")
 OTHERS_BOUND = 0.12  # the issue's "none above 12%", met but by the four rows named
 BEYOND_OTHERS = (
     "torchtune-llama2-7b-qlora",
@@ -43,9 +53,9 @@ BEYOND_OTHERS = (
 @pytest.fixture(scope="module")
 def result():
     from harness.cli_estimate import traced
-    from harness.predict.published import evaluate
+    from harness.predict.published import evaluate, recorded_replay
 
-    return evaluate(traced)
+    return evaluate(traced, recorded_replay)
 
 
 def test_every_row_names_its_source_setup_quantity_and_unit():
@@ -63,6 +73,8 @@ def test_the_errors_stay_within_the_stated_bounds(result):
     expressed = [r for r in result["rows"] if r["error"] is not None]
     assert result["n_expressed"] == len(expressed) == 14
     assert statistics.median(abs(r["error"]) for r in expressed) <= MEDIAN_BOUND
+    assert result["allocated_median_abs_error"] <= ALLOCATED_MEDIAN_BOUND
+    assert result["n_replayed"] == 11
     assert result["max_abs_error"] <= LARGEST_BOUND
     assert all(abs(r["error"]) <= OTHERS_BOUND for r in expressed if r["id"] not in BEYOND_OTHERS)
     for r in expressed:  # each error is predicted / published - 1, in the row's own unit
@@ -72,17 +84,36 @@ def test_the_errors_stay_within_the_stated_bounds(result):
 def test_the_recorded_traces_are_what_the_code_traces_today(result):
     """The site (no torch) reads published_traced.json: each row it predicts from there is the traced row, to the
     byte; a change to the trace or to a row's setup fails here until `bench estimate --published --save-traces`."""
-    from harness.predict.published import evaluate, recorded
+    from harness.predict.published import evaluate, recorded, recorded_replay
 
-    shown = evaluate(recorded)
+    shown = evaluate(recorded, recorded_replay)
     traced = [r["id"] for r in result["rows"] if r.get("source") == "traced"]
     assert len(traced) == 9  # the rows with no closed form: two torchtune LoRA q,v rows, Llama 3 8B, six BERT rows
     stale = [
-        (a["id"], a["predicted_bytes"], b["predicted_bytes"])
+        (a["id"], a["allocated_bytes"], b["allocated_bytes"])
         for a, b in zip(result["rows"], shown["rows"])
-        if a["predicted_bytes"] != b["predicted_bytes"]
+        if a["allocated_bytes"] != b["allocated_bytes"]
     ]
     assert not stale, f"regenerate with bench estimate --published --save-traces: {stale}"
+
+
+def test_each_recorded_replay_holds_todays_peak(result):
+    """A replay's allocated peak is the timeline's (tests/test_replayed_reserve.py, 0.1% on a small llama): each
+    recorded one within ALLOCATED_WITHIN of today's allocated figure, and the two cheapest replayed again, to the
+    byte."""
+    from harness.config.compose import make_case
+    from harness.measure.traced import replayed_reserve
+    from harness.predict.published import PREDICTED_BY, published
+
+    adds = published()["overheads"]
+    replayed = [r for r in result["rows"] if r["reserved_bytes"] is not None]
+    for r in replayed:
+        allocated = r["allocated_bytes"] - sum(adds[name]["bytes"] for name in r["adds"])
+        assert r["replay"]["allocated_peak_bytes"] == pytest.approx(allocated, rel=ALLOCATED_WITHIN), r["id"]
+        assert r["replay"]["allocated_peak_bytes"] <= r["reserved_bytes"]
+    for r in (r for r in replayed if r["id"] in REPLAYED_AGAIN):
+        again = replayed_reserve(make_case(r["overrides"]).config, "cuda", PREDICTED_BY[r["quantity"]][1])
+        assert again == r["replay"], f"regenerate with bench estimate --published --save-traces: {r['id']}"
 
 
 def test_every_row_is_expressed_and_a_refused_one_would_say_why(result):
@@ -136,4 +167,5 @@ def test_the_sites_page_shows_every_row_as_traced_today(result):
     assert TRACED_ONLY not in html and esc(published_summary(result)) in html
     for row, text in zip(result["rows"], published_rows(result)):
         cells = f'data-label="Predicted">{esc(text["predicted"])}</td><td class="num" data-label="Error">'
-        assert f"{cells}{esc(text['error'])}</td>" in html, row["id"]
+        allocated = f'<td class="num" data-label="Allocated alone">{esc(text["allocated_error"])}</td>'
+        assert f"{cells}{esc(text['error'])}</td>{allocated}" in html, row["id"]

@@ -17,17 +17,21 @@ import dataclasses
 from unittest import mock
 
 import torch
+import transformers.masking_utils as masking_utils
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed._tools.mem_tracker import _MemRefType
 
 from harness import families
 from harness.config.groups import BenchConfig
+from harness.measure.allocation_log import AllocationLog
 from harness.measure.cuda_ops import cuda_op_choices
 from harness.measure.methods import build_trainable
 from harness.measure.trackers import CategoryPeakTracker, snapshot
 from harness.measure.workload import Workload
 from harness.predict.activations import transformer_block
+from harness.predict.caching_allocator import CachingAllocator
 from harness.predict.estimate import with_value
+from harness.predict.parameters import fused_adamw
 
 ACT = _MemRefType.ACT.value
 
@@ -67,6 +71,31 @@ def _to_by_assignment(self: torch.nn.Module, *args, **kwargs) -> torch.nn.Module
     return self
 
 
+CUDA_CHOICES = ", with CUDA's op choices (fused dropout's one-byte masks, autocast's fp32 ops)"
+CPU = torch.device("cpu")
+
+
+@contextlib.contextmanager
+def fake_cpu_run(device_type: str):
+    """Where a traced run happens: FakeTensorMode on the CPU device type, with CUDA's op choices for a CUDA run."""
+    # peft moves its adapters with Module.to(), which swaps a fake parameter in place and fails there. transformers
+    # cannot read a fake tensor's position ids, so it takes them for packed sequences (find_packed_sequence_indices)
+    # and builds a causal mask that each layer's attention saves; the workload's rows are one sequence each (no
+    # attention mask, positions 0..s-1), where a real run finds none and SDPA runs is_causal, with no mask
+    with (
+        FakeTensorMode(allow_non_fake_inputs=True),
+        mock.patch.object(torch.nn.Module, "to", _to_by_assignment),
+        mock.patch.object(masking_utils, "find_packed_sequence_indices", lambda position_ids: None),
+        cuda_op_choices() if device_type == "cuda" else contextlib.nullcontext(),
+    ):
+        yield
+
+
+def _workload(cfg: BenchConfig) -> Workload:
+    torch.manual_seed(cfg.workload.seed)
+    return Workload(cfg, build_trainable(cfg, CPU), CPU)
+
+
 def traced_activations(cfg: BenchConfig, device_type: str = "cpu") -> dict:
     """{activations_bytes, forward_peak_bytes, formula} from traced steps on the CPU device type, for a run on
     `device_type`; activations_bytes None with the reason where the trace fails. A decoder holds a + b x layers for
@@ -94,21 +123,13 @@ def trace(config: BenchConfig, device_type: str = "cpu") -> dict:
     cfg, how = traced_config(config)
     if cfg is None:
         return {"activations_bytes": None, "formula": how}
-    device = torch.device("cpu")
-    on_cuda = device_type == "cuda"
-    if on_cuda:
-        how += ", with CUDA's op choices (fused dropout's one-byte masks, autocast's fp32 ops)"
+    if device_type == "cuda":
+        how += CUDA_CHOICES
     try:
-        # peft moves its adapters with Module.to(), which swaps a fake parameter in place and fails there
-        with (
-            FakeTensorMode(allow_non_fake_inputs=True),
-            mock.patch.object(torch.nn.Module, "to", _to_by_assignment),
-            cuda_op_choices() if on_cuda else contextlib.nullcontext(),
-        ):
-            torch.manual_seed(cfg.workload.seed)
-            workload = Workload(cfg, build_trainable(cfg, device), device)
+        with fake_cpu_run(device_type):
+            workload = _workload(cfg)
             if workload.scaler:  # its scale and growth tracker (8 bytes) live from the first step on, untracked
-                workload.scaler.scale(torch.ones((), device=device))
+                workload.scaler.scale(torch.ones((), device=CPU))
             tracker = CategoryPeakTracker()
             tracker.track_external(workload.model, workload.optimizer)
             with tracker:
@@ -126,4 +147,44 @@ def trace(config: BenchConfig, device_type: str = "cpu") -> dict:
         "activations_bytes": max(end_of_forward, tracker.recompute_act_peak),
         "forward_peak_bytes": forward_peak,
         "formula": how,
+    }
+
+
+REPLAYED_STEPS = (2, 4)  # at least two steps (the first makes the optimizer's state), at most four
+
+
+def replayed_reserve(config: BenchConfig, device_type: str = "cuda", phase: str = "step") -> dict:
+    """{reserved_peak_bytes, allocated_peak_bytes, steps, requests, formula}: the caching allocator's peak reserve
+    (and its allocated peak) over a run of `config` on `device_type`, its allocations replayed through the
+    allocator's rules (harness/predict/caching_allocator.py) from a traced run at full depth: the model built, then
+    training steps (`phase` "step": until a step reserves no new segment) or one inference forward ("fwd_infer").
+    None with the reason where the traced run stands another method in (its state or weights differ), or fails."""
+    cfg, how = traced_config(config)
+    if cfg is None or cfg.method.name != config.method.name:
+        return {"reserved_peak_bytes": None, "formula": f"no replay: {how}"}
+    # the optimizer the run on `device_type` builds (fused AdamW on CUDA), not the CPU device type's
+    cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, fused=fused_adamw(config, device_type)))
+    allocator, steps = CachingAllocator(), 0
+    try:
+        with fake_cpu_run(device_type), AllocationLog(allocator) as log:
+            workload = _workload(cfg)
+            if phase == "fwd_infer":
+                workload.fwd_infer()
+            while phase == "step" and steps < REPLAYED_STEPS[1]:
+                before, steps = allocator.segments, steps + 1
+                workload.step()
+                if steps >= REPLAYED_STEPS[0] and allocator.segments == before:
+                    break
+    except Exception as exc:  # a model or method the fake mode cannot run: say so, never a guess
+        return {"reserved_peak_bytes": None, "formula": f"replay failed: {type(exc).__name__}: {str(exc)[:300]}"}
+    what = f"{steps} training steps" if phase == "step" else "one inference forward"
+    return {
+        "reserved_peak_bytes": allocator.peak_reserved_bytes,
+        "allocated_peak_bytes": allocator.peak_allocated_bytes,
+        "steps": steps,
+        "requests": log.requests,
+        "formula": (
+            f"the caching allocator's rules replayed over {what} ({log.requests} allocations, "
+            f"{allocator.segments} segments), traced at full depth{CUDA_CHOICES if device_type == 'cuda' else ''}"
+        ),
     }

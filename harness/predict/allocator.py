@@ -24,10 +24,14 @@ def block_bytes(device_type: str) -> int:
     return CUDA_BLOCK_BYTES
 
 
+def rounded(nbytes: int, block: int = CUDA_BLOCK_BYTES) -> int:
+    """`nbytes` rounded up to a whole number of `block`-byte blocks."""
+    return math.ceil(nbytes / block) * block
+
+
 def allocated_bytes(nbytes: int, device_type: str) -> int:
     """Bytes the allocator of `device_type` holds for a storage of `nbytes` bytes."""
-    block = block_bytes(device_type)
-    return math.ceil(nbytes / block) * block
+    return rounded(nbytes, block_bytes(device_type))
 
 
 def allocated_total(sizes, device_type: str) -> int:

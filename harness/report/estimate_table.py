@@ -137,9 +137,20 @@ def _error(value) -> str:
     return f"{value:+.1%}" if isinstance(value, float) else "-"
 
 
+def _note(row: dict) -> str:
+    """Where the row's peak falls, what its activations come from, and what the prediction is: the replayed reserve,
+    or the allocated figure with why there is no replay."""
+    if row["reason"]:
+        return row["reason"]
+    note = f"peak at the {row['peak_moment']}" + (f", {row['source']}" if row.get("source") else "")
+    if row.get("reserved_bytes") is not None:
+        return f"{note}; reserve replayed"
+    return f"{note}; allocated ({row['replay']['formula']})" if row.get("replay") else note
+
+
 def published_rows(result: dict) -> list[dict]:
     """The published table's rows as text cells: id, quantity, published (its unit), predicted (the same unit), error,
-    and the reason where there is no prediction."""
+    the allocated figure's error, and the note (the reason where there is no prediction)."""
     out = []
     for row in result["rows"]:
         unit, size = row["unit"], row["unit_bytes"]
@@ -151,8 +162,8 @@ def published_rows(result: dict) -> list[dict]:
                 "published": f"{row['published']:g} {unit}",
                 "predicted": f"{predicted / size:.2f} {unit}" if predicted is not None else "-",
                 "error": _error(row["error"]),
-                "note": row["reason"]
-                or f"peak at the {row['peak_moment']}" + (f", {row['source']}" if row.get("source") else ""),
+                "allocated_error": _error(row.get("allocated_error")),
+                "note": _note(row),
             }
         )
     return out
@@ -162,8 +173,10 @@ def published_summary(result: dict) -> str:
     if not result["n_expressed"]:
         return "no row can be expressed yet"
     return (
-        f"over the {result['n_expressed']} of {len(result['rows'])} rows the estimator can express: median |error| "
-        f"{result['median_abs_error']:.1%}, largest {result['max_abs_error']:.1%}"
+        f"over the {result['n_expressed']} of {len(result['rows'])} rows the estimator can express "
+        f"({result['n_replayed']} with the reserve replayed): median |error| {result['median_abs_error']:.1%}, "
+        f"largest {result['max_abs_error']:.1%}; the allocated figure alone: median "
+        f"{result['allocated_median_abs_error']:.1%}, largest {result['allocated_max_abs_error']:.1%}"
     )
 
 
@@ -172,13 +185,15 @@ def published_table(result: dict) -> str:
     width = max(len(r["id"]) for r in [{"id": "row"}, *rows]) + 2  # ids are the file's: none may run into the next
     lines = [
         "bench estimate --published: published GPU measurements (harness/predict/published.json) beside the "
-        "prediction; error = predicted / published - 1",
+        "prediction (the caching allocator's reserve where the run is replayed, else the allocated figure); "
+        "error = predicted / published - 1; allocated: the allocated figure's error",
         "",
-        f"{'row':<{width}}{'quantity':<19}{'published':>11}{'predicted':>12}{'error':>8}  note",
+        f"{'row':<{width}}{'quantity':<19}{'published':>11}{'predicted':>12}{'error':>8}{'allocated':>10}  note",
     ]
     for r in rows:
         lines.append(
-            f"{r['id']:<{width}}{r['quantity']:<19}{r['published']:>11}{r['predicted']:>12}{r['error']:>8}  {r['note']}"
+            f"{r['id']:<{width}}{r['quantity']:<19}{r['published']:>11}{r['predicted']:>12}{r['error']:>8}"
+            f"{r['allocated_error']:>10}  {r['note']}"
         )
     lines += ["", published_summary(result), ""]
     lines += [f"{name}: {text}" for name, text in result["quantities"].items()]
