@@ -16,7 +16,7 @@ import sys
 from harness.config.groups import BenchConfig, ConfigError
 
 USAGE = (
-    "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace] | "
+    "bench estimate [OVERRIDES ...] [--card GB ...] [--format table|json] [--results DIR] [--no-trace | --replay] | "
     "bench estimate --published [--format table|json] [--no-trace | --save-traces]"
 )
 
@@ -33,6 +33,12 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS_DIR, else results/)")
     parser.add_argument(
         "--no-trace", action="store_true", help="where no closed form exists, answer null instead of tracing"
+    )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="replay the step's allocations through the CUDA caching allocator's rules (imports torch; seconds to "
+        "minutes): the reserve over allocated, added to the device level where no GPU record measured one",
     )
     parser.add_argument(
         "--published",
@@ -87,7 +93,7 @@ def cmd_estimate(argv: list[str]) -> int:
     from harness.predict import estimate
     from harness.predict.estimate_defaults import assumed_overrides
     from harness.records import folder as results_folder
-    from harness.report.estimate_calibration import calibration, device_overheads, error_band
+    from harness.report.estimate_calibration import calibration, device_overheads, error_band, with_replayed_reserve
     from harness.report.estimate_table import as_json, table
 
     args, overrides = parse(argv)
@@ -101,8 +107,11 @@ def cmd_estimate(argv: list[str]) -> int:
     extra, assumed = assumed_overrides(cfg, {override_key(o) for o in overrides})
     if extra:  # bench estimate's own defaults (harness/predict/estimate_defaults.py), validated like the user's
         cfg = make_case([*overrides, *extra]).config
+    if args.replay and args.no_trace:
+        raise ConfigError("--replay", "replays a traced run: it cannot be given with --no-trace")
     cards = sorted(set(args.card)) if args.card else list(estimate.CARDS_GB)
     predicted = estimate.step(cfg, "cuda", None if args.no_trace else traced)
+    replay = replayed(cfg, "cuda", "step") if args.replay else None
     records, problems = results_folder.read_folder(results_folder.resolve(args.results))
     for p in problems:
         print(f"bench: skipped {p.path}: {p.reason}", file=sys.stderr)
@@ -111,9 +120,11 @@ def cmd_estimate(argv: list[str]) -> int:
         "assumed": assumed,
         "predicted": predicted,
         "calibration": calibration(records, cfg),
+        "replay": replay,
     }
     answer["band"] = error_band(answer["calibration"])
-    answer["cards"] = estimate.cards(cfg, predicted, device_overheads(records, cards), cards, answer["band"])
+    overheads = with_replayed_reserve(device_overheads(records, cards), replay)
+    answer["cards"] = estimate.cards(cfg, predicted, overheads, cards, answer["band"])
     print(as_json(answer) if args.format == "json" else table(answer))
     return 0
 
@@ -124,8 +135,10 @@ def cmd_published(args: argparse.Namespace, overrides: list[str]) -> int:
     from harness.records.io import replace_file
     from harness.report.estimate_table import published_json, published_table
 
-    if overrides or args.card:
-        raise ConfigError("--published", "predicts the published rows' own setups: give no overrides and no --card")
+    if overrides or args.card or args.replay:
+        raise ConfigError(
+            "--published", "predicts (and replays) the published rows' own setups: no overrides, --card or --replay"
+        )
     if args.save_traces and args.no_trace:
         raise ConfigError("--save-traces", "records the rows' traces: it cannot be given with --no-trace")
     traces: dict = {}

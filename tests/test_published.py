@@ -145,6 +145,7 @@ def test_every_row_is_expressed_and_a_refused_one_would_say_why(result):
     [
         (["--save-traces"], "give it with --published"),
         (["--published", "--no-trace", "--save-traces"], "cannot be given with --no-trace"),
+        (["--published", "--replay"], "no overrides, --card or --replay"),
     ],
 )
 def test_save_traces_is_refused_where_it_records_nothing(args, said, capsys):

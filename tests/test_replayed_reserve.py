@@ -127,3 +127,28 @@ def test_the_replay_against_the_cuda_run(extra):
     measured = torch.cuda.max_memory_allocated() - allocated, torch.cuda.max_memory_reserved() - reserved
     assert measured[0] == pytest.approx(replay["allocated_peak_bytes"], rel=0.01)
     assert measured[1] == pytest.approx(replay["reserved_peak_bytes"], rel=0.05)
+
+
+def test_bench_estimate_replay_adds_the_reserve_where_none_was_measured(tmp_path, capsys):
+    """`bench estimate --replay`: the replay of the configuration asked about, and on every card with no GPU record
+    (an empty results folder) the device level is the peak + the published context range + its reserve over
+    allocated, to the byte; with --no-trace (no torch) it is refused, exit 2."""
+    import json
+
+    from harness.cli import main
+    from harness.config.groups import BenchConfig
+    from harness.report.estimate_calibration import PUBLISHED_CONTEXT_BYTES
+
+    assert main(["estimate", *LLAMA, "--replay", "--format", "json", "--results", str(tmp_path)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    replay = answer["replay"]
+    assert replay == replayed_reserve(BenchConfig.from_dict(answer["config"]), "cuda")
+    reserve = replay["reserved_peak_bytes"] - replay["allocated_peak_bytes"]
+    assert reserve > 0
+    peak = answer["predicted"]["peak_step_bytes"]
+    for card in answer["cards"]:
+        assert card["device_low_bytes"] == peak + PUBLISHED_CONTEXT_BYTES[0] + reserve
+        assert card["device_high_bytes"] == peak + PUBLISHED_CONTEXT_BYTES[1] + reserve
+        assert "replayed at this batch and sequence length" in card["overhead_source"]
+    assert main(["estimate", *LLAMA, "--replay", "--no-trace"]) == 2
+    assert "--replay" in capsys.readouterr().err

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 # REFERENCES.md §2: "The CUDA context alone takes roughly 0.3-2 GB that torch's allocator counters never see (HF
 # docs measured 1.3 GB)."
 PUBLISHED_CONTEXT_BYTES = (int(0.3 * GB), int(2 * GB))
+PUBLISHED_CONTEXT = "CUDA context 0.3-2 GB (REFERENCES.md §2, HF docs)"
 PUBLISHED_SOURCE = (
-    "published range, not measured here: CUDA context 0.3-2 GB (REFERENCES.md §2, HF docs); the allocator's "
-    "reserve over allocated is not included (no GPU record for this card in the results folder)"
+    f"published range, not measured here: {PUBLISHED_CONTEXT}; the allocator's reserve over allocated is not "
+    "included (no GPU record for this card in the results folder; bench estimate --replay replays one)"
 )
 CARD_MATCH = 0.05  # a GPU belongs to a card size when its memory is within 5% of it (80 GB: 79.6 GiB on an H100)
 COMPARED = ("activations_bytes", "peak_step_bytes")
@@ -73,6 +74,24 @@ def device_overheads(records: list[Record], cards) -> dict:
         else:
             out[card] = (*PUBLISHED_CONTEXT_BYTES, PUBLISHED_SOURCE)
     return out
+
+
+def with_replayed_reserve(overheads: dict, replay: dict | None) -> dict:
+    """`overheads` (device_overheads') with the reserve replayed at the configuration asked about (harness/measure/
+    traced.py, replayed_reserve: reserved - allocated at the replay's peaks) added where no GPU record measured a
+    reserve (the published context range alone), and said so; a measured reserve is left as it is."""
+    if replay is None or replay.get("reserved_peak_bytes") is None:
+        return overheads
+    reserve = replay["reserved_peak_bytes"] - replay["allocated_peak_bytes"]
+    said = (
+        f"{PUBLISHED_CONTEXT}, not measured here, + the allocator's reserve over allocated replayed at "
+        f"this batch and sequence length, {reserve / GIB:.2f} GiB (bench estimate --replay; held as it is where "
+        "the largest batch and sequence are searched)"
+    )
+    return {
+        card: (low + reserve, high + reserve, said) if source == PUBLISHED_SOURCE else (low, high, source)
+        for card, (low, high, source) in overheads.items()
+    }
 
 
 def _ratio(measured, predicted) -> float | None:

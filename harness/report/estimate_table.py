@@ -88,8 +88,9 @@ def _cell(value, reason: str | None) -> str:
 def card_lines(cards: list[dict]) -> list[str]:
     lines = [
         "per card (GiB of device memory); device level = the step's peak across the error band + CUDA context",
-        "(+ allocator reserve where measured); fits: the band's high end fits, borderline: only its low end, no:",
-        "neither; largest batch at this sequence length, largest sequence at this batch size (high end fits):",
+        "(+ allocator reserve where measured or replayed); fits: the band's high end fits, borderline: only its",
+        "low end, no: neither; largest batch at this sequence length, largest sequence at this batch size (high",
+        "end fits):",
         f"{'card':>6}  {'device level GiB':>17}  {'fits?':<12}{'largest batch':>14}{'largest seq':>13}",
     ]
     sources, reasons = [], []
@@ -107,6 +108,20 @@ def card_lines(cards: list[dict]) -> list[str]:
     return [*lines, "", *(f"device level from: {s}" for s in sources), *(f"no figure: {r}" for r in reasons)]
 
 
+def replay_lines(replay: dict | None) -> list[str]:
+    """The reserve replayed (--replay): reserved, and what it holds over the replay's own allocated peak."""
+    if replay is None:
+        return []
+    if replay["reserved_peak_bytes"] is None:
+        return [f"{'reserved (replayed)':<34}{'-':>8}   {replay['formula']}"]
+    reserved, allocated = replay["reserved_peak_bytes"], replay["allocated_peak_bytes"]
+    return [
+        f"{'reserved (replayed)':<34}{gib(reserved):>8}   {gib(reserved - allocated)} GiB "
+        f"({reserved / allocated - 1:+.1%}) over the replay's allocated peak, {gib(allocated)} GiB: "
+        f"{replay['formula']}"
+    ]
+
+
 def table(answer: dict) -> str:
     p = answer["predicted"]
     lines = [f"bench estimate: {describe(answer['config'], p)}"]
@@ -119,6 +134,7 @@ def table(answer: dict) -> str:
         *step_lines(p),
         f"{'inference (forward, no KV cache)':<34}{gib(p['peak_infer_bytes']):>8}   "
         f"{p['formulas']['peak_infer_bytes']}",
+        *replay_lines(answer.get("replay")),
         "",
         *calibration_lines(answer["calibration"], answer["band"]),
         "",
