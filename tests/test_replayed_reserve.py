@@ -108,6 +108,17 @@ def test_a_stand_in_method_is_not_replayed():
         assert replay["reserved_peak_bytes"] is None and replay["formula"].startswith("no replay: traced")
 
 
+def test_a_multi_rank_run_is_not_replayed_and_a_reserve_still_growing_says_so():
+    """The replay runs one process: a DDP or FSDP case has none. A reserve that grew in the last step replayed
+    (here: one step allowed, the first makes the optimizer's state) is said to be a lower bound."""
+    ddp = replayed_reserve(make_case([*LLAMA, "parallel=ddp"]).config, "cuda")
+    assert ddp["reserved_peak_bytes"] is None and "multi-rank" in ddp["formula"]
+    with mock.patch("harness.measure.traced.REPLAYED_STEPS", (1, 1)):
+        one = replayed_reserve(make_case(LLAMA).config, "cuda")
+    assert one["steps"] == 1 and "the reserve still grew in step 1: a lower bound" in one["formula"]
+    assert "lower bound" not in replayed_reserve(make_case(LLAMA).config, "cuda")["formula"]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("extra", [[], ["checkpointing=on"], ["precision=bf16", "method=lora"]], ids=" ".join)

@@ -266,15 +266,17 @@ def _failed(exc: Exception, cfg: BenchConfig, device: torch.device, prov: dict, 
     return Measurement(OOM, prov, metrics=oom_metrics, error=error)
 
 
-def run_case(case: Case, report: Callable[[object], None] | None = None) -> Measurement:
+def run_case(case: Case, report: Callable[[object], None] | None = None, started: float | None = None) -> Measurement:
     """Measure `case` in this process; failures become error/oom measurements. `report` is told each stage the
-    case enters and, first, the provenance (the parent listens: a case that dies later is still placed)."""
+    case enters and, first, the provenance (the parent listens: a case that dies later is still placed).
+    `started`: when the parent started this process (time.monotonic), from which a multi-rank case's time limit
+    counts."""
     cfg = case.config
     device = resolve_device(cfg)
     if is_multi_rank(cfg):  # its ranks, started by torchrun, measure it; this process waits for their figures
         from harness.measure.launch import run_multi_rank
 
-        return run_multi_rank(case, device, report)
+        return run_multi_rank(case, device, report, started=started)
     if device.type == "cuda":
         if torch.cuda._is_in_bad_fork():
             raise RuntimeError(

@@ -62,12 +62,17 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
         proc.wait()
 
 
+# where a rank is that has written no stage yet: under load its process can still be importing torch or joining the
+# process group when the case's time runs out; the record names it all the same
+STARTING = "starting (no stage reported yet)"
+
+
 def _stages(exchange: Path, world: int) -> dict[int, str]:
+    """Each rank's last stage, every rank of the world named."""
     out = {}
     for rank in range(world):
         path = stage_file(exchange, rank)
-        if path.exists():
-            out[rank] = path.read_text().strip()
+        out[rank] = path.read_text().strip() if path.exists() else STARTING
     return out
 
 
@@ -76,9 +81,16 @@ def _failures(exchange: Path, world: int) -> list[dict]:
 
 
 def run_multi_rank(
-    case: Case, device: torch.device, report: Callable[[object], None] | None = None, node_rank: int = 0
+    case: Case,
+    device: torch.device,
+    report: Callable[[object], None] | None = None,
+    node_rank: int = 0,
+    started: float | None = None,
 ) -> Measurement | None:
-    """What a multi-rank case measured (None on a node other than the first, whose rank 0 gathers it)."""
+    """What a multi-rank case measured (None on a node other than the first, whose rank 0 gathers it). The time
+    limit counts from `started` (time.monotonic: when the parent started the case's process, so that the ranks
+    are stopped and the record written before the parent's own limit, however long this process took to get
+    here), else from now."""
     parallel = case.config.parallel
     world = world_size(case.config)
     limit = case.config.measure.case_timeout_s
@@ -86,7 +98,8 @@ def run_multi_rank(
     if job_limit is not None and (limit is None or float(job_limit) < limit):
         limit = float(job_limit)
     margin = None if limit is None else min(RECORD_MARGIN_S, limit / 2)
-    deadline = None if limit is None else time.monotonic() + limit - margin
+    begun = time.monotonic() if started is None else started
+    deadline = None if limit is None else begun + limit - margin
     with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:
         exchange = Path(tmp)
         (exchange / CASE_FILE).write_bytes(pickle.dumps(case))  # the planned case as itself, for every rank

@@ -159,12 +159,14 @@ def replayed_reserve(config: BenchConfig, device_type: str = "cuda", phase: str 
     allocator's rules (harness/predict/caching_allocator.py) from a traced run at full depth: the model built, then
     training steps (`phase` "step": until a step reserves no new segment) or one inference forward ("fwd_infer").
     None with the reason where the traced run stands another method in (its state or weights differ), or fails."""
+    if config.parallel.name != "none":
+        return {"reserved_peak_bytes": None, "formula": "no replay: a multi-rank run (the replay runs one process)"}
     cfg, how = traced_config(config)
     if cfg is None or cfg.method.name != config.method.name:
         return {"reserved_peak_bytes": None, "formula": f"no replay: {how}"}
     # the optimizer the run on `device_type` builds (fused AdamW on CUDA), not the CPU device type's
     cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, fused=fused_adamw(config, device_type)))
-    allocator, steps = CachingAllocator(), 0
+    allocator, steps, settled = CachingAllocator(), 0, phase == "fwd_infer"
     try:
         with fake_cpu_run(device_type), AllocationLog(allocator) as log:
             workload = _workload(cfg)
@@ -173,11 +175,14 @@ def replayed_reserve(config: BenchConfig, device_type: str = "cuda", phase: str 
             while phase == "step" and steps < REPLAYED_STEPS[1]:
                 before, steps = allocator.segments, steps + 1
                 workload.step()
-                if steps >= REPLAYED_STEPS[0] and allocator.segments == before:
+                settled = allocator.segments == before
+                if steps >= REPLAYED_STEPS[0] and settled:
                     break
     except Exception as exc:  # a model or method the fake mode cannot run: say so, never a guess
         return {"reserved_peak_bytes": None, "formula": f"replay failed: {type(exc).__name__}: {str(exc)[:300]}"}
     what = f"{steps} training steps" if phase == "step" else "one inference forward"
+    if not settled:  # said, not hidden: a reserve that still grew in the last step replayed is a lower bound
+        what += f" (the reserve still grew in step {steps}: a lower bound)"
     return {
         "reserved_peak_bytes": allocator.peak_reserved_bytes,
         "allocated_peak_bytes": allocator.peak_allocated_bytes,

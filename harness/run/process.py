@@ -58,7 +58,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child(case: Case, conn, log_path: str) -> None:
+def _child(case: Case, conn, log_path: str, started: float) -> None:
     _die_with_parent()
     # Library chatter (bitsandbytes, transformers) goes to the case's log, not over the progress bar.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -71,7 +71,7 @@ def _child(case: Case, conn, log_path: str) -> None:
         def report(news: object) -> None:
             conn.send({PROVENANCE: news} if isinstance(news, dict) else {STAGE: news})
 
-        conn.send(run_case(case, report=report))
+        conn.send(run_case(case, report=report, started=started))
     except BaseException:  # the parent turns this into an error record
         conn.send({CRASH: traceback.format_exc()[-8000:]})
     finally:
@@ -138,8 +138,9 @@ def measure_in_subprocess(case: Case, log_path: Path, limit: tuple[float, str] |
         timeout_s, limit_name = limit
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(case, send, str(log_path)))
+    # time.monotonic is one clock for every process on the host: the case's process reads its deadline from it too
     started = time.monotonic()
+    proc = ctx.Process(target=_child, args=(case, send, str(log_path), started))
     try:
         proc.start()
     except (OSError, EOFError) as exc:  # the forkserver could not start or died: a record, and the sweep goes on
