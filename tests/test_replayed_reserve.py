@@ -108,11 +108,15 @@ def test_a_stand_in_method_is_not_replayed():
         assert replay["reserved_peak_bytes"] is None and replay["formula"].startswith("no replay: traced")
 
 
-def test_a_multi_rank_run_is_not_replayed_and_a_reserve_still_growing_says_so():
-    """The replay runs one process: a DDP or FSDP case has none. A reserve that grew in the last step replayed
-    (here: one step allowed, the first makes the optimizer's state) is said to be a lower bound."""
+def test_multi_rank_and_paged_runs_are_not_replayed_and_a_reserve_still_growing_says_so():
+    """The replay runs one process: a DDP or FSDP case has none. A paged optimizer's state is not the
+    allocator's (on the CPU device type bitsandbytes makes plain tensors of it, which the log would count). A
+    reserve that grew in the last step replayed (here: one step allowed, the first makes the optimizer's state) is
+    said to be a lower bound."""
     ddp = replayed_reserve(make_case([*LLAMA, "parallel=ddp"]).config, "cuda")
     assert ddp["reserved_peak_bytes"] is None and "multi-rank" in ddp["formula"]
+    paged = replayed_reserve(make_case([*LLAMA, "method.paged=true"]).config, "cuda")
+    assert paged["reserved_peak_bytes"] is None and "outside the caching allocator" in paged["formula"]
     with mock.patch("harness.measure.traced.REPLAYED_STEPS", (1, 1)):
         one = replayed_reserve(make_case(LLAMA).config, "cuda")
     assert one["steps"] == 1 and "the reserve still grew in step 1: a lower bound" in one["formula"]

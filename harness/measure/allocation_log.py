@@ -35,7 +35,7 @@ class AllocationLog(TorchDispatchMode):
 
     def add(self, tensor: torch.Tensor) -> None:
         """Count `tensor`'s storage once, from now until its last reference goes."""
-        if tensor.device.type == "meta":
+        if tensor.device.type == "meta" or tensor.layout != torch.strided:  # no storage of its own to count
             return
         storage = tensor.untyped_storage()
         if storage in self._seen:

@@ -161,6 +161,9 @@ def replayed_reserve(config: BenchConfig, device_type: str = "cuda", phase: str 
     None with the reason where the traced run stands another method in (its state or weights differ), or fails."""
     if config.parallel.name != "none":
         return {"reserved_peak_bytes": None, "formula": "no replay: a multi-rank run (the replay runs one process)"}
+    if config.method.paged:  # on the CPU device type bitsandbytes makes ordinary tensors of it, which would count
+        why = "a paged optimizer's state is in CUDA unified memory, outside the caching allocator"
+        return {"reserved_peak_bytes": None, "formula": f"no replay: {why}"}
     cfg, how = traced_config(config)
     if cfg is None or cfg.method.name != config.method.name:
         return {"reserved_peak_bytes": None, "formula": f"no replay: {how}"}
