@@ -8,6 +8,10 @@ QLoRA cannot be traced (bitsandbytes quantizes real weights as they load); its a
 the dtype of the weights it does not quantize, fp32 (upcast variant) or bf16 (harness/predict/activations.py says
 why; tests/test_hf_activations.py and tests/test_qlora_bf16.py measure it), so the trace runs that instead and says
 so.
+
+The same fake run, at full depth and over whole steps, gives the caching allocator's reserve (replayed_reserve):
+every allocation and free it makes goes through the allocator's rules (harness/measure/allocation_log.py,
+harness/predict/caching_allocator.py).
 """
 
 from __future__ import annotations

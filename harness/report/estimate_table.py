@@ -159,9 +159,9 @@ def _note(row: dict) -> str:
     if row["reason"]:
         return row["reason"]
     note = f"peak at the {row['peak_moment']}" + (f", {row['source']}" if row.get("source") else "")
-    if row.get("reserved_bytes") is not None:
+    if row["reserved_bytes"] is not None:
         return f"{note}; reserve replayed"
-    return f"{note}; allocated ({row['replay']['formula']})" if row.get("replay") else note
+    return f"{note}; allocated ({row['replay']['formula']})"
 
 
 def published_rows(result: dict) -> list[dict]:
