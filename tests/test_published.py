@@ -7,24 +7,25 @@ alive at the peak plus the caching allocator's cached and split blocks. The pred
 allocator's rules replayed over a traced run (harness/predict/caching_allocator.py) for the 11 rows whose run can be
 replayed; QLoRA's and 8-bit AdamW's traces stand another method in, and those 3 rows are predicted allocated.
 
-Over all 14 rows: median |error| 9.7% (the allocated figure alone: 5.6%, as before the replay); 10 rows within 12%,
-four beyond:
-- torchtune's QLoRA, -27.9% (6.70 GB predicted, allocated; 9.29 GB published): bf16 QLoRA as bitsandbytes and peft
-  run it (NF4 weights 3.34 GB, bf16 embeddings and lm_head 0.52 GB, adapters with their state 0.16 GB, activations
-  under checkpointing 1.86 GB, peak at the loss's backward). The reserve is not replayed (the trace is LoRA's on a
-  bf16 model); the LoRA row on the same targets and rank gains 6.4 points from it. torchtune quantizes with
-  torchao's NF4Tensor, whose kernels are not bitsandbytes'. No GPU record here measures either.
-- Llama 3 8B's, +37.5% (+27.2% allocated): its token count is not published, and at the 2 x 2048 tokens the setup
-  allows the loss's three t x V fp32 tensors alone are 6.3 GB (V = 128,256), more than the whole gap.
+Over all 14 rows: median |error| 7.0% (the allocated figure alone: 8.7%); 11 rows within 12%, three beyond:
+- torchtune's QLoRA, -49.4% (4.70 GB predicted, allocated; 9.29 GB published). The source's own table gives
+  9.13 GB reserved after the model's init, before any step, where the NF4 model holds about 3.9 GB: torchtune 0.1
+  quantizes each weight on the device with torchao 0.1, whose nearest-code search makes numel x 16 temporaries
+  (2.9 GB for one MLP weight), and the caching allocator keeps their blocks. The peak reserve is that build;
+  bitsandbytes' NF4 (the harness's) makes no such temporaries, and there is no torchao path to replay.
 - The HF doc's BERT-large rows at batch 4 without checkpointing, fp16 -13.5% (replayed) and 8-bit Adam -13.9%
-  (allocated; fp32 -9.7% replayed): the trace makes CUDA's choices (harness/measure/cuda_ops.py), the replay adds
-  2 to 3 points of reserve, and the gap still grows with the activations (-4.7% at batch 1, -0.6% and -3.0% with
-  checkpointing); no source here says what the doc's 2021 software stack held beyond.
-The torchtune LoRA rows are over (+6.8% to +9.8% replayed, +0.7% to +4.8% allocated): they are counted at 2048
-tokens, the upper end of their padded Alpaca batches, and the reserve replayed at that length adds 5 to 6 points.
+  (allocated; fp32 -9.7% replayed). The shortfall is about 384 MiB per sample (-4.7% at batch 1; -0.6% and -3.0%
+  with checkpointing): one fp32 batch x 16 x 512 x 512 attention tensor per layer. That is what softmax's
+  autograd also saved (its input) in torch <= 1.10 (pytorch/pytorch#64000, fixed for 1.11 by #66018), and the
+  doc's runs date from early 2022; its torch release is not published, so nothing is added for it.
+torchtune's rows are counted at 2 x 512 tokens: its alpaca_cleaned_dataset truncated at 512 tokens in the releases
+that published the figures (they were counted at 2048 before: an upper end no source gave). The Llama 2 LoRA rows
+are then all about 1.1 GB under (-6.7% to -7.2%), whatever the adapters; 0.48 GB of it is in the source's own log
+after model init (13.96 GB allocated, the weights 13.48 GB). Llama 3 8B's row is +0.1%.
 The HF doc's rows are read as its Trainer ran them: gradients kept between steps (torch < 2.0's zero_grad, and
-gradient accumulation's micro-batches; published.json says why per row). The seed's inference (+11.8%) is an
-approximate figure ("~16 GB") with the CUDA context taken from the HF doc."""
+gradient accumulation's micro-batches; published.json says why per row); torchtune's accumulate over 64 batches,
+so they keep the adapters' gradients too. The seed's inference (+11.8%) is an approximate figure ("~16 GB") with
+the CUDA context taken from the HF doc."""
 
 import statistics
 
@@ -33,18 +34,17 @@ import pytest
 from harness.predict.published import published
 from harness.report.estimate_table import published_table
 
-MEDIAN_BOUND = 0.10  # reached over every row, the reserve replayed (the issue's target is 5%: see above)
-ALLOCATED_MEDIAN_BOUND = 0.06  # the allocated figure alone, reached
-LARGEST_BOUND = 0.40  # reached: the Llama 3 8B and QLoRA rows (see above)
+MEDIAN_BOUND = 0.08  # reached over every row, the reserve replayed (the issue's target is 5%: see above)
+ALLOCATED_MEDIAN_BOUND = 0.09  # the allocated figure alone, reached
+LARGEST_BOUND = 0.50  # reached: the QLoRA row, its build's reserve (see above)
 # a replay's allocated peak (full depth) against the timeline's: the closed-form rows agree to 0.01%, the traced
 # ones (extrapolated from 1 and 2 layers) to 0.7%, but BERT fp16's forward peak, 1.6% above the replay's
 ALLOCATED_WITHIN = 0.02
 # the cheapest replays, run again here to the byte (the others take 8 to 23 s each: held by ALLOCATED_WITHIN)
 REPLAYED_AGAIN = ("seed-llama31-8b-lora-inference", "hf-bert-large-b1-accumulate4")
-OTHERS_BOUND = 0.12  # the issue's "none above 12%", met but by the four rows named
+OTHERS_BOUND = 0.12  # the issue's "none above 12%", met but by the three rows named
 BEYOND_OTHERS = (
     "torchtune-llama2-7b-qlora",
-    "torchtune-llama3-8b-lora",
     "hf-bert-large-b4-fp16",
     "hf-bert-large-b4-adamw8bit",
 )
@@ -88,7 +88,8 @@ def test_the_recorded_traces_are_what_the_code_traces_today(result):
 
     shown = evaluate(recorded, recorded_replay)
     traced = [r["id"] for r in result["rows"] if r.get("source") == "traced"]
-    assert len(traced) == 9  # the rows with no closed form: two torchtune LoRA q,v rows, Llama 3 8B, six BERT rows
+    # no closed form: torchtune's four Llama 2 LoRA rows (two adapt lm_head), Llama 3 8B, the six BERT rows
+    assert len(traced) == 11
     stale = [
         (a["id"], a["allocated_bytes"], b["allocated_bytes"])
         for a, b in zip(result["rows"], shown["rows"])
