@@ -20,8 +20,10 @@ Over all 14 rows: median |error| 7.0% (the allocated figure alone: 8.7%); 11 row
   doc's runs date from early 2022; its torch release is not published, so nothing is added for it.
 torchtune's rows are counted at 2 x 512 tokens: its alpaca_cleaned_dataset truncated at 512 tokens in the releases
 that published the figures (they were counted at 2048 before: an upper end no source gave). The Llama 2 LoRA rows
-are then all about 1.1 GB under (-6.7% to -7.2%), whatever the adapters; 0.48 GB of it is in the source's own log
-after model init (13.96 GB allocated, the weights 13.48 GB). Llama 3 8B's row is +0.1%.
+are then all about 1.1 GB under (-6.7% to -7.2%), whatever the adapters. The source's own log after model init,
+13.96 GB allocated, is the weights (13.48 GB), the template layer torchtune deep-copies into 32 (0.40 GB, freed after
+the build, its blocks kept in the reserve) and its RoPE caches (0.07 GB): a build not replayed here. Llama 3 8B's
+row is +0.1%.
 The HF doc's rows are read as its Trainer ran them: gradients kept between steps (torch < 2.0's zero_grad, and
 gradient accumulation's micro-batches; published.json says why per row); torchtune's accumulate over 64 batches,
 so they keep the adapters' gradients too. The seed's inference (+11.8%) is an approximate figure ("~16 GB") with
