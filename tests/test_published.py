@@ -71,6 +71,37 @@ def test_every_row_names_its_source_setup_quantity_and_unit():
     assert data["overheads"]["cuda_kernels_hf"]["bytes"] == 1343 * 2**20
 
 
+def test_the_sizes_the_rows_explain_their_errors_with_are_the_models_own():
+    """The figures the rows' differs give, by hand from the harness's own shapes: torchtune's init log (13.96 GB
+    allocated: the weights, the template layer _get_clones copies, the adapters, 33 fp32 RoPE caches of its 4096
+    positions), torch <= 1.10's saved softmax input in BERT-large, torchao 0.1's nearest-code temporaries and the
+    Llama 3 loss tensor."""
+    from harness.config.compose import make_case
+    from harness.families.hf_config import hf_config
+    from harness.families.llama import shape
+    from harness.predict.parameters import lora_parameter_count, parameter_tensors
+
+    rows = {row["id"]: row for row in published()["rows"]}
+    said = {rid: " ".join(row["differs"]) for rid, row in rows.items()}
+    cfg = make_case(rows["torchtune-llama2-7b-lora-qv-r8"]["overrides"]).config
+    tensors = parameter_tensors(cfg)
+    llama2 = shape(cfg.model)
+    layers, head_dim = llama2["num_layers"], llama2["hidden_size"] // llama2["num_heads"]
+    weights, layer = sum(t.numel for t in tensors) * 2, sum(t.numel for t in tensors if t.in_layer) * 2 // layers
+    adapters = lora_parameter_count(cfg) * 2
+    rope = (layers + 1) * 4096 * (head_dim // 2) * 2 * 4  # (max_seq_len, head_dim / 2, cos and sin), fp32
+    assert (round(weights / 1e9, 2), round(layer / 1e9, 2), round(rope / 1e9, 2)) == (13.48, 0.40, 0.07)
+    assert round((weights + layer + adapters + adapters // layers + rope) / 1e9, 2) == 13.96  # the source's log
+    assert all(f"{x} GB" in said["torchtune-llama2-7b-lora-qv-r8"] for x in ("13.48", "0.40", "0.07", "13.96"))
+    bert = hf_config(make_case(rows["hf-bert-large-b4"]["overrides"]).config.model)
+    per_sample = bert["num_hidden_layers"] * bert["num_attention_heads"] * 512 * 512 * 4
+    assert per_sample == 384 * 2**20 and "384 MiB per sample" in said["hf-bert-large-b4"]
+    mlp_weight = 4096 * 11008  # torchao 0.1: (value - nf4) and its abs(), numel x 16 in bf16; min's int64 indices
+    assert (round(2 * mlp_weight * 16 * 2 / 1e9, 1), round(mlp_weight * 8 / 1e9, 2)) == (2.9, 0.36)
+    assert "2.9 GB" in said["torchtune-llama2-7b-qlora"] and "0.36 GB" in said["torchtune-llama2-7b-qlora"]
+    assert round(2 * 512 * 128256 * 4 / 1e9, 2) == 0.53 and "0.53 GB" in said["torchtune-llama3-8b-lora"]
+
+
 def test_the_errors_stay_within_the_stated_bounds(result):
     expressed = [r for r in result["rows"] if r["error"] is not None]
     assert result["n_expressed"] == len(expressed) == 14
